@@ -1,0 +1,215 @@
+"""The provenance forest: typed model nodes and the tree they form (pure, no MLflow calls).
+
+:func:`build_forest` never raises on bad lineage. A missing or deleted parent
+makes an orphan root; a cycle is broken at its earliest-started run; every such
+repair is reported in :attr:`Forest.warnings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+
+@dataclass
+class ModelNode:
+    """One model (one MLflow run)."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    #: The parent named by the run's ``mlflow.parentRunId`` tag (may be missing or bad).
+    declared_parent_id: str | None = None
+    operation: str | None = None
+    op_params: dict[str, Any] = field(default_factory=dict)
+    step: int | None = None
+    #: Extra lineage inputs: [{"run_id": ..., "role": "teacher"}].
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    #: MLflow status: RUNNING, SCHEDULED, FINISHED, FAILED or KILLED.
+    status: str = "FINISHED"
+    start_time: int = 0  # ms since epoch
+    end_time: int | None = None
+    failure_reason: str | None = None
+    #: A run from another experiment, pulled in because a model here derives from it.
+    external: bool = False
+    # Filled by build_forest:
+    parent_id: str | None = None
+    children: list[str] = field(default_factory=list)
+    depth: int = 0
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in ("RUNNING", "SCHEDULED")
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status in ("FAILED", "KILLED")
+
+    def label(self) -> str:
+        """Operation with its parameters, e.g. ``prune(method=magnitude, sparsity=0.5)``."""
+        if not self.operation:
+            return "base"
+        args = ", ".join(f"{k}={v}" for k, v in sorted(self.op_params.items()))
+        return f"{self.operation}({args})" if args else self.operation
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "name": self.name, "experiment_id": self.experiment_id,
+            "parent": self.parent_id, "declared_parent": self.declared_parent_id,
+            "children": list(self.children), "operation": self.operation, "params": self.op_params,
+            "step": self.step, "depth": self.depth, "inputs": self.inputs, "metrics": self.metrics,
+            "status": self.status, "failure_reason": self.failure_reason, "external": self.external,
+            "start_time": self.start_time,
+        }
+
+
+@dataclass(frozen=True)
+class LineageWarning:
+    """Something wrong with the lineage, repaired for display and reported to the user."""
+
+    kind: str  # "orphan", "deleted_parent", "cycle", "external", "failed", "bad_tag", "metadata"
+    run_id: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "run_id": self.run_id, "message": self.message}
+
+
+@dataclass
+class Forest:
+    """Models by run id, the roots in display order, and the warnings met building them."""
+
+    nodes: dict[str, ModelNode]
+    roots: list[str]
+    warnings: list[LineageWarning]
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[ModelNode]:
+        return iter(self.nodes.values())
+
+    def __getitem__(self, run_id: str) -> ModelNode:
+        return self.nodes[run_id]
+
+    def walk(self) -> Iterator[ModelNode]:
+        """Depth-first, roots in order, children in order."""
+        stack = list(reversed(self.roots))
+        while stack:
+            node = self.nodes[stack.pop()]
+            yield node
+            stack.extend(reversed(node.children))
+
+    def ancestors(self, run_id: str) -> list[str]:
+        """Parent, grandparent, ... up to the root (nearest first)."""
+        out: list[str] = []
+        parent = self.nodes[run_id].parent_id
+        while parent is not None:
+            out.append(parent)
+            parent = self.nodes[parent].parent_id
+        return out
+
+    def descendants(self, run_id: str) -> list[str]:
+        out: list[str] = []
+        stack = list(self.nodes[run_id].children)
+        while stack:
+            rid = stack.pop()
+            out.append(rid)
+            stack.extend(self.nodes[rid].children)
+        return out
+
+    def root_of(self, run_id: str) -> str:
+        anc = self.ancestors(run_id)
+        return anc[-1] if anc else run_id
+
+    def metric_names(self) -> list[str]:
+        names: set[str] = set()
+        for n in self.nodes.values():
+            names.update(n.metrics)
+        return sorted(names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "roots": list(self.roots),
+            "nodes": [n.to_dict() for n in self.walk()],
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+
+def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | None = None) -> Forest:
+    """Link ``nodes`` into a forest.
+
+    ``missing_parents`` maps a declared parent id that is not among ``nodes`` to why
+    ("deleted" or "not found"); unknown ids default to "not found".
+    """
+    by_id: dict[str, ModelNode] = {}
+    for n in nodes:
+        n.parent_id, n.children, n.depth = None, [], 0
+        by_id[n.run_id] = n
+    missing_parents = missing_parents or {}
+    warnings: list[LineageWarning] = []
+
+    for n in by_id.values():
+        pid = n.declared_parent_id
+        if not pid:
+            continue
+        if pid == n.run_id:
+            warnings.append(LineageWarning("cycle", n.run_id, f"{n.name} names itself as its parent; "
+                                           "shown as a root"))
+        elif pid in by_id:
+            n.parent_id = pid
+        else:
+            why = missing_parents.get(pid, "not found")
+            kind = "deleted_parent" if why == "deleted" else "orphan"
+            warnings.append(LineageWarning(kind, n.run_id, f"{n.name}: parent run {pid} is {why}; "
+                                           "shown as a root"))
+
+    warnings.extend(_break_cycles(by_id))
+
+    for n in sorted(by_id.values(), key=_order_key):
+        if n.parent_id is not None:
+            by_id[n.parent_id].children.append(n.run_id)
+        if n.is_failed:
+            reason = f": {n.failure_reason}" if n.failure_reason else ""
+            warnings.append(LineageWarning("failed", n.run_id, f"{n.name} {n.status.lower()}{reason}"))
+    roots = [n.run_id for n in sorted(by_id.values(), key=_order_key) if n.parent_id is None]
+    forest = Forest(by_id, roots, warnings)
+    for root in roots:  # depths, iteratively (trees can be deep)
+        stack = [(root, 0)]
+        while stack:
+            rid, d = stack.pop()
+            by_id[rid].depth = d
+            stack.extend((c, d + 1) for c in by_id[rid].children)
+    return forest
+
+
+def _order_key(n: ModelNode) -> tuple[Any, ...]:
+    return (n.start_time, n.run_id)
+
+
+def _break_cycles(by_id: dict[str, ModelNode]) -> list[LineageWarning]:
+    """Find parent-pointer cycles (iterative colouring, O(n)) and cut each at its earliest run."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    warnings: list[LineageWarning] = []
+    for start in by_id:
+        if state.get(start):
+            continue
+        path: list[str] = []
+        rid: str | None = start
+        while rid is not None and not state.get(rid):
+            state[rid] = 1
+            path.append(rid)
+            rid = by_id[rid].parent_id
+        if rid is not None and state.get(rid) == 1:
+            cycle = path[path.index(rid):]
+            cut = min((by_id[c] for c in cycle), key=_order_key)
+            cut.parent_id = None
+            names = " -> ".join(by_id[c].name for c in cycle)
+            warnings.append(LineageWarning("cycle", cut.run_id, f"lineage cycle ({names}) broken: "
+                                           f"{cut.name} shown as a root"))
+        for p in path:
+            state[p] = 2
+    return warnings

@@ -1,0 +1,267 @@
+"""Read side: fetch an experiment's runs from any MLflow store and build the forest.
+
+Works on every tracking URI MLflow's client accepts (sqlite, PostgreSQL, an
+``mlflow server`` over HTTP with the usual ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``).
+The first :meth:`ExperimentReader.forest` call pages through all runs; later calls
+to :meth:`ExperimentReader.refresh` ask the store only for runs started since the
+newest one seen and runs that were still running. Every ``full_every_s`` seconds a
+refresh is a full fetch instead, to pick up deletions and runs whose writer's
+clock lagged behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Iterable
+
+from mlflow.entities import Run, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlflow_cc import contract
+from mlflow_cc.errors import MlflowCCError
+from mlflow_cc.lineage import Forest, LineageWarning, ModelNode, build_forest
+from mlflow_cc.metric_info import MetricInfo, parse_experiment_tags
+
+#: Runs per search_runs page.
+PAGE_SIZE = 1000
+
+
+def node_from_run(run: Run) -> ModelNode | None:
+    """Turn an MLflow run into a model node; ``None`` for a dataset run."""
+    tags = run.data.tags
+    if tags.get(contract.TAG_KIND) == contract.KIND_DATASET:
+        return None
+    info = run.info
+    problems: list[str] = []
+    op_params: dict[str, Any] = {}
+    raw_params = tags.get(contract.TAG_OPERATION_PARAMS)
+    params = run.data.params
+    if raw_params is not None:
+        try:
+            parsed = json.loads(raw_params)
+            if not isinstance(parsed, dict):
+                raise ValueError("not a JSON object")
+            op_params = parsed
+        except ValueError as exc:
+            problems.append(f"operation parameters tag is unreadable ({exc})")
+    if not op_params:  # written by hand as op.<name> params only
+        op_params = {k[len(contract.PARAM_OPERATION_PREFIX):]: _typed(v) for k, v in params.items()
+                     if k.startswith(contract.PARAM_OPERATION_PREFIX) and k != "op.name"}
+    inputs: list[dict[str, str]] = []
+    if contract.TAG_INPUTS in tags:
+        try:
+            parsed_inputs = json.loads(tags[contract.TAG_INPUTS])
+            inputs = [{"run_id": str(i["run_id"]), "role": str(i.get("role", "input"))}
+                      for i in parsed_inputs]
+        except (ValueError, TypeError, KeyError) as exc:
+            problems.append(f"extra inputs tag is unreadable ({exc})")
+    step: int | None = None
+    if contract.TAG_STEP in tags:
+        try:
+            step = int(tags[contract.TAG_STEP])
+        except ValueError:
+            problems.append(f"step tag {tags[contract.TAG_STEP]!r} is not an integer")
+    node = ModelNode(
+        run_id=info.run_id,
+        name=info.run_name or tags.get(contract.TAG_RUN_NAME) or info.run_id[:8],
+        experiment_id=info.experiment_id,
+        declared_parent_id=tags.get(contract.TAG_PARENT) or None,
+        operation=tags.get(contract.TAG_OPERATION) or params.get("op.name") or None,
+        op_params=op_params,
+        step=step,
+        inputs=inputs,
+        metrics=dict(run.data.metrics),
+        params={k: v for k, v in params.items() if not k.startswith(contract.PARAM_OPERATION_PREFIX)},
+        tags=dict(tags),
+        status=info.status,
+        start_time=info.start_time or 0,
+        end_time=info.end_time,
+        failure_reason=tags.get(contract.TAG_FAILURE),
+    )
+    if problems:
+        node.tags["_problems"] = "; ".join(problems)
+    return node
+
+
+def _typed(value: str) -> Any:
+    """Best-effort typing of a string param (``"0.5"`` -> 0.5) for sorting siblings."""
+    for conv in (int, float):
+        try:
+            return conv(value)
+        except ValueError:
+            pass
+    return {"True": True, "False": False, "None": None}.get(value, value)
+
+
+class ExperimentReader:
+    """Reads one experiment of one tracking store; thread-safe, incremental."""
+
+    def __init__(self, experiment: str, tracking_uri: str | None = None, *,
+                 client: MlflowClient | None = None, full_every_s: float = 300.0) -> None:
+        self.client = client or MlflowClient(tracking_uri)
+        self.tracking_uri = self.client.tracking_uri
+        self.experiment_id, self.experiment_name = resolve_experiment(self.client, experiment)
+        self.full_every_s = full_every_s
+        self._lock = threading.Lock()
+        self._runs: dict[str, ModelNode] = {}
+        self._datasets: dict[str, str] = {}
+        self._parent_cache: dict[str, tuple[str, ModelNode | None]] = {}
+        self._max_start = -1
+        self._last_full = 0.0
+        self._forest: Forest | None = None
+        self.metric_info: dict[str, MetricInfo] = {}
+        self._metadata_problems: list[str] = []
+        #: Runs fetched by the last fetch (full or incremental), for benchmarks and tests.
+        self.last_fetch_count = 0
+
+    # -- public ------------------------------------------------------------------
+    def forest(self) -> Forest:
+        """The forest, fetched in full the first time and cached after."""
+        with self._lock:
+            if self._forest is None:
+                self._full_fetch()
+            assert self._forest is not None
+            return self._forest
+
+    def refresh(self) -> Forest:
+        """Fetch only what changed (new or still-running runs) and rebuild the forest."""
+        with self._lock:
+            if self._forest is None or time.monotonic() - self._last_full > self.full_every_s:
+                self._full_fetch()
+            else:
+                self._incremental_fetch()
+            assert self._forest is not None
+            return self._forest
+
+    @property
+    def datasets(self) -> dict[str, str]:
+        """Dataset name -> id of the dataset run holding its shared previews."""
+        return dict(self._datasets)
+
+    # -- fetching ----------------------------------------------------------------
+    def _search(self, filter_string: str = "") -> Iterable[Run]:
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
+                                           run_view_type=ViewType.ACTIVE_ONLY,
+                                           max_results=PAGE_SIZE, page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+    def _full_fetch(self) -> None:
+        self._runs, self._datasets, self._parent_cache = {}, {}, {}
+        self._max_start = -1
+        self.last_fetch_count = self._ingest(self._search())
+        self._last_full = time.monotonic()
+        self._rebuild()
+
+    def _incremental_fetch(self) -> None:
+        running = [rid for rid, n in self._runs.items() if n.is_running and not n.external]
+        count = self._ingest(self._search(f"attributes.start_time >= {self._max_start}"))
+        for i in range(0, len(running), 100):
+            ids = ", ".join(f"'{rid}'" for rid in running[i:i + 100])
+            count += self._ingest(self._search(f"attributes.run_id IN ({ids})"))
+        self.last_fetch_count = count
+        self._rebuild()
+
+    def _ingest(self, runs: Iterable[Run]) -> int:
+        count = 0
+        for run in runs:
+            count += 1
+            start = run.info.start_time or 0
+            if start > self._max_start:
+                self._max_start = start
+            node = node_from_run(run)
+            if node is None:
+                name = run.data.tags.get(contract.TAG_DATASET) or run.info.run_name or run.info.run_id
+                self._datasets[name] = run.info.run_id
+            else:
+                self._runs[node.run_id] = node
+        return count
+
+    def _rebuild(self) -> None:
+        try:
+            exp = self.client.get_experiment(self.experiment_id)
+            self.metric_info, self._metadata_problems = parse_experiment_tags(exp.tags)
+        except MlflowException as exc:
+            self._metadata_problems = [f"experiment metadata unreadable: {exc.message}"]
+        nodes = dict(self._runs)
+        missing: dict[str, str] = {}
+        external_warnings: list[LineageWarning] = []
+        pending = [n.declared_parent_id for n in nodes.values()
+                   if n.declared_parent_id and n.declared_parent_id not in nodes]
+        # Each id is resolved once (it lands in nodes or missing), so this ends.
+        while pending:
+            pid = pending.pop()
+            if pid in nodes or pid in missing:
+                continue
+            why, ext = self._resolve_parent(pid)
+            if ext is None:
+                missing[pid] = why
+                continue
+            nodes[pid] = ext
+            external_warnings.append(LineageWarning(
+                "external", pid, f"{ext.name} is in another experiment ({ext.experiment_id}); "
+                "shown because models here derive from it"))
+            if ext.declared_parent_id and ext.declared_parent_id not in nodes:
+                pending.append(ext.declared_parent_id)
+        forest = build_forest(nodes.values(), missing)
+        forest.warnings[:0] = external_warnings
+        forest.warnings.extend(LineageWarning("metadata", None, p) for p in self._metadata_problems)
+        forest.warnings.extend(LineageWarning("bad_tag", n.run_id, f"{n.name}: {n.tags['_problems']}")
+                               for n in nodes.values() if "_problems" in n.tags)
+        self._forest = forest
+
+    def _resolve_parent(self, run_id: str) -> tuple[str, ModelNode | None]:
+        """Why a parent is not in this experiment: ("deleted"|"not found", None) or ("external", node)."""
+        if run_id in self._parent_cache:
+            return self._parent_cache[run_id]
+        result: tuple[str, ModelNode | None]
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            result = ("not found", None)
+        else:
+            if run.info.lifecycle_stage == "deleted":
+                result = ("deleted", None)
+            elif run.info.experiment_id == self.experiment_id:
+                result = ("deleted", None)  # active but not returned: deleted meanwhile
+            else:
+                node = node_from_run(run)
+                if node is None:
+                    result = ("not a model (a dataset run)", None)
+                else:
+                    node.external = True
+                    result = ("external", node)
+        self._parent_cache[run_id] = result
+        return result
+
+
+def resolve_experiment(client: MlflowClient, experiment: str) -> tuple[str, str]:
+    """(id, name) of an experiment given by name or id; a clear error if there is none."""
+    exp = None
+    try:
+        exp = client.get_experiment_by_name(experiment)
+    except MlflowException:
+        pass
+    if exp is None and experiment.isdigit():
+        try:
+            exp = client.get_experiment(experiment)
+        except MlflowException:
+            exp = None
+    if exp is None or exp.lifecycle_stage == "deleted":
+        names = [e.name for e in client.search_experiments(max_results=50)]
+        raise MlflowCCError(f"experiment {experiment!r} not found in {client.tracking_uri}; "
+                            f"experiments there: {', '.join(names) or 'none'}")
+    return exp.experiment_id, exp.name
+
+
+def list_experiments(client: MlflowClient) -> list[dict[str, Any]]:
+    """Active experiments: [{"id", "name"}], most recently created first."""
+    exps = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, order_by=["creation_time DESC"])
+    return [{"id": e.experiment_id, "name": e.name} for e in exps]
