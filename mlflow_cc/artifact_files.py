@@ -1,0 +1,106 @@
+"""Locate one run artifact as a local file: in place for local stores, cached for remote ones.
+
+Readers in :mod:`mlflow_cc.artifact_io` open Parquet and safetensors files by path,
+so that safetensors can memory-map them and read one tensor at a time. For a store
+whose artifacts are on this machine (the sqlite default, ``file:`` roots) the
+artifact file is used where it is. For anything else (``mlflow server`` with served
+artifacts, S3, ...) just that one artifact is downloaded into a cache folder keyed
+by run id and artifact path. Logged artifacts never change (they are written
+complete-or-absent, once), so a cached copy whose size matches stays valid.
+
+Limits: an artifact larger than ``MLFLOW_CC_MAX_ARTIFACT_MB`` megabytes (default
+2048) is refused from its listed size, before any byte of it is read or downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.file_utils import local_file_uri_to_path
+
+from mlflow_cc.errors import ArtifactError
+
+#: Environment variable: the cache folder for artifacts of remote stores.
+CACHE_DIR_ENV = "MLFLOW_CC_CACHE_DIR"
+#: Environment variable: the largest artifact read, in megabytes (2**20 bytes).
+MAX_MB_ENV = "MLFLOW_CC_MAX_ARTIFACT_MB"
+DEFAULT_MAX_MB = 2048
+
+
+def cache_dir() -> Path:
+    """The cache folder for remote artifacts (``MLFLOW_CC_CACHE_DIR``, default ~/.cache/mlflow-cc)."""
+    return Path(os.environ.get(CACHE_DIR_ENV) or Path.home() / ".cache" / "mlflow-cc")
+
+
+def max_bytes() -> int:
+    """The size limit of one artifact, in bytes, from ``MLFLOW_CC_MAX_ARTIFACT_MB``."""
+    raw = os.environ.get(MAX_MB_ENV, "")
+    try:
+        mb = float(raw) if raw else DEFAULT_MAX_MB
+    except ValueError:
+        mb = DEFAULT_MAX_MB
+    return int(mb * 2**20)
+
+
+def artifact_path(client: MlflowClient, run_id: str, path: str) -> Path:
+    """A local file holding artifact ``path`` of run ``run_id``.
+
+    Raises :class:`ArtifactError` with reason "not logged" when the run or the
+    artifact does not exist, "too large" when it is over :func:`max_bytes`, and
+    "unreadable" when the store fails to hand it over.
+    """
+    try:
+        root = client.get_run(run_id).info.artifact_uri
+    except MlflowException as exc:
+        raise ArtifactError(f"run {run_id} not found: {exc.message}", "not logged") from None
+    if urlparse(root).scheme in ("", "file"):
+        local = Path(local_file_uri_to_path(root)) / path
+        if not local.is_file():
+            raise ArtifactError(f"run {run_id} has no artifact {path}", "not logged")
+        _check_size(run_id, path, local.stat().st_size)
+        return local
+    return _cached_download(client, run_id, path)
+
+
+def _check_size(run_id: str, path: str, size: int) -> None:
+    limit = max_bytes()
+    if size > limit:
+        raise ArtifactError(
+            f"artifact {path} of run {run_id} is {size / 2**20:.0f} MB, over the limit of "
+            f"{limit / 2**20:.0f} MB (raise {MAX_MB_ENV} to read it)", "too large")
+
+
+def _cached_download(client: MlflowClient, run_id: str, path: str) -> Path:
+    folder = posixpath.dirname(path)
+    try:
+        listing = client.list_artifacts(run_id, folder or None)
+    except Exception as exc:  # noqa: BLE001 - each backend (HTTP, S3, ...) raises its own types
+        raise ArtifactError(f"cannot list artifacts of run {run_id}: {exc}", "unreadable") from None
+    info = next((f for f in listing if f.path == path and not f.is_dir), None)
+    if info is None:
+        raise ArtifactError(f"run {run_id} has no artifact {path}", "not logged")
+    size = int(info.file_size or 0)
+    _check_size(run_id, path, size)
+    target = cache_dir() / run_id / path
+    if target.is_file() and (size == 0 or target.stat().st_size == size):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Download beside the target, then rename: a reader never sees a half-written file,
+    # and two processes fetching the same artifact both end with a whole one.
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+    try:
+        try:
+            fetched = Path(client.download_artifacts(run_id, path, str(tmp)))
+        except Exception as exc:  # noqa: BLE001 - as above
+            raise ArtifactError(f"cannot download {path} of run {run_id}: {exc}", "unreadable") from None
+        os.replace(fetched, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
