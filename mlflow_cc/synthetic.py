@@ -46,7 +46,6 @@ STUDY_SPECS: list[Spec] = [
     Spec("grad50_q", "grad50", "quantize", {"bits": 8, "method": "dynamic"}),
     Spec("grad50_cal", "grad50", "calibrate", {"batches": 8}),
     Spec("grad50_cal_q", "grad50_cal", "quantize", {"bits": 8, "method": "dynamic"}),
-    Spec("cal", "base", "calibrate", {"batches": 8}),
 ]
 
 
