@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left
-from typing import Any, Hashable, Sequence, TypeVar
+from collections.abc import Hashable, Sequence
+from typing import Any, TypeVar
 
 Id = TypeVar("Id", bound=Hashable)
-
-#: One model: its id, its value on the x metric and on the y metric.
-Point = tuple[Id, Any, Any]
 
 
 def pareto_front(points: Sequence[tuple[Id, Any, Any]], x_max: bool, y_max: bool) -> list[Id]:

@@ -82,7 +82,8 @@ def test_matches_brute_force(seed: int) -> None:
             front = pareto_front(points, x_max, y_max)
             assert set(front) == brute_front(points, x_max, y_max)
             assert len(front) == len(set(front))
-            xs = [dict((p[0], p[1]) for p in points)[i] for i in front]
+            x_of = {p[0]: p[1] for p in points}
+            xs = [x_of[i] for i in front]
             assert xs == sorted(xs)
             dom = dominators(points, x_max, y_max)
             by_id = {p[0]: p for p in points}
