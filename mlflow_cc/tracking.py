@@ -100,7 +100,7 @@ class ModelRun:
         if self._active:
             return
         if mlflow.get_tracking_uri() != self.tracking_uri:
-            _log.warning("mlflow-cc: %s is in %s, not the active tracking store; plain "
+            _log.debug("mlflow-cc: %s is in %s, not the active tracking store; plain "
                          "mlflow.log_* calls will not reach it", self.name, self.tracking_uri)
             return
         try:
@@ -181,7 +181,7 @@ def derive_model(parent: str | ModelRun, operation: str, params: Mapping[str, Pa
         {"run_id": _check_source(client, uri, src, what=f"input {role!r}"), "role": str(role)}
         for role, src in (inputs or {}).items()
     ]
-    label = name or _default_name(parent_run, operation, op_params)
+    label = name or _default_name(operation, op_params)
     run_tags = {
         contract.TAG_PARENT: parent_id,
         contract.TAG_SCHEMA: str(contract.SCHEMA_VERSION),
@@ -304,8 +304,8 @@ def _step_of(run: Any) -> int:
         return 1 if contract.TAG_PARENT in run.data.tags else 0
 
 
-def _default_name(parent_run: Any, operation: str, params: Mapping[str, ParamValue]) -> str:
-    parent_name = parent_run.info.run_name or parent_run.info.run_id[:8]
-    args = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{parent_name} > {operation}" + (f"({args})" if args else "")
+def _default_name(operation: str, params: Mapping[str, ParamValue]) -> str:
+    # Short: the MLflow UI and the app show the parent chain already.
+    args = ", ".join(str(v) for _, v in sorted(params.items()))
+    return f"{operation}({args})" if args else operation
 
