@@ -9,6 +9,7 @@ from __future__ import annotations
 from mlflow_cc.errors import ArtifactError, LineageError, MlflowCCError, OperationError
 from mlflow_cc.lineage import Forest, LineageWarning, ModelNode, build_forest
 from mlflow_cc.metric_info import MetricInfo
+from mlflow_cc.notebook import show
 from mlflow_cc.reader import ExperimentReader
 from mlflow_cc.tracking import ModelRun, derive_model, log_base_model, set_metric_info
 
@@ -17,5 +18,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ArtifactError", "ExperimentReader", "Forest", "LineageError", "LineageWarning", "MetricInfo",
     "MlflowCCError", "ModelNode", "ModelRun", "OperationError", "build_forest", "derive_model",
-    "log_base_model", "set_metric_info",
+    "log_base_model", "set_metric_info", "show",
 ]

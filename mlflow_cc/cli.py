@@ -50,5 +50,31 @@ def demo(tracking_uri: str | None, only: tuple[str, ...]) -> None:
         click.echo(f"{name}: {status}")
 
 
+@main.command()
+@click.option("--tracking-uri", default=None, help="Default: as MLflow (MLFLOW_TRACKING_URI or sqlite:///mlflow.db).")
+@click.option("--experiment", "-e", default=None, help="Experiment to open first (name or id); default: the newest.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 exposes the app to the network.")
+@click.option("--port", default=8050, show_default=True, type=int)
+@click.option("--mlflow-ui-url", default=None, help="Base URL of run links (default: the tracking server, or http://127.0.0.1:5000).")
+def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, mlflow_ui_url: str | None) -> None:
+    """Serve the Compress and Compare app."""
+    from mlflow.tracking import MlflowClient
+
+    from dash_app.app import create_app
+    from mlflow_cc.reader import list_experiments
+
+    try:
+        if experiment is None:
+            exps = list_experiments(MlflowClient(tracking_uri))
+            if not exps:
+                raise click.ClickException("no experiments in the store yet; run `mlflow-cc demo` first")
+            experiment = exps[0]["id"]
+        app = create_app(experiment=experiment, tracking_uri=tracking_uri, mlflow_ui_url=mlflow_ui_url)
+    except MlflowCCError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"mlflow-cc app: http://{host}:{port}/")
+    app.run(host=host, port=port, debug=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

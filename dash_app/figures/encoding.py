@@ -1,0 +1,112 @@
+"""Colour and size encodings shared by the Model Map and the Model Scatterplot (pure)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from plotly.colors import sample_colorscale
+
+from mlflow_cc.lineage import Forest, ModelNode
+from mlflow_cc.metric_info import MetricInfo, info_for
+
+#: Light (worse) to dark (better), close to the paper's grey-to-black map.
+COLORSCALE: list[list[float | str]] = [[0.0, "#e4e7ec"], [0.35, "#9db3cf"], [0.7, "#3f6aa1"],
+                                       [1.0, "#0b2545"]]
+MISSING_COLOR = "#c9c9c9"
+SELECT_COLOR = "#f26b1d"
+NODE_PX = (7.0, 26.0)
+
+
+def escape(text: object) -> str:
+    """User text for Plotly hover/labels: Plotly renders some HTML tags, so escape them."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Linear map of a metric onto [0, 1]; ``reverse`` when lower is better (colour)."""
+
+    lo: float
+    hi: float
+    reverse: bool = False
+
+    def norm(self, v: float | None) -> float | None:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        t = 0.5 if self.hi <= self.lo else (v - self.lo) / (self.hi - self.lo)
+        t = min(1.0, max(0.0, t))
+        return 1.0 - t if self.reverse else t
+
+
+def metric_scale(forest: Forest, metric: str | None, reverse: bool = False) -> Scale:
+    """Range of ``metric`` over all models (not only the visible ones, so colours stay put)."""
+    vals = [n.metrics[metric] for n in forest.nodes.values() if metric and metric in n.metrics]
+    vals = [v for v in vals if not math.isnan(v)]
+    if not vals:
+        return Scale(0.0, 1.0, reverse)
+    return Scale(min(vals), max(vals), reverse)
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """The user's choice of colour and size metrics, with their scales."""
+
+    color: str | None
+    size: str | None
+    color_scale: Scale
+    size_scale: Scale
+
+    @classmethod
+    def build(cls, forest: Forest, infos: Mapping[str, MetricInfo], color: str | None,
+              size: str | None) -> Encoding:
+        reverse = bool(color) and not info_for(infos, color or "").higher_is_better
+        return cls(color, size, metric_scale(forest, color, reverse), metric_scale(forest, size))
+
+    def color_t(self, node: ModelNode) -> float | None:
+        return self.color_scale.norm(node.metrics.get(self.color)) if self.color else None
+
+    def size_t(self, node: ModelNode) -> float:
+        t = self.size_scale.norm(node.metrics.get(self.size)) if self.size else None
+        return 0.35 if t is None else t
+
+    def node_px(self, node: ModelNode) -> float:
+        """Marker diameter in pixels; area grows with the size metric."""
+        lo, hi = NODE_PX
+        return lo + (hi - lo) * math.sqrt(self.size_t(node))
+
+    def colorbar_range(self) -> tuple[float, float]:
+        return self.color_scale.lo, self.color_scale.hi
+
+
+def colors_for(ts: Iterable[float | None]) -> list[str]:
+    """Hex colours on :data:`COLORSCALE` for normalised values (grey when missing)."""
+    ts = list(ts)
+    known = [t for t in ts if t is not None]
+    sampled = iter(sample_colorscale(COLORSCALE, known, colortype="rgb")) if known else iter(())
+    return [MISSING_COLOR if t is None else next(sampled) for t in ts]
+
+
+def colorscale_for(enc: Encoding) -> list[list[float | str]]:
+    """The colourscale oriented so that the colour bar reads in the metric's own units."""
+    if enc.color_scale.reverse:
+        return [[1.0 - float(p), c] for p, c in reversed(COLORSCALE)]
+    return COLORSCALE
+
+
+def default_metrics(forest: Forest, infos: Mapping[str, MetricInfo]) -> dict[str, str | None]:
+    """Default encodings: colour = primary accuracy-like metric, size = model size.
+
+    Scatter: x = size (or latency), y = the primary metric.
+    """
+    names = forest.metric_names()
+    primary = [n for n in names if info_for(infos, n).primary]
+    accuracy_like = [n for n in names if any(w in n.lower() for w in ("acc", "f1", "score"))]
+    color = (primary or accuracy_like or [n for n in names if info_for(infos, n).higher_is_better]
+             or names or [None])[0]
+    size = next((n for n in ("size_bytes", "param_count", "nonzero_count", "latency_ms") if n in names),
+                None)
+    if size is None:
+        size = next((n for n in names if n != color), color)
+    return {"color": color, "size": size, "x": size, "y": color}

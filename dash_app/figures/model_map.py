@@ -1,0 +1,206 @@
+"""The Model Map figure: nodes are models, tapered and colour-blended edges are operations (pure).
+
+Edges are filled polygons (parent width to child width), cut into short pieces
+whose colour blends parent to child; the pieces are grouped by quantised colour so
+that a few hundred edges cost a dozen SVG traces. Nodes are WebGL markers.
+Trace ``customdata`` carries what a click means: a run id, ``col:<i>`` for a column
+header, ``expand:<run id>`` for a collapsed subtree's badge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import pairwise
+
+import plotly.graph_objects as go
+
+from dash_app.figures.encoding import (
+    MISSING_COLOR,
+    SELECT_COLOR,
+    Encoding,
+    colors_for,
+    colorscale_for,
+    escape,
+)
+from mlflow_cc.lineage import Forest
+from mlflow_cc.map_layout import MapLayout
+from mlflow_cc.metric_info import MetricInfo, info_for
+
+COLOR_BINS = 12
+#: Half edge width, in rows, for the smallest and largest size metric.
+EDGE_HALF = (0.035, 0.16)
+ROW_PX = 22
+HEADER_Y = -1.0
+EXTRA_EDGE_COLOR = "#8e44ad"
+
+
+def _smooth(t: float) -> float:
+    return t * t * (3 - 2 * t)
+
+
+def _edge_path(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, float, float]]:
+    """Points (x, y, s) along an edge; s in [0, 1] from parent to child.
+
+    The bend happens within the first column gap, then the edge runs straight, so a
+    child several columns away reads as a horizontal line (as in the paper's map).
+    """
+    dx = x1 - x0
+    bend = min(1.0, abs(dx)) * 0.85 if dx else 0.0
+    pts: list[tuple[float, float, float]] = []
+    if y0 == y1 or bend == 0.0:
+        return [(x0, y0, 0.0), (x0 + dx / 2, y0 + (y1 - y0) / 2, 0.5), (x1, y1, 1.0)]
+    n = 8
+    for i in range(n + 1):
+        u = i / n
+        x = x0 + bend * u * (1 if dx > 0 else -1)
+        pts.append((x, y0 + (y1 - y0) * _smooth(u), (x - x0) / dx))
+    if abs(dx) > bend:
+        mid = (pts[-1][0] + x1) / 2
+        pts.append((mid, y1, (mid - x0) / dx))
+        pts.append((x1, y1, 1.0))
+    return pts
+
+
+def _edge_traces(forest: Forest, layout: MapLayout, enc: Encoding,
+                 excluded: set[str]) -> list[go.Scatter]:
+    bins: dict[int, tuple[list[float | None], list[float | None]]] = {}
+    faded: tuple[list[float | None], list[float | None]] = ([], [])
+    lo, hi = EDGE_HALF
+    for parent, child in layout.edges:
+        pn, cn = forest.nodes[parent], forest.nodes[child]
+        w0 = lo + (hi - lo) * enc.size_t(pn)
+        w1 = lo + (hi - lo) * enc.size_t(cn)
+        c0, c1 = enc.color_t(pn), enc.color_t(cn)
+        pts = _edge_path(layout.x[parent], layout.y[parent], layout.x[child], layout.y[child])
+        for (xa, ya, sa), (xb, yb, sb) in pairwise(pts):
+            wa, wb = w0 + (w1 - w0) * sa, w0 + (w1 - w0) * sb
+            if child in excluded:
+                key_xy = faded
+            else:
+                sm = (sa + sb) / 2
+                if c0 is None or c1 is None:
+                    b = -1
+                else:
+                    b = min(COLOR_BINS - 1, int((c0 + (c1 - c0) * sm) * COLOR_BINS))
+                key_xy = bins.setdefault(b, ([], []))
+            xs, ys = key_xy
+            xs.extend((xa, xb, xb, xa, xa, None))
+            ys.extend((ya - wa, yb - wb, yb + wb, ya + wa, ya - wa, None))
+    traces: list[go.Scatter] = []
+    centers = [(b + 0.5) / COLOR_BINS for b in range(COLOR_BINS)]
+    palette = colors_for(centers)
+    for b, (xs, ys) in sorted(bins.items()):
+        color = MISSING_COLOR if b < 0 else palette[b]
+        traces.append(go.Scatter(x=xs, y=ys, mode="lines", fill="toself", fillcolor=color,
+                                 line={"width": 0, "color": color}, hoverinfo="skip",
+                                 showlegend=False, name="edges"))
+    if faded[0]:
+        traces.append(go.Scatter(x=faded[0], y=faded[1], mode="lines", fill="toself",
+                                 fillcolor="rgba(200,200,200,0.25)", line={"width": 0},
+                                 hoverinfo="skip", showlegend=False, name="filtered edges"))
+    return traces
+
+
+def _extra_edge_trace(layout: MapLayout) -> go.Scatter | None:
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for src, dst, _role in layout.extra_edges:
+        x0, y0, x1, y1 = layout.x[src], layout.y[src], layout.x[dst], layout.y[dst]
+        mx = (x0 + x1) / 2
+        xs.extend((x0, mx, x1, None))
+        ys.extend((y0, (y0 + y1) / 2 - 0.4, y1, None))
+    if not xs:
+        return None
+    return go.Scatter(x=xs, y=ys, mode="lines", line={"color": EXTRA_EDGE_COLOR, "width": 1.6,
+                                                      "dash": "dash", "shape": "spline"},
+                      hoverinfo="skip", name="extra input (teacher, merged)", showlegend=True)
+
+
+def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[str, MetricInfo],
+               hover: Mapping[str, str], selected: set[str], excluded: set[str]) -> go.Figure:
+    """The Model Map for ``layout``; ``selected`` get a ring, ``excluded`` (filtered) fade."""
+    traces: list[go.BaseTraceType] = list(_edge_traces(forest, layout, enc, excluded))
+    extra = _extra_edge_trace(layout)
+    if extra is not None:
+        traces.append(extra)
+
+    ncols = len(layout.columns)
+    # Column headers: a clickable handle per column (label drawn as an annotation).
+    traces.append(go.Scatter(
+        x=[c.index for c in layout.columns], y=[HEADER_Y] * ncols, mode="markers",
+        marker={"symbol": "square", "size": 12, "color": "#dfe6ee",
+                "line": {"color": "#8da2bb", "width": 1}},
+        customdata=[f"col:{c.index}" for c in layout.columns],
+        hovertext=[f"select every model in column {escape(c.label)}" for c in layout.columns],
+        hoverinfo="text", showlegend=False, name="columns"))
+
+    ids = layout.visible
+    inc = [r for r in ids if r not in excluded]
+    exc = [r for r in ids if r in excluded]
+    for group, opacity, name in ((inc, 1.0, "models"), (exc, 0.18, "filtered out")):
+        if not group and name == "filtered out":
+            continue
+        nodes = [forest.nodes[r] for r in group]
+        traces.append(go.Scattergl(
+            x=[layout.x[r] for r in group], y=[layout.y[r] for r in group], mode="markers",
+            marker={"color": colors_for(enc.color_t(n) for n in nodes),
+                    "size": [enc.node_px(n) for n in nodes], "opacity": opacity,
+                    "line": {"color": "#ffffff", "width": 1}},
+            customdata=group, hovertext=[hover.get(r, "") for r in group], hoverinfo="text",
+            showlegend=False, name=name))
+
+    if layout.collapsed:
+        info = info_for(infos, enc.color) if enc.color else None
+        cids = list(layout.collapsed)
+        labels = []
+        for r in cids:
+            s = layout.collapsed[r]
+            best = f" · best {info.format_value(s.best)}" if info and s.best is not None else ""
+            labels.append(f"+{s.count}{best}")
+        traces.append(go.Scatter(
+            x=[layout.x[r] + 0.2 for r in cids], y=[layout.y[r] for r in cids], mode="markers+text",
+            marker={"symbol": "triangle-right", "size": 11, "color": "#5b6b7f"},
+            text=labels, textposition="middle right", textfont={"size": 10, "color": "#38485c"},
+            customdata=[f"expand:{r}" for r in cids],
+            hovertext=[f"{layout.collapsed[r].count} models collapsed here; click to expand"
+                       for r in cids],
+            hoverinfo="text", showlegend=False, name="collapsed"))
+
+    sel = [r for r in ids if r in selected]
+    if sel:
+        traces.append(go.Scattergl(
+            x=[layout.x[r] for r in sel], y=[layout.y[r] for r in sel], mode="markers",
+            marker={"symbol": "circle-open", "color": SELECT_COLOR,
+                    "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel], "line": {"width": 2.5}},
+            customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
+
+    if enc.color:
+        lo, hi = enc.colorbar_range()
+        info = info_for(infos, enc.color)
+        traces.append(go.Scatter(
+            x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
+            marker={"colorscale": colorscale_for(enc), "cmin": lo, "cmax": hi, "color": [lo],
+                    "showscale": True,
+                    "colorbar": {"title": {"text": escape(enc.color), "side": "right"},
+                                 "thickness": 10, "len": min(1.0, 300 / _height(layout)),
+                                 "y": 1.0, "yanchor": "top",
+                                 "tickformat": "" if info.format == "bytes" else info.format.lstrip(",")}}))
+
+    fig = go.Figure(traces)
+    annotations = [{"x": c.index, "y": HEADER_Y - 0.55, "text": escape(c.label), "showarrow": False,
+                    "textangle": -25, "xanchor": "left", "yanchor": "bottom",
+                    "font": {"size": 12, "color": "#223"}} for c in layout.columns]
+    fig.update_layout(
+        height=_height(layout), margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        plot_bgcolor="#ffffff", paper_bgcolor="#ffffff", dragmode="select", clickmode="event",
+        hovermode="closest", annotations=annotations, uirevision="map",
+        legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "top"},
+        xaxis={"visible": False, "range": [-0.6, max(ncols, 1) + 0.6], "fixedrange": False},
+        yaxis={"visible": False, "range": [layout.rows - 0.4, HEADER_Y - 2.6]},
+        newselection={"line": {"color": SELECT_COLOR}},
+    )
+    return fig
+
+
+def _height(layout: MapLayout) -> int:
+    return max(420, int((layout.rows + 3.6) * ROW_PX) + 20)

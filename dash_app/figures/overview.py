@@ -1,0 +1,62 @@
+"""The Compression Overview's two linked figures from one view state (pure).
+
+Used by the views and by ``benchmarks/overview.py`` (which times exactly this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import plotly.graph_objects as go
+
+from dash_app.figures.encoding import Encoding
+from dash_app.figures.model_map import map_figure
+from dash_app.figures.scatter import scatter_figure
+from dash_app.state import excluded_ids
+from mlflow_cc.lineage import Forest
+from mlflow_cc.map_layout import DEFAULT_BUDGET, MapLayout, layout_forest
+from mlflow_cc.metric_info import MetricInfo, info_for
+from mlflow_cc.pareto import pareto_front
+
+#: A selection this small is always made visible (e.g. one model opened from an MLflow link);
+#: a bigger one (all descendants of a root) would defeat the collapsing.
+REVEAL_MAX = 30
+
+
+def map_layout_for(forest: Forest, infos: Mapping[str, MetricInfo], state: Mapping[str, Any],
+                   budget: int = DEFAULT_BUDGET) -> MapLayout:
+    """The map layout the state asks for; selected models are always revealed."""
+    color = state.get("color")
+    sel = state.get("sel") or ()
+    return layout_forest(
+        forest, "step" if state.get("layout") == "step" else "operation", budget=budget,
+        expand=state.get("expand") or (), collapse=state.get("collapse") or (),
+        reveal=sel if len(sel) <= REVEAL_MAX else (), focus=state.get("focus") or None, metric=color,
+        higher_is_better=info_for(infos, color).higher_is_better if color else True)
+
+
+def front_ids(forest: Forest, infos: Mapping[str, MetricInfo], x: str | None, y: str | None,
+              excluded: set[str]) -> list[str]:
+    """Pareto front of the models within budget, each metric in its own direction."""
+    if not x or not y:
+        return []
+    pts = [(rid, n.metrics.get(x), n.metrics.get(y)) for rid, n in forest.nodes.items()
+           if rid not in excluded]
+    return pareto_front(pts, info_for(infos, x).higher_is_better, info_for(infos, y).higher_is_better)
+
+
+def overview_figures(forest: Forest, infos: Mapping[str, MetricInfo], state: Mapping[str, Any],
+                     hover: Mapping[str, str], layout: MapLayout | None = None,
+                     budget: int = DEFAULT_BUDGET) -> tuple[go.Figure, go.Figure, MapLayout]:
+    """(Model Map, Model Scatterplot, the map's layout) for ``state``."""
+    enc = Encoding.build(forest, infos, state.get("color"), state.get("size"))
+    excluded = excluded_ids(forest, state.get("filters"))
+    selected = set(state.get("sel") or ())
+    if layout is None:
+        layout = map_layout_for(forest, infos, state, budget)
+    mfig = map_figure(forest, layout, enc, infos, hover, selected, excluded)
+    x, y = state.get("x"), state.get("y")
+    sfig = scatter_figure(forest, enc, infos, hover, x, y, selected, excluded,
+                          front_ids(forest, infos, x, y, excluded))
+    return mfig, sfig, layout

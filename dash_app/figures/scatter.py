@@ -1,0 +1,70 @@
+"""The Model Scatterplot: any two metrics, map encodings, the Pareto front (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+
+from dash_app.figures.encoding import SELECT_COLOR, Encoding, colors_for, escape
+from mlflow_cc.lineage import Forest
+from mlflow_cc.metric_info import MetricInfo, info_for
+
+FRONT_COLOR = "#d62728"
+
+
+def _axis(name: str, info: MetricInfo, values: Sequence[float]) -> dict[str, object]:
+    axis: dict[str, object] = {"title": {"text": escape(f"{name} ({'higher' if info.higher_is_better else 'lower'} is better)")},
+                               "gridcolor": "#eef1f5", "zeroline": False}
+    pos = [v for v in values if v > 0]
+    if info.format == "bytes" or (pos and len(pos) == len(values) and max(pos) / min(pos) > 50):
+        axis["type"] = "log"
+    if info.format.endswith("%"):
+        axis["tickformat"] = info.format.lstrip(",")
+    return axis
+
+
+def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo],
+                   hover: Mapping[str, str], x: str | None, y: str | None, selected: set[str],
+                   excluded: set[str], front: Sequence[str]) -> go.Figure:
+    """Models at (``x``, ``y``); ``front`` is the Pareto front's run ids."""
+    fig = go.Figure()
+    if not x or not y:
+        fig.update_layout(annotations=[{"text": "no metrics logged yet", "showarrow": False}])
+        return fig
+    ids = [r for r, n in forest.nodes.items() if x in n.metrics and y in n.metrics]
+    xs = {r: forest.nodes[r].metrics[x] for r in ids}
+    ys = {r: forest.nodes[r].metrics[y] for r in ids}
+    fr = sorted((r for r in front if r in xs), key=lambda r: xs[r])
+    if len(fr) > 1:
+        fig.add_trace(go.Scatter(x=[xs[r] for r in fr], y=[ys[r] for r in fr], mode="lines",
+                                 line={"color": FRONT_COLOR, "width": 1.5, "shape": "hv", "dash": "dot"},
+                                 hoverinfo="skip", name="Pareto front"))
+    inc = [r for r in ids if r not in excluded]
+    exc = [r for r in ids if r in excluded]
+    for group, opacity, name in ((inc, 0.95, "models"), (exc, 0.15, "filtered out")):
+        if not group:
+            continue
+        nodes = [forest.nodes[r] for r in group]
+        fig.add_trace(go.Scattergl(
+            x=[xs[r] for r in group], y=[ys[r] for r in group], mode="markers",
+            marker={"color": colors_for(enc.color_t(n) for n in nodes),
+                    "size": [enc.node_px(n) for n in nodes], "opacity": opacity,
+                    "line": {"color": "#ffffff", "width": 1}},
+            customdata=group, hovertext=[hover.get(r, "") for r in group], hoverinfo="text",
+            showlegend=False, name=name))
+    sel = [r for r in ids if r in selected]
+    if sel:
+        fig.add_trace(go.Scattergl(
+            x=[xs[r] for r in sel], y=[ys[r] for r in sel], mode="markers",
+            marker={"symbol": "circle-open", "color": SELECT_COLOR, "line": {"width": 2.5},
+                    "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel]},
+            customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
+    xi, yi = info_for(infos, x), info_for(infos, y)
+    fig.update_layout(
+        height=380, margin={"l": 60, "r": 10, "t": 10, "b": 50}, plot_bgcolor="#ffffff",
+        dragmode="select", clickmode="event", hovermode="closest", uirevision=f"{x}|{y}",
+        xaxis=_axis(x, xi, list(xs.values())), yaxis=_axis(y, yi, list(ys.values())),
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
+        newselection={"line": {"color": SELECT_COLOR}})
+    return fig

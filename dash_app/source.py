@@ -1,0 +1,102 @@
+"""Where the app's data comes from: one reader per experiment, and per-forest caches.
+
+Views ask this object, never MLflow. Everything derived from a forest (tooltips,
+layouts, Pareto fronts) is cached against the forest object, which the reader
+replaces whenever a refresh finds a change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from mlflow_cc.lineage import Forest
+from mlflow_cc.metric_info import MetricInfo
+from mlflow_cc.reader import ExperimentReader, list_experiments
+
+ReaderFactory = Callable[[str], ExperimentReader]
+
+
+def default_ui_url(tracking_uri: str) -> str:
+    """The MLflow UI for a store: the tracking server itself, else a local ``mlflow ui``."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return "http://127.0.0.1:5000"
+
+
+class DataSource:
+    """Readers by experiment id, created on demand by ``factory``."""
+
+    def __init__(self, factory: ReaderFactory, first: ExperimentReader | None = None,
+                 mlflow_ui_url: str | None = None, cache_size: int = 64) -> None:
+        self._factory = factory
+        self._readers: dict[str, ExperimentReader] = {}
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[Hashable, ...], Any] = OrderedDict()
+        self._cache_size = cache_size
+        self.default_experiment: str | None = None
+        if first is not None:
+            self._readers[first.experiment_id] = first
+            self.default_experiment = first.experiment_id
+        self._ui_url = mlflow_ui_url
+
+    # -- readers -------------------------------------------------------------------
+    def reader(self, experiment: str | None) -> ExperimentReader:
+        """The reader of ``experiment`` (id or name); the default one when ``None``."""
+        key = experiment or self.default_experiment
+        if key is None:
+            raise LookupError("no experiment chosen")
+        with self._lock:
+            if key in self._readers:
+                return self._readers[key]
+            for r in self._readers.values():
+                if r.experiment_name == key:
+                    return r
+            reader = self._factory(key)
+            self._readers[reader.experiment_id] = reader
+            if self.default_experiment is None:
+                self.default_experiment = reader.experiment_id
+            return reader
+
+    def experiments(self) -> list[dict[str, Any]]:
+        """Active experiments of the store: [{"id", "name"}]."""
+        base = next(iter(self._readers.values()), None)
+        if base is None:
+            return []
+        return list_experiments(base.client)
+
+    def forest(self, experiment: str | None) -> Forest:
+        return self.reader(experiment).forest()
+
+    def metric_info(self, experiment: str | None) -> dict[str, MetricInfo]:
+        reader = self.reader(experiment)
+        reader.forest()
+        return reader.metric_info
+
+    def refresh(self, experiment: str | None) -> Forest:
+        """Ask the store for new or still-running runs (incremental)."""
+        return self.reader(experiment).refresh()
+
+    # -- links -------------------------------------------------------------------
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The run's page in the MLflow UI."""
+        reader = self.reader(experiment_id)
+        base = self._ui_url or default_ui_url(reader.tracking_uri)
+        return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    # -- per-forest cache ----------------------------------------------------------
+    def cached(self, forest: Forest, key: tuple[Hashable, ...], compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per (forest object, key)."""
+        full = (id(forest), *key)
+        with self._lock:
+            if full in self._cache and self._cache[full][0] is forest:
+                self._cache.move_to_end(full)
+                return self._cache[full][1]
+        value = compute()
+        with self._lock:
+            self._cache[full] = (forest, value)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return value

@@ -1,0 +1,148 @@
+"""Selection Details view: grouped bars explaining the selection, Refine Comparison, models, CSV."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import ALL, Dash, Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
+
+from dash_app.figures.details import details_figure, value_label
+from dash_app.selection_table import selection_csv, selection_rows
+from dash_app.source import DataSource
+from mlflow_cc.lineage import Forest
+from mlflow_cc.metric_info import MetricInfo, info_for
+
+MAX_ROWS = 60
+GRAPH_CONFIG = {"displaylogo": False,
+                "toImageButtonOptions": {"format": "svg", "filename": "selection-details"}}
+
+
+def layout() -> html.Div:
+    return html.Div(className="cc-card", children=[
+        html.Div(className="cc-card-head", children=[
+            html.H3("Selection Details"),
+            html.Button("Download selection CSV", id="ov-csv-btn", className="cc-right-btn"),
+            dcc.Download(id="ov-csv"),
+        ]),
+        html.Div(id="ov-details"),
+    ])
+
+
+def primary_metrics(forest: Forest, infos: dict[str, MetricInfo], fallback: str | None) -> list[str]:
+    names = forest.metric_names()
+    prim = [n for n in names if info_for(infos, n).primary]
+    return prim or ([fallback] if fallback in names else names[:1])
+
+
+def explain(forest: Forest, ids: list[str]) -> Any:
+    """The selection's variables (SPEC section 6); imported late so the app runs without it."""
+    from mlflow_cc.selection_vars import explain_selection
+    return explain_selection(forest, ids)
+
+
+def register(app: Dash, source: DataSource) -> None:
+
+    @app.callback(Output("ov-details", "children"), Input("ov-state", "data"),
+                  Input("ov-version", "data"))
+    def render(state: dict[str, Any], _v: Any) -> Any:
+        if not state or not state.get("ready"):
+            raise PreventUpdate
+        forest = source.forest(state["experiment"])
+        infos = source.metric_info(state["experiment"])
+        ids = [r for r in state.get("sel") or [] if r in forest.nodes]
+        if not ids:
+            return html.P("Select models in the map or the scatterplot: click, shift-click to add, "
+                          "drag a box, or use + Descendants. Their comparison appears here.",
+                          className="cc-hint")
+        children: list[Any] = [html.H4(f"{len(ids)} model{'s' if len(ids) != 1 else ''} selected")]
+        try:
+            ex = explain(forest, ids)
+        except ImportError:
+            ex = None
+            children.append(html.P("automatic comparison unavailable: mlflow_cc.selection_vars "
+                                   "is not installed", className="cc-warn"))
+        metrics = primary_metrics(forest, infos, state.get("color"))
+        if ex is not None:
+            xv = ex.x.name if ex.x is not None else None
+            cv = ex.color.name if ex.color is not None else None
+            if ex.comparable or len(ids) == 1:
+                if xv:
+                    children.append(html.P(
+                        f"x: {xv}" + (f" · colour: {cv}" if cv else ""), className="cc-muted"))
+                for m in metrics:
+                    fig = details_figure(forest, ids, ex.values, xv, cv, m, info_for(infos, m))
+                    children.append(dcc.Graph(id={"type": "ov-details-chart", "metric": m},
+                                               figure=fig, config=GRAPH_CONFIG))
+            else:
+                children.append(_refine(ex))
+        children.append(_table(source, state["experiment"], forest, infos, ids, metrics))
+        return children
+
+    @app.callback(Output("ov-state", "data", allow_duplicate=True),
+                  Input("ov-refine-apply", "n_clicks"),
+                  State({"type": "ov-refine", "var": ALL}, "value"),
+                  State({"type": "ov-refine", "var": ALL}, "id"),
+                  State("ov-state", "data"), prevent_initial_call=True)
+    def on_refine(n: int | None, values: list[Any], ids: list[dict[str, str]],
+                  state: dict[str, Any]) -> dict[str, Any]:
+        """Narrow the selection to models whose variables take the picked values."""
+        if not n or not state:
+            raise PreventUpdate
+        picks = {i["var"]: set(v) for i, v in zip(ids, values) if v}
+        if not picks:
+            raise PreventUpdate
+        forest = source.forest(state["experiment"])
+        sel = [r for r in state.get("sel") or [] if r in forest.nodes]
+        ex = explain(forest, sel)
+        keep = [r for r in sel
+                if all(value_label(ex.values.get(r, {}).get(var)) in vals for var, vals in picks.items())]
+        return {**state, "sel": keep}
+
+    @app.callback(Output("ov-csv", "data"), Input("ov-csv-btn", "n_clicks"),
+                  State("ov-state", "data"), prevent_initial_call=True)
+    def download(n: int | None, state: dict[str, Any]) -> Any:
+        if not n or not state or not state.get("ready"):
+            raise PreventUpdate
+        forest = source.forest(state["experiment"])
+        ids = [r for r in state.get("sel") or [] if r in forest.nodes] or list(forest.nodes)
+        links = {r: source.run_url(state["experiment"], r) for r in ids}
+        return {"content": selection_csv(forest, ids, links), "filename": "selection-metrics.csv",
+                "type": "text/csv"}
+
+
+
+def _refine(ex: Any) -> html.Div:
+    names = [v.name for v in ex.variables]
+    rows = []
+    for var, vals in ex.refine_options.items():
+        labels = list(dict.fromkeys(value_label(v) for v in vals))
+        rows.append(html.Label(className="cc-refine-row", children=[
+            html.Span(var, className="cc-refine-var"),
+            dcc.Dropdown(id={"type": "ov-refine", "var": var}, multi=True, className="cc-dd cc-dd-wide",
+                         options=[{"label": lab, "value": lab} for lab in labels])]))
+    return html.Div(className="cc-refine", children=[
+        html.H4("Refine Comparison"),
+        html.P(f"These models differ in {len(names)} ways ({', '.join(names)}), more than a chart "
+               "can show. Pick values to narrow the selection.", className="cc-muted"),
+        *rows,
+        html.Button("Apply", id="ov-refine-apply"),
+    ])
+
+
+def _table(source: DataSource, experiment: str, forest: Forest, infos: dict[str, MetricInfo],
+           ids: list[str], metrics: list[str]) -> html.Div:
+    cols = list(dict.fromkeys(metrics + [m for m in ("size_bytes", "latency_ms") if m in forest.metric_names()]))
+    rows = selection_rows(forest, ids[:MAX_ROWS])
+    head = html.Tr([html.Th("model"), html.Th("operation")] + [html.Th(c) for c in cols])
+    body = [html.Tr([html.Td(html.A(r["name"], href=source.run_url(experiment, r["run_id"]),
+                                    target="_blank", rel="noopener noreferrer",
+                                    title="open the run in the MLflow UI")),
+                     html.Td(r["operation"])]
+                    + [html.Td(info_for(infos, c).format_value(forest.nodes[r["run_id"]].metrics.get(c)))
+                       for c in cols]) for r in rows]
+    more = [html.P(f"… and {len(ids) - MAX_ROWS} more (all in the CSV)", className="cc-muted")] \
+        if len(ids) > MAX_ROWS else []
+    # Dash renders these as text (escaped): no HTML is built from user strings.
+    return html.Div(className="cc-table-wrap", children=[html.Table([html.Thead(head), html.Tbody(body)],
+                                                                    className="cc-table"), *more])

@@ -1,0 +1,143 @@
+"""Model Map view: the figure, its toolbar (grow selection, collapse, focus) and selection events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dash_app import state as st
+from dash_app.figures.hover import hover_texts
+from dash_app.figures.overview import map_layout_for, overview_figures
+from dash_app.source import DataSource
+from mlflow_cc.lineage import Forest
+from mlflow_cc.map_layout import MapLayout
+
+GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
+                "toImageButtonOptions": {"format": "svg", "filename": "model-map"},
+                "modeBarButtonsToAdd": ["toImage"]}
+GROW = {"ov-add-parents": "parents", "ov-add-children": "children",
+        "ov-add-ancestors": "ancestors", "ov-add-descendants": "descendants"}
+
+
+def layout() -> html.Div:
+    return html.Div(className="cc-card cc-map-card", children=[
+        html.Div(className="cc-card-head", children=[
+            html.H3("Model Map"),
+            html.Span(id="ov-map-info", className="cc-muted"),
+        ]),
+        html.Div(className="cc-toolbar", children=[
+            html.Button("+ Parents", id="ov-add-parents"),
+            html.Button("+ Children", id="ov-add-children"),
+            html.Button("+ Ancestors", id="ov-add-ancestors"),
+            html.Button("+ Descendants", id="ov-add-descendants"),
+            html.Button("Clear selection", id="ov-clear-sel"),
+            html.Span(className="cc-sep"),
+            html.Button("Collapse selected", id="ov-collapse"),
+            html.Button("Expand selected", id="ov-expand"),
+            html.Button("Focus subtree", id="ov-focus"),
+            html.Button("Show all", id="ov-unfocus"),
+        ]),
+        html.Div(className="cc-map-scroll", children=[
+            dcc.Graph(id="ov-map", config=GRAPH_CONFIG, className="cc-map-graph"),
+        ]),
+    ])
+
+
+def layout_of(source: DataSource, forest: Forest, state: dict[str, Any]) -> MapLayout:
+    """The map's current layout, cached per forest and layout options."""
+    infos = source.metric_info(state["experiment"])
+    key = ("layout", state.get("layout"), state.get("color"), tuple(state.get("expand") or ()),
+           tuple(state.get("collapse") or ()), tuple(state.get("sel") or ()), state.get("focus"))
+    return source.cached(forest, key, lambda: map_layout_for(forest, infos, state))
+
+
+def hover_of(source: DataSource, forest: Forest, experiment: str) -> dict[str, str]:
+    infos = source.metric_info(experiment)
+    return source.cached(forest, ("hover",), lambda: hover_texts(forest, infos))
+
+
+def register(app: Dash, source: DataSource) -> None:
+
+    @app.callback(Output("ov-map", "figure"), Output("ov-scatter", "figure"),
+                  Output("ov-map-info", "children"),
+                  Input("ov-state", "data"), Input("ov-version", "data"))
+    def render(state: dict[str, Any], _version: str | None) -> tuple[Any, Any, str]:
+        if not state or not state.get("ready"):
+            raise PreventUpdate
+        forest = source.forest(state["experiment"])
+        infos = source.metric_info(state["experiment"])
+        lay = layout_of(source, forest, state)
+        mfig, sfig, lay = overview_figures(forest, infos, state, hover_of(source, forest, state["experiment"]),
+                                           layout=lay)
+        shown = len(lay.x)
+        info = f"{shown} of {len(forest)} models shown"
+        if lay.collapsed:
+            info += f" · {len(lay.collapsed)} subtrees collapsed (click ▸ to expand)"
+        if lay.focus:
+            info += f" · focused on {forest.nodes[lay.focus].name}"
+        return mfig, sfig, info
+
+    @app.callback(Output("ov-state", "data", allow_duplicate=True),
+                  Input("ov-pick", "data"), State("ov-state", "data"), prevent_initial_call=True)
+    def on_pick(event: dict[str, Any] | None, state: dict[str, Any]) -> dict[str, Any]:
+        """A click or box in the map or the scatterplot."""
+        if not event or not state or not state.get("ready"):
+            raise PreventUpdate
+        forest = source.forest(state["experiment"])
+        excluded = st.excluded_ids(forest, state.get("filters"))
+        ids: list[str] = event.get("ids") or []
+        state = dict(state)
+        expand = [i.split(":", 1)[1] for i in ids if i.startswith("expand:")]
+        if expand and event.get("kind") == "click":
+            state["expand"] = list(dict.fromkeys((state.get("expand") or []) + expand))
+            state["collapse"] = [r for r in state.get("collapse") or [] if r not in expand]
+            return state
+        cols = [int(i.split(":", 1)[1]) for i in ids if i.startswith("col:")]
+        picked = [i for i in ids if ":" not in i]
+        if cols and event.get("kind") == "click":
+            lay = layout_of(source, forest, state)
+            picked = [r for c in cols for r in lay.column_members(c)]
+            state["sel"] = st.pick(state.get("sel") or [], picked, bool(event.get("shift")), excluded, forest)
+            return state
+        additive = bool(event.get("shift"))
+        if not picked and event.get("kind") == "box" and not additive:
+            state["sel"] = []
+            return state
+        state["sel"] = st.pick(state.get("sel") or [], picked, additive, excluded, forest)
+        return state
+
+    @app.callback(Output("ov-state", "data", allow_duplicate=True),
+                  *[Input(b, "n_clicks") for b in GROW], Input("ov-clear-sel", "n_clicks"),
+                  Input("ov-collapse", "n_clicks"), Input("ov-expand", "n_clicks"),
+                  Input("ov-focus", "n_clicks"), Input("ov-unfocus", "n_clicks"),
+                  State("ov-state", "data"), prevent_initial_call=True)
+    def on_toolbar(*args: Any) -> dict[str, Any]:
+        state = dict(args[-1] or {})
+        trig = ctx.triggered_id
+        if not state.get("ready") or trig is None:
+            raise PreventUpdate
+        forest = source.forest(state["experiment"])
+        sel = [r for r in state.get("sel") or [] if r in forest.nodes]
+        if trig in GROW:
+            state["sel"] = st.grow(forest, sel, GROW[trig], st.excluded_ids(forest, state.get("filters")))
+        elif trig == "ov-clear-sel":
+            state["sel"] = []
+        elif trig == "ov-collapse":
+            state["collapse"] = list(dict.fromkeys((state.get("collapse") or []) + sel))
+            state["expand"] = [r for r in state.get("expand") or [] if r not in sel]
+            # keep the collapsed models themselves selected but not their hidden descendants
+            hidden = {d for r in sel for d in forest.descendants(r)}
+            state["sel"] = [r for r in sel if r not in hidden]
+        elif trig == "ov-expand":
+            state["expand"] = list(dict.fromkeys((state.get("expand") or []) + sel))
+            state["collapse"] = [r for r in state.get("collapse") or [] if r not in sel]
+        elif trig == "ov-focus":
+            if not sel:
+                return no_update
+            state["focus"] = min(sel, key=lambda r: forest.nodes[r].depth)
+        elif trig == "ov-unfocus":
+            state["focus"] = None
+            state["expand"], state["collapse"] = [], []
+        return state

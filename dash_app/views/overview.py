@@ -1,0 +1,173 @@
+"""Compression Overview: page layout, the shared view state, URL sync, live refresh, status.
+
+The state (``ov-state``) is the one source of truth; it is read from the URL once per
+page load and written back to the URL on every change. The sub-views (map,
+scatterplot, filters, details) render from it and write user actions into it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import (
+    ClientsideFunction,
+    Dash,
+    Input,
+    Output,
+    State,
+    ctx,
+    dcc,
+    html,
+    no_update,
+)
+from dash.exceptions import PreventUpdate
+from mlflow.exceptions import MlflowException
+
+from dash_app import state as st
+from dash_app.figures.encoding import default_metrics
+from dash_app.source import DataSource
+from dash_app.views import details, filters, model_map, scatter
+
+TITLE = "Compression Overview"
+
+
+def layout(source: DataSource) -> html.Div:
+    """The page: controls and status on top, map on the left, scatter/filters/details on the right."""
+    try:
+        exps = source.experiments()
+    except (MlflowException, OSError) as exc:  # a store we cannot list is reported, not fatal
+        exps = []
+        status = f"cannot list experiments: {exc}"
+    else:
+        status = ""
+    options = [{"label": e["name"], "value": e["id"]} for e in exps]
+    return html.Div(className="cc-overview", children=[
+        dcc.Location(id="ov-url-in", refresh=False),
+        dcc.Location(id="ov-url-out", refresh=False),
+        dcc.Store(id="ov-state", data=st.empty_state()),
+        dcc.Store(id="ov-version"),
+        dcc.Store(id="ov-pick"),
+        dcc.Interval(id="ov-interval", interval=3000),
+        html.Div(className="cc-controls", children=[
+            html.Label(["Experiment", dcc.Dropdown(id="ov-experiment", options=options, clearable=False,
+                                                   value=source.default_experiment,
+                                                   className="cc-dd cc-dd-wide")]),
+            html.Label(["Colour", dcc.Dropdown(id="ov-color", clearable=False, className="cc-dd")]),
+            html.Label(["Size", dcc.Dropdown(id="ov-size", clearable=False, className="cc-dd")]),
+            html.Label(["Columns", dcc.RadioItems(
+                id="ov-layout", value="operation", inline=True, className="cc-radio",
+                options=[{"label": "by operation", "value": "operation"},
+                         {"label": "by step", "value": "step"}])]),
+        ]),
+        html.Div(id="ov-status", className="cc-status", children=status),
+        html.Div(className="cc-main", children=[
+            html.Div(className="cc-left", children=[model_map.layout()]),
+            html.Div(className="cc-right", children=[scatter.layout(), filters.layout(),
+                                                     details.layout()]),
+        ]),
+    ])
+
+
+def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
+    """Callbacks of the page and of every sub-view."""
+
+    @app.callback(
+        Output("ov-state", "data"), Output("ov-experiment", "value"), Output("ov-color", "value"),
+        Output("ov-size", "value"), Output("ov-layout", "value"),
+        Output("ov-color", "options"), Output("ov-size", "options"),
+        Input("ov-url-in", "search"), Input("ov-experiment", "value"), Input("ov-color", "value"),
+        Input("ov-size", "value"), Input("ov-layout", "value"),
+        State("ov-state", "data"))
+    def on_controls(search: str | None, exp: str | None, color: str | None, size: str | None,
+                    lay: str | None, state: dict[str, Any]) -> tuple[Any, ...]:
+        """Read the URL once per page load; afterwards the controls change the state."""
+        state = dict(state or st.empty_state())
+        trig = ctx.triggered_id
+        if not state.get("ready"):
+            if search is None:
+                raise PreventUpdate  # the Location has not reported the URL yet
+            state.update(st.parse_query(search))
+            state["ready"] = True
+            new_exp = True
+        elif trig == "ov-url-in":
+            raise PreventUpdate  # our own URL write coming back
+        elif trig == "ov-experiment":
+            new_exp = exp != state.get("experiment")
+            state.update(st.empty_state(), ready=True, experiment=exp)
+        else:
+            new_exp = False
+            state.update(color=color, size=size, layout=lay or "operation")
+        if new_exp:
+            reader = source.reader(state.get("experiment"))
+            state["experiment"] = reader.experiment_id
+        forest = source.forest(state["experiment"])
+        infos = source.metric_info(state["experiment"])
+        names = forest.metric_names()
+        defaults = default_metrics(forest, infos)
+        for key in ("color", "size", "x", "y"):
+            if state.get(key) not in names:
+                state[key] = defaults[key]
+        opts = [{"label": n, "value": n} for n in names]
+        return (state, state["experiment"], state["color"], state["size"], state["layout"], opts, opts)
+
+    @app.callback(Output("ov-url-out", "search"), Input("ov-state", "data"), prevent_initial_call=True)
+    def to_url(state: dict[str, Any]) -> str:
+        if not state or not state.get("ready"):
+            raise PreventUpdate
+        return st.to_query(state)
+
+    @app.callback(Output("ov-version", "data"), Output("ov-interval", "interval"),
+                  Input("ov-interval", "n_intervals"), State("ov-state", "data"),
+                  State("ov-version", "data"))
+    def refresh(_n: int | None, state: dict[str, Any], version: str | None) -> tuple[Any, int]:
+        """Incremental refresh; a new version string makes the views re-render."""
+        if not state or not state.get("ready"):
+            return no_update, refresh_ms
+        forest = source.refresh(state["experiment"]) if _n else source.forest(state["experiment"])
+        running = sum(1 for n in forest.nodes.values() if n.is_running)
+        metrics = sum(len(n.metrics) for n in forest.nodes.values())
+        new = f"{state['experiment']}:{len(forest)}:{running}:{metrics}:{id(forest)}"
+        if version and version.rsplit(":", 1)[0] == new.rsplit(":", 1)[0]:
+            return no_update, refresh_ms
+        return new, refresh_ms
+
+    @app.callback(Output("ov-status", "children"), Input("ov-version", "data"),
+                  State("ov-state", "data"))
+    def status(_version: str | None, state: dict[str, Any]) -> Any:
+        if not state or not state.get("ready"):
+            raise PreventUpdate
+        reader = source.reader(state["experiment"])
+        forest = reader.forest()
+        n = len(forest)
+        running = sum(1 for m in forest.nodes.values() if m.is_running)
+        failed = sum(1 for m in forest.nodes.values() if m.is_failed)
+        parts = [f"{reader.experiment_name}: {n} model{'s' if n != 1 else ''}"]
+        if running:
+            parts.append(f"{running} running")
+        if failed:
+            parts.append(f"{failed} failed")
+        warnings = forest.warnings
+        parts.append(f"{len(warnings)} lineage warning{'s' if len(warnings) != 1 else ''}"
+                     if warnings else "no lineage warnings")
+        children: list[Any] = [html.Span(" · ".join(parts), className="cc-status-text")]
+        if warnings:
+            children.append(html.Details(className="cc-warnings", open=len(warnings) <= 3, children=[
+                html.Summary("warnings"),
+                html.Ul([html.Li(f"[{w.kind}] {w.message}", className=f"cc-warn-{w.kind}")
+                         for w in warnings[:200]]
+                        + ([html.Li(f"... and {len(warnings) - 200} more")] if len(warnings) > 200 else []))]))
+        return children
+
+    # Clicks and box selections from both plots become one "pick" event carrying the
+    # shift key (Dash's clickData has no modifier keys; assets/overview.js records it).
+    app.clientside_callback(
+        ClientsideFunction(namespace="cc", function_name="pick"),
+        Output("ov-pick", "data"),
+        Input("ov-map", "clickData"), Input("ov-map", "selectedData"),
+        Input("ov-scatter", "clickData"), Input("ov-scatter", "selectedData"),
+        prevent_initial_call=True)
+
+    model_map.register(app, source)
+    scatter.register(app, source)
+    filters.register(app, source)
+    details.register(app, source)

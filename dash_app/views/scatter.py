@@ -1,0 +1,44 @@
+"""Model Scatterplot view: the figure and its axis pickers (rendered with the map)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
+
+from dash_app.source import DataSource
+
+GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
+                "toImageButtonOptions": {"format": "svg", "filename": "model-scatterplot"}}
+
+
+def layout() -> html.Div:
+    return html.Div(className="cc-card", children=[
+        html.Div(className="cc-card-head", children=[html.H3("Model Scatterplot")]),
+        dcc.Graph(id="ov-scatter", config=GRAPH_CONFIG),
+        html.Div(className="cc-axis-pickers", children=[
+            html.Label(["X", dcc.Dropdown(id="ov-x", clearable=False, className="cc-dd")]),
+            html.Label(["Y", dcc.Dropdown(id="ov-y", clearable=False, className="cc-dd")]),
+        ]),
+    ])
+
+
+def register(app: Dash, source: DataSource) -> None:
+
+    @app.callback(Output("ov-x", "options"), Output("ov-y", "options"), Output("ov-x", "value"),
+                  Output("ov-y", "value"), Input("ov-color", "options"), State("ov-state", "data"))
+    def axis_options(options: list[dict[str, str]] | None, state: dict[str, Any]) -> tuple[Any, ...]:
+        """Metric choices follow the experiment; values come from the state (URL or defaults)."""
+        if not options or not state or not state.get("ready"):
+            raise PreventUpdate
+        return options, options, state.get("x"), state.get("y")
+
+    @app.callback(Output("ov-state", "data", allow_duplicate=True), Input("ov-x", "value"),
+                  Input("ov-y", "value"), State("ov-state", "data"), prevent_initial_call=True)
+    def on_axes(x: str | None, y: str | None, state: dict[str, Any]) -> dict[str, Any]:
+        if not state or not state.get("ready") or not x or not y:
+            raise PreventUpdate
+        if (x, y) == (state.get("x"), state.get("y")):
+            raise PreventUpdate
+        return {**state, "x": x, "y": y}

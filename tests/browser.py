@@ -1,0 +1,76 @@
+"""Browser-test plumbing: serve a Dash app in a thread, drive Debian's Chromium with Playwright."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServedApp:
+    """A Dash app served on 127.0.0.1 by a threaded werkzeug server."""
+
+    server: BaseWSGIServer
+    thread: threading.Thread
+    url: str
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=10)
+
+
+def serve(app: Any, port: int | None = None) -> ServedApp:
+    port = port or free_port()
+    server = make_server("127.0.0.1", port, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return ServedApp(server, thread, f"http://127.0.0.1:{port}")
+
+
+@dataclass
+class Browser:
+    """A headless Chromium with one page whose console errors are collected."""
+
+    playwright: Any
+    browser: Any
+    page: Any
+    errors: list[str] = field(default_factory=list)
+
+    def close(self) -> None:
+        self.browser.close()
+        self.playwright.stop()
+
+
+def launch(width: int = 1600, height: int = 1000) -> Browser:
+    from playwright.sync_api import sync_playwright
+
+    pw = sync_playwright().start()
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    b = Browser(pw, browser, page)
+    page.on("console", lambda m: b.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: b.errors.append(str(e)))
+    return b
+
+
+def iter_browser() -> Iterator[Browser]:
+    b = launch()
+    try:
+        yield b
+    finally:
+        b.close()
