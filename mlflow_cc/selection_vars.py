@@ -30,6 +30,8 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mlflow_cc.lineage import Forest
 
 COST_PARAM = 1
@@ -244,18 +246,24 @@ class _Search:
         return moves
 
     def _solve(self, state: State, depth: int) -> int:
-        """Cost to go from ``state``; the chosen move is left in ``self.memo``."""
+        """Cost to go from ``state``; the chosen move is left in ``self.memo``.
+
+        Moves are tried greedy pick first, so the first descent is the greedy walk; once the
+        budget is spent no further alternatives are opened (each open frame keeps its best).
+        """
         if not state[0]:
             return 0
         if state in self.memo:
             return self.memo[state][0]
         if self.work > SEARCH_BUDGET or depth > MAX_SEARCH_DEPTH:
             return self._greedy(state)
-        self.work += len(state[0])
+        moves = self._moves(state)
+        self.work += len(state[0]) * len(moves)
+        pick = self._pick(state, moves)
         best: tuple[int, Move] | None = None
-        for cost, _, move in sorted(self._moves(state)):
-            if best is not None and cost >= best[0]:
-                break  # costs are >= 0 and sorted: nothing later can win
+        for cost, _, move in [pick, *sorted(m for m in moves if m != pick)]:
+            if best is not None and (cost >= best[0] or self.work > SEARCH_BUDGET):
+                continue  # cost to go is >= 0: this move cannot win
             total = cost if move[0] == "sequence" else cost + self._solve(self._next(state, move), depth + 1)
             if best is None or total < best[0]:
                 best = (total, move)
@@ -264,28 +272,32 @@ class _Search:
         return best[0]
 
     def _greedy(self, state: State) -> int:
-        """Finish a walk one cheapest move at a time (iterative), memoising what it sees."""
+        """Finish a walk one greedy move at a time (iterative), memoising what it sees."""
         trail: list[tuple[State, int, Move]] = []
         while state[0] and state not in self.memo:
+            moves = self._moves(state)
             self.work += len(state[0])
-            moves = sorted(self._moves(state))
-            kinds = {m[2][0] for m in moves}
-            names = sum(1 for m in moves if m[2][0] == "presence")
-            if "sequence" in kinds and self._chain_steps(state) * COST_PRESENCE > COST_SEQUENCE:
-                pick = next(m for m in moves if m[2][0] == "sequence")
-            elif "type" in kinds and (names == 0 or names >= 3):
-                pick = next(m for m in moves if m[2][0] == "type")  # 3+ flags cost more than a type
-            else:
-                pick = next(m for m in moves if m[2][0] != "sequence")
-            trail.append((state, pick[0], pick[2]))
-            if pick[2][0] == "sequence":
+            cost, _, move = self._pick(state, moves)
+            trail.append((state, cost, move))
+            if move[0] == "sequence":
                 break
-            state = self._next(state, pick[2])
+            state = self._next(state, move)
         total = self.memo[state][0] if state[0] and state in self.memo else 0
         for st, cost, move in reversed(trail):
             total += cost
             self.memo[st] = (total, move)
         return total
+
+    def _pick(self, state: State, moves: list[tuple[int, int, Move]]) -> tuple[int, int, Move]:
+        """The greedy move: cheapest now, with two looks ahead the immediate cost misses."""
+        moves = sorted(moves)
+        kinds = {m[2][0] for m in moves}
+        names = sum(1 for m in moves if m[2][0] == "presence")
+        if "sequence" in kinds and self._chain_steps(state) * COST_PRESENCE > COST_SEQUENCE:
+            return next(m for m in moves if m[2][0] == "sequence")  # one flag per step costs more
+        if "type" in kinds and (names == 0 or names >= 3):
+            return next(m for m in moves if m[2][0] == "type")  # 3+ flags cost more than a type
+        return next(m for m in moves if m[2][0] != "sequence")
 
     def _moves(self, state: State) -> list[tuple[int, int, Move]]:
         """Candidate moves as (cost, alignment penalty, move)."""
@@ -354,7 +366,7 @@ class _Search:
 
 # --- replaying the walk over the selected models -----------------------------------------------
 
-@dataclass
+@dataclass(eq=False)  # identity hash: a key of the _Counts cache
 class _Var:
     """A variable with one value per selected model (row), before it is made public."""
 
@@ -495,13 +507,47 @@ def _param_vars(tree: _CutTree, column: str, col: int, nodes: list[int | None],
 
 # --- simplification -----------------------------------------------------------------------------
 
+class _Counts:
+    """Distinct values of a variable and of a pair of variables, cached.
+
+    A variable's values become integer codes once; a pair's count is then one ``np.unique``
+    over m combined codes, and each pair is counted once however many merge passes run.
+    """
+
+    def __init__(self) -> None:
+        self._codes: dict[_Var, tuple[np.ndarray, int]] = {}
+        self._pairs: dict[tuple[_Var, _Var], int] = {}
+
+    def _code(self, v: _Var) -> tuple[np.ndarray, int]:
+        if v not in self._codes:
+            index: dict[tuple[str, Any], int] = {}
+            codes = np.fromiter((index.setdefault(_typed(x), len(index)) for x in v.values),
+                                dtype=np.int64, count=len(v.values))
+            self._codes[v] = (codes, len(index))
+        return self._codes[v]
+
+    def n(self, v: _Var) -> int:
+        return self._code(v)[1]
+
+    def pair(self, a: _Var, b: _Var) -> int:
+        if (a, b) not in self._pairs:
+            (ca, _), (cb, nb) = self._code(a), self._code(b)
+            self._pairs[(a, b)] = self._pairs[(b, a)] = len(np.unique(ca * nb + cb))
+        return self._pairs[(a, b)]
+
+    def determines(self, a: _Var, b: _Var) -> bool:
+        """Each value of ``a`` goes with one value of ``b`` (b is constant once a is fixed)."""
+        return self.pair(a, b) == self.n(a)
+
+
 def _simplify(vs: list[_Var]) -> list[_Var]:
     """Fewer, plainer variables: always the lossless merges, the others only past two."""
+    counts = _Counts()
     vs = _merge_cumulative(vs)
-    vs = _fold_presence_into_params(vs)
-    while len(vs) > 2 and _merge_dependent(vs):
+    vs = _fold_presence_into_params(vs, counts)
+    while len(vs) > 2 and _merge_dependent(vs, counts):
         pass
-    while len(vs) > 2 and _merge_small(vs):
+    while len(vs) > 2 and _merge_small(vs, counts):
         pass
     return vs
 
@@ -528,26 +574,26 @@ def _merge_cumulative(vs: list[_Var]) -> list[_Var]:
     return sorted(out, key=lambda v: v.col)
 
 
-def _fold_presence_into_params(vs: list[_Var]) -> list[_Var]:
+def _fold_presence_into_params(vs: list[_Var], counts: _Counts) -> list[_Var]:
     """Drop "calibrate yes/no" when "calibrate.batches" already says it (None = no calibrate)."""
     out = list(vs)
     for p in [v for v in vs if v.kind == "presence"]:
         for q in vs:
-            if q.kind == "param" and q.op == p.op and _determines(q.values, p.values):
+            if q.kind == "param" and q.op == p.op and counts.determines(q, p):
                 q.none_label = f"no {p.name}"
                 out.remove(p)
                 break
     return out
 
 
-def _merge_dependent(vs: list[_Var]) -> bool:
+def _merge_dependent(vs: list[_Var], counts: _Counts) -> bool:
     """Fold a variable that is constant once another is fixed into that other; True if done.
 
     The kept variable keeps its typed values and order; its labels gain the folded one's.
     """
     for keep in sorted(vs, key=lambda v: (not v.ordinal(), v.cost, v.col)):
         for drop in vs:
-            if drop is not keep and _determines(keep.values, drop.values):
+            if drop is not keep and counts.determines(keep, drop):
                 first = keep.short if keep.kind == "presence" else keep.label
                 texts = {_typed(x): _join(first(x), drop.short(y)) for x, y in zip(keep.values, drop.values)}
                 keys = {_typed(x): keep.sort_key(x) for x in keep.values}
@@ -559,7 +605,7 @@ def _merge_dependent(vs: list[_Var]) -> bool:
     return False
 
 
-def _merge_small(vs: list[_Var]) -> bool:
+def _merge_small(vs: list[_Var], counts: _Counts) -> bool:
     """Merge the two variables whose realised combinations are fewest (<= MAX_MERGED_LEVELS).
 
     Conditional dependencies (B constant for some values of A) show up here as few combinations.
@@ -567,7 +613,7 @@ def _merge_small(vs: list[_Var]) -> bool:
     best: tuple[int, int, int] | None = None
     for i, a in enumerate(vs):
         for j in range(i + 1, len(vs)):
-            n = len({(_typed(x), _typed(y)) for x, y in zip(a.values, vs[j].values)})
+            n = counts.pair(a, vs[j])
             if n <= MAX_MERGED_LEVELS and (best is None or n < best[0]):
                 best = (n, i, j)
     if best is None:
@@ -585,17 +631,6 @@ def _replace(vs: list[_Var], old: list[_Var], new: _Var) -> None:
     for o in old:
         vs.remove(o)
     vs.insert(at, new)
-
-
-def _determines(a: list[Any], b: list[Any]) -> bool:
-    """True if each value of ``a`` goes with a single value of ``b`` (b = f(a))."""
-    seen: dict[Any, Any] = {}
-    for x, y in zip(a, b):
-        k = _typed(x)
-        if k in seen and seen[k] != _typed(y):
-            return False
-        seen[k] = _typed(y)
-    return True
 
 
 def _axes(vs: list[_Var], final: list[Variable]) -> tuple[Variable | None, Variable | None]:
