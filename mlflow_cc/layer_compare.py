@@ -52,7 +52,7 @@ ZEROED, NOT_COMPARED = 4, 5
 EPS = 1e-8
 DEFAULT_BINS = 30
 #: Elements processed at once per tensor (bounds temporaries to a few MB per chunk).
-CHUNK = 1 << 20
+CHUNK = 1 << 18
 _THRESHOLDS = np.asarray(CHANGE_THRESHOLDS, np.float32)
 
 STATUS_BASE = "base"
