@@ -189,11 +189,17 @@ class _CutTree:
             stack.extend(self.children[i])
         self.chain: list[tuple[Any, ...] | None] = [None] * n
         self.chain_sel: list[tuple[int, ...]] = [()] * n  # 1-based positions of selected models
+        # Uncapped: whether the subtree is a chain, its length and selected models in it.
+        self.chain_len = [0] * n
+        self.chain_nsel = [0] * n
         self.ops_below: list[frozenset[str]] = [frozenset()] * n
         for i in reversed(order):
             kids = self.children[i]
             self.ops_below[i] = frozenset({self.op[i]}).union(*(self.ops_below[k] for k in kids))
             own = (1,) if self.selected[i] else ()
+            if not kids or (len(kids) == 1 and self.chain_len[kids[0]]):
+                tail_len, tail_sel = (self.chain_len[kids[0]], self.chain_nsel[kids[0]]) if kids else (0, 0)
+                self.chain_len[i], self.chain_nsel[i] = tail_len + 1, tail_sel + len(own)
             if not kids:
                 self.chain[i], self.chain_sel[i] = (self.sig[i],), own
             elif len(kids) == 1 and (tail := self.chain[kids[0]]) is not None and len(tail) < MAX_CHAIN:
@@ -338,8 +344,16 @@ class _Search:
     def _sequence_cost(self, state: State) -> int | None:
         """COST_SEQUENCE if every pointer's rest is a prefix of one chain (else None)."""
         active, any_done = state
-        chains = [self.tree.chain[c] for _, c in active]
-        if any(ch is None for ch in chains) or any(n == 0 for n, _ in active):
+        tree = self.tree
+        if any(n == 0 for n, _ in active):
+            return None  # the base step: "which base model" is no operation
+        if len(active) == 1:  # one chain left, however long
+            (_, c), = active
+            if not tree.chain_len[c]:
+                return None
+            return COST_SEQUENCE if any_done or tree.chain_nsel[c] > 1 else 0
+        chains = [tree.chain[c] for _, c in active]
+        if any(ch is None for ch in chains):
             return None
         longest = max(chains, key=len)  # type: ignore[arg-type]
         if any(ch != longest[:len(ch)] for ch in chains):  # type: ignore[index,arg-type]
@@ -348,7 +362,7 @@ class _Search:
         return COST_SEQUENCE if len(lengths) > 1 else 0
 
     def _chain_steps(self, state: State) -> int:
-        return max(len(self.tree.chain[c] or ()) for _, c in state[0])
+        return max(self.tree.chain_len[c] for _, c in state[0])
 
     def _next(self, state: State, move: Move) -> State:
         active, any_done = state
@@ -501,7 +515,8 @@ def _param_vars(tree: _CutTree, column: str, col: int, nodes: list[int | None],
         elif k == _BASE_NAME:
             out.append(_Var(name, "base", COST_BASE, col, vals))
         else:
-            out.append(_Var(name, "param", COST_PARAM, col, vals, op=column, key=k))
+            absent = f"no {column}" if all(k in tree.params[n] for n in applied) else _NONE_LABEL
+            out.append(_Var(name, "param", COST_PARAM, col, vals, op=column, key=k, none_label=absent))
     return out
 
 
@@ -541,37 +556,58 @@ class _Counts:
 
 
 def _simplify(vs: list[_Var]) -> list[_Var]:
-    """Fewer, plainer variables: always the lossless merges, the others only past two."""
+    """Fewer, plainer variables: always the lossless merges, the others only past two.
+
+    When even merging leaves more than two, the plain variables are returned: the Refine
+    panel reads better with "prune.sparsity" than with "prune.sparsity + finetune + ...".
+    """
     counts = _Counts()
-    vs = _merge_cumulative(vs)
-    vs = _fold_presence_into_params(vs, counts)
+    plain = _fold_presence_into_params(_merge_cumulative(vs), counts)
+    vs = list(plain)
     while len(vs) > 2 and _merge_dependent(vs, counts):
         pass
     while len(vs) > 2 and _merge_small(vs, counts):
         pass
-    return vs
+    return vs if len(vs) <= 2 else plain
 
 
 def _merge_cumulative(vs: list[_Var]) -> list[_Var]:
-    """Presence flags where each implies the one before (A, A→B, A→B→C) -> one sequence."""
-    flags = [v for v in vs if v.kind == "presence"]
+    """Presence flags where each implies the one before (A, A→B, A→B→C) -> one sequence.
+
+    A sequence the search chose joins a run too, when its rows all have the run's flags.
+    """
+    steps = [v for v in vs if v.kind in ("presence", "sequence")]
     runs: list[list[_Var]] = []
-    for f in flags:
-        if runs and all(p or not q for p, q in zip(runs[-1][-1].values, f.values)):
+    for f in steps:
+        if runs and all(full or not _present(f, i) for i, full in enumerate(_full(runs[-1][-1]))):
             runs[-1].append(f)
         else:
             runs.append([f])
-    out = [v for v in vs if v.kind != "presence"]
-    n_seq = 0
+    out = [v for v in vs if v.kind not in ("presence", "sequence")]
     for run in runs:
         if len(run) == 1:
             out.append(run[0])
             continue
-        n_seq += 1
-        vals = [" → ".join(f.name for f in run if f.values[i]) or _NONE_LABEL for i in range(len(run[0].values))]
-        out.append(_Var("recipe" if n_seq == 1 else f"recipe {n_seq}", "sequence", COST_SEQUENCE,
-                        run[0].col, vals))
+        vals = [" → ".join(_step_label(f, i) for f in run if _present(f, i)) or _NONE_LABEL
+                for i in range(len(run[0].values))]
+        out.append(_Var("recipe", "sequence", COST_SEQUENCE, run[0].col, vals))
     return sorted(out, key=lambda v: v.col)
+
+
+def _present(v: _Var, i: int) -> bool:
+    return bool(v.values[i]) if v.kind == "presence" else v.values[i] != _NONE_LABEL
+
+
+def _full(v: _Var) -> list[bool]:
+    """Per row: it went all the way through ``v`` (the flag is set; the longest sequence)."""
+    if v.kind == "presence":
+        return [bool(x) for x in v.values]
+    longest = max(v.sort_key(x) for x in v.values)
+    return [v.sort_key(x) == longest for x in v.values]
+
+
+def _step_label(v: _Var, i: int) -> str:
+    return v.name if v.kind == "presence" else str(v.values[i])
 
 
 def _fold_presence_into_params(vs: list[_Var], counts: _Counts) -> list[_Var]:
@@ -620,6 +656,8 @@ def _merge_small(vs: list[_Var], counts: _Counts) -> bool:
         return False
     a, b = vs[best[1]], vs[best[2]]
     values = [_join(a.short(x), b.short(y)) for x, y in zip(a.values, b.values)]
+    if len(set(values)) < best[0]:  # short parts collided ("calibrate" the flag and the type)
+        values = [f"{a.name}={a.label(x)}, {b.name}={b.label(y)}" for x, y in zip(a.values, b.values)]
     keys = {_typed(v): (a.sort_key(x), b.sort_key(y)) for v, x, y in zip(values, a.values, b.values)}
     _replace(vs, [a, b], _Var(f"{a.name} + {b.name}", "merged", a.cost + b.cost, a.col, values,
                               keys=keys, is_ordinal=False))

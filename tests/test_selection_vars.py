@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
+
+import pytest
 
 from mlflow_cc.lineage import Forest, ModelNode, build_forest
 from mlflow_cc.selection_vars import Explanation, explain_selection, refine
-from mlflow_cc.synthetic import STUDY_SPECS
 
 Row = tuple[str, str | None, str | None, dict[str, Any]]
 
@@ -19,10 +21,27 @@ def forest_of(rows: list[Row]) -> Forest:
                         for i, (k, p, op, params) in enumerate(rows))
 
 
+def study_rows() -> list[Row]:
+    """The paper's first study task in miniature (the shape of mlflow_cc.synthetic.STUDY_SPECS,
+    copied so these tests do not move when the case-study fixtures do)."""
+    q8 = {"bits": 8, "method": "dynamic"}
+    rows: list[Row] = [("base", None, None, {}), ("q8", "base", "quantize", q8)]
+    rows += [(f"{short}{s}", "base", "prune", {"method": f"global_{method}", "sparsity": s / 100})
+             for short, method in (("mag", "magnitude"), ("grad", "gradient")) for s in (30, 50, 70, 90)]
+    for key, parent, op, params in [
+            ("mag70_ft", "mag70", "finetune", {"epochs": 2, "lr": 0.001}),
+            ("mag90_ft", "mag90", "finetune", {"epochs": 2, "lr": 0.001}),
+            ("grad70_ft", "grad70", "finetune", {"epochs": 2, "lr": 0.001}),
+            ("mag50_q", "mag50", "quantize", q8), ("mag50_cal", "mag50", "calibrate", {"batches": 8}),
+            ("mag50_cal_q", "mag50_cal", "quantize", q8), ("mag70_ft_q", "mag70_ft", "quantize", q8),
+            ("grad50_q", "grad50", "quantize", q8), ("grad50_cal", "grad50", "calibrate", {"batches": 8}),
+            ("grad50_cal_q", "grad50_cal", "quantize", q8)]:
+        rows.append((key, parent, op, params))
+    return rows
+
+
 def study() -> Forest:
-    """The paper's first study task (base + 19 derived models), as in mlflow_cc.synthetic."""
-    return forest_of([("base", None, None, {})]
-                     + [(s.key, s.parent, s.operation, dict(s.params)) for s in STUDY_SPECS])
+    return forest_of(study_rows())
 
 
 def names(e: Explanation) -> list[str]:
@@ -118,7 +137,7 @@ def test_parameter_of_an_optional_operation_folds_its_presence() -> None:
 
 
 def test_needs_refine() -> None:
-    e = explain_selection(study(), [s.key for s in STUDY_SPECS] + ["base"])
+    e = explain_selection(study(), [r[0] for r in study_rows()])
     assert not e.comparable and e.x is None and e.color is None
     assert len(e.variables) > 2
     assert set(e.refine_options) == set(names(e))
@@ -150,9 +169,9 @@ def test_repeated_operation_is_numbered() -> None:
 
 
 def test_values_are_typed_and_json_ready() -> None:
-    e = explain_selection(study(), [s.key for s in STUDY_SPECS])
+    e = explain_selection(study(), [r[0] for r in study_rows()[1:]])
     d = json.loads(json.dumps(e.to_dict()))
-    assert set(d["values"]) == {s.key for s in STUDY_SPECS}
+    assert set(d["values"]) == {r[0] for r in study_rows()[1:]}
     for v in e.variables:
         assert len(v.levels) == len(v.labels) == len(set(v.labels)) or v.kind == "merged"
         if v.kind == "presence":
@@ -164,3 +183,37 @@ def test_selection_order_does_not_matter() -> None:
     a = explain_selection(study(), sel)
     b = explain_selection(study(), list(reversed(sel)))
     assert a == b
+
+
+def random_rows(rng: random.Random, n: int) -> list[Row]:
+    """A small random forest: 2 roots, prune/quantize/finetune with a few parameter values."""
+    ops = [("prune", {"sparsity": [0.3, 0.5]}), ("quantize", {"bits": [4, 8]}), ("finetune", {})]
+    rows: list[Row] = [("r0", None, None, {}), ("r1", None, None, {})]
+    for i in range(2, n):
+        op, choices = rng.choice(ops)
+        rows.append((f"m{i}", rng.choice(rows)[0], op, {k: rng.choice(v) for k, v in choices.items()}))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_explains_exactly_what_the_tree_tells_apart(seed: int) -> None:
+    """Models with different recipes (base + operations + parameters) get different values."""
+    rng = random.Random(seed)
+    f = forest_of(random_rows(rng, rng.randint(3, 40)))
+    sel = rng.sample(list(f.nodes), rng.randint(1, min(12, len(f))))
+    e = explain_selection(f, sel)
+    assert set(e.values) == set(sel)
+
+    def recipe(rid: str) -> tuple[Any, ...]:
+        path = [rid, *f.ancestors(rid)][::-1]
+        return (path[0], *((f[r].operation, tuple(sorted(f[r].op_params.items()))) for r in path[1:]))
+
+    for a in sel:
+        for b in sel:
+            same_values = e.values[a] == e.values[b] and all(
+                type(e.values[a][k]) is type(e.values[b][k]) for k in e.values[a])
+            assert same_values == (recipe(a) == recipe(b)), (a, b, e.values[a], e.values[b])
+    for v in e.variables:
+        assert len(v.levels) >= 2 and len(v.levels) == len(v.labels)
+        assert len(set(v.labels)) == len(v.labels)
+    assert e.comparable == (len(e.variables) <= 2)
