@@ -541,6 +541,9 @@ class _Counts:
             self._codes[v] = (codes, len(index))
         return self._codes[v]
 
+    def codes(self, v: _Var) -> np.ndarray:
+        return self._code(v)[0]
+
     def n(self, v: _Var) -> int:
         return self._code(v)[1]
 
@@ -563,12 +566,23 @@ def _simplify(vs: list[_Var]) -> list[_Var]:
     """
     counts = _Counts()
     plain = _fold_presence_into_params(_merge_cumulative(vs), counts)
+    if len(plain) > 2 and not _two_may_do(plain, counts):
+        return plain
     vs = list(plain)
     while len(vs) > 2 and _merge_dependent(vs, counts):
         pass
     while len(vs) > 2 and _merge_small(vs, counts):
         pass
     return vs if len(vs) <= 2 else plain
+
+
+def _two_may_do(vs: list[_Var], counts: _Counts) -> bool:
+    """Whether merging could end at two variables: merges keep every distinction, and a
+    variable they leave has at most max(MAX_MERGED_LEVELS, largest domain) values, so the
+    distinct rows must fit in that squared. Saves the merge passes on hopeless selections."""
+    widest = max([MAX_MERGED_LEVELS, *(counts.n(v) for v in vs)])
+    rows = len(set(zip(*(counts.codes(v).tolist() for v in vs))))
+    return rows <= widest * widest
 
 
 def _merge_cumulative(vs: list[_Var]) -> list[_Var]:
