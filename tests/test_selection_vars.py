@@ -217,3 +217,19 @@ def test_explains_exactly_what_the_tree_tells_apart(seed: int) -> None:
         assert len(v.levels) >= 2 and len(v.levels) == len(v.labels)
         assert len(set(v.labels)) == len(v.labels)
     assert e.comparable == (len(e.variables) <= 2)
+
+
+def test_more_than_two_variables_fold_into_two() -> None:
+    # method, sparsity, calibrate, finetune: each flag goes with one method / one sparsity.
+    e = explain_selection(study(), ["mag50_q", "grad50_cal_q", "mag70_ft_q"])
+    assert e.comparable and e.x is not None and e.color is not None
+    assert e.x.kind == "merged" and e.x.levels == (0.5, 0.7)  # numbers stay numbers on x
+    assert e.x.labels == ("0.5", "0.7, finetune")
+    assert e.values["mag70_ft_q"][e.x.name] == 0.7
+
+
+def test_base_models_with_the_same_name() -> None:
+    rows: list[Row] = [("a1", None, None, {}), ("a2", None, None, {})]
+    f = build_forest(ModelNode(run_id=k, name="cnn", experiment_id="1") for k, *_ in rows)
+    e = explain_selection(f, ["a1", "a2"])
+    assert e.x is not None and e.x.levels == ("cnn (a1)", "cnn (a2)")
