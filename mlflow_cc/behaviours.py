@@ -49,7 +49,7 @@ class ModelArrays:
 
     labels: np.ndarray  # (N,) int64
     predictions: np.ndarray  # (N,) float64, NaN where not valid
-    logits: np.ndarray  # (N, K) float64, NaN rows where not valid
+    logits: np.ndarray  # (N, K) float32, NaN rows where not valid
     probs: np.ndarray  # (N, K) softmax of logits
     log_probs: np.ndarray  # (N, K) log-softmax of logits
     valid: np.ndarray  # (N,) bool
@@ -382,10 +382,10 @@ def _aligned(out: Outputs, ids: np.ndarray, base_index: pd.Index, labels: np.nda
         take = np.where(valid, rows, 0)
     k = out.logits.shape[1]
     if len(model_ids):
-        logits = np.array(np.asarray(out.logits)[take], dtype=np.float64)
+        logits = np.array(np.asarray(out.logits)[take], dtype=np.float32)
         preds = np.array(np.asarray(out.predictions)[take], dtype=np.float64)
     else:
-        logits, preds = np.zeros((n, k)), np.zeros(n)
+        logits, preds = np.zeros((n, k), np.float32), np.zeros(n)
     logits[~valid] = np.nan
     preds[~valid] = np.nan
     # Log-softmax shifted by the row max: exact and free of overflow (rows the model lacks stay NaN).
