@@ -8,8 +8,15 @@ from typing import Any
 
 import pytest
 
+from mlflow_cc import selection_vars
 from mlflow_cc.lineage import Forest, ModelNode, build_forest
-from mlflow_cc.selection_vars import Explanation, explain_selection, refine
+from mlflow_cc.selection_vars import (
+    Explanation,
+    _CutTree,
+    _Search,
+    explain_selection,
+    refine,
+)
 
 Row = tuple[str, str | None, str | None, dict[str, Any]]
 
@@ -233,3 +240,28 @@ def test_base_models_with_the_same_name() -> None:
     f = build_forest(ModelNode(run_id=k, name="cnn", experiment_id="1") for k, *_ in rows)
     e = explain_selection(f, ["a1", "a2"])
     assert e.x is not None and e.x.levels == ("cnn (a1)", "cnn (a2)")
+
+
+def brute_cost(search: _Search, state: Any) -> int:
+    """Every walk, no memo: the paper's exhaustive search, over the same moves."""
+    if not state[0]:
+        return 0
+    return min(cost if move[0] == "sequence" else cost + brute_cost(search, search._next(state, move))
+               for cost, _, move in search._moves(state))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_search_finds_the_cheapest_walk(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    f = forest_of(random_rows(rng, rng.randint(3, 18)))
+    sel = sorted(rng.sample(list(f.nodes), rng.randint(1, min(8, len(f)))))
+    tree = _CutTree(f, sel)
+    start = (frozenset((0, r) for r in tree.children[0]), False)
+    exact = _Search(tree)
+    best = exact._solve(start, 0)
+    assert best == brute_cost(_Search(tree), start)
+    # With no budget at all the greedy walk is complete, and never cheaper.
+    monkeypatch.setattr(selection_vars, "SEARCH_BUDGET", -1)
+    greedy = _Search(tree)
+    assert greedy._solve(start, 0) >= best
+    assert greedy.best_walk()
