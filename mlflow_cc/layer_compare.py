@@ -247,37 +247,54 @@ def _accumulate(w: np.ndarray, b: np.ndarray | None, lo: float, hi: float, bins:
 
     Works through the tensor in chunks of :data:`CHUNK` elements so that temporaries
     (masks, bucket and bin indices) stay a few megabytes whatever the tensor's size.
+    Arithmetic is float32 and int32 (half the memory traffic of float64/int64); the
+    sums of squares are accumulated per chunk into Python floats.
     """
     counts = np.zeros(len(CHANGE_BUCKETS) * bins, np.int64)
     acc = dict.fromkeys(("zeros", "nonfinite", "zero_both", "zero_model_only", "zero_base_only",
                          "changed"), 0)
     diff_sq = base_sq = 0.0
+    scale = np.float32(bins / (hi - lo))
     for start in range(0, w.size, CHUNK):
         wc = w[start:start + CHUNK]
         finite = np.isfinite(wc)
+        all_finite = bool(finite.all())
         zw = wc == 0
         acc["zeros"] += int(np.count_nonzero(zw))
         acc["nonfinite"] += int(wc.size - np.count_nonzero(finite))
+        # The histogram bin of each value: equal widths over [lo, hi], hi in the last bin.
+        with np.errstate(invalid="ignore", over="ignore"):
+            cell = ((wc - np.float32(lo)) * scale).astype(np.int32)
+        np.clip(cell, 0, bins - 1, out=cell)
         if b is None:
-            buckets = np.full(wc.size, NOT_COMPARED, np.int64)
+            cell += NOT_COMPARED * bins
         else:
             bc = b[start:start + CHUNK]
             zb = bc == 0
+            model_only = zw & ~zb
             acc["zero_both"] += int(np.count_nonzero(zw & zb))
-            acc["zero_model_only"] += int(np.count_nonzero(zw & ~zb))
+            acc["zero_model_only"] += int(np.count_nonzero(model_only))
             acc["zero_base_only"] += int(np.count_nonzero(zb & ~zw))
             diff = np.abs(wc - bc)
-            with np.errstate(invalid="ignore", over="ignore"):
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
                 rel = diff / (np.abs(bc) + np.float32(EPS))
-            buckets = np.searchsorted(_THRESHOLDS, rel, side="right").astype(np.int64)
-            buckets[zw & ~zb] = ZEROED
-            acc["changed"] += int(np.count_nonzero(rel >= CHANGE_THRESHOLDS[0]))
-            ok = np.isfinite(diff) & np.isfinite(bc)
-            d, bb = diff[ok].astype(np.float64), bc[ok].astype(np.float64)
-            diff_sq += float(np.dot(d, d))
-            base_sq += float(np.dot(bb, bb))
-        cells = buckets[finite] * bins + _bin_index(wc[finite], lo, hi, bins)
-        counts += np.bincount(cells, minlength=counts.size)
+            changed = rel >= _THRESHOLDS[0]
+            acc["changed"] += int(np.count_nonzero(changed))
+            # bucket = number of thresholds reached (0 unchanged .. 3 large); zeroed overrides.
+            bucket = changed.astype(np.int32)
+            bucket += rel >= _THRESHOLDS[1]
+            bucket += rel >= _THRESHOLDS[2]
+            bucket[model_only] = ZEROED
+            bucket *= bins
+            cell += bucket
+            if all_finite and np.isfinite(bc).all():
+                diff_sq += float(np.dot(diff, diff))
+                base_sq += float(np.dot(bc, bc))
+            else:
+                ok = np.isfinite(diff) & np.isfinite(bc)
+                diff_sq += float(np.dot(diff[ok], diff[ok]))
+                base_sq += float(np.dot(bc[ok], bc[ok]))
+        counts += np.bincount(cell if all_finite else cell[finite], minlength=counts.size)
     row.update(numel=int(w.size), zeros=acc["zeros"], nonfinite=acc["nonfinite"])
     if b is not None:
         row.update(compared=int(w.size), zero_both=acc["zero_both"], zero_model_only=acc["zero_model_only"],
@@ -285,12 +302,6 @@ def _accumulate(w: np.ndarray, b: np.ndarray | None, lo: float, hi: float, bins:
     else:
         row["compared"] = 0
     return counts.reshape(len(CHANGE_BUCKETS), bins)
-
-
-def _bin_index(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:
-    # ``values`` are finite. Bins of equal width over [lo, hi]; hi itself falls in the last bin (as numpy.histogram does).
-    idx = ((values.astype(np.float64) - lo) * (bins / (hi - lo))).astype(np.int64)
-    return np.clip(idx, 0, bins - 1)
 
 
 def _finite(values: np.ndarray) -> np.ndarray:
