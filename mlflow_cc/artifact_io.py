@@ -359,51 +359,81 @@ def load_layer_summary(client: MlflowClient, run_id: str) -> pd.DataFrame:
     return _read_parquet(path, "layer summary", SUMMARY_COLUMNS).to_pandas()
 
 
+#: safetensors dtype codes numpy reads directly (all little-endian by the format's definition).
+_NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+                 "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+
+
 class TensorFile:
-    """One safetensors artifact, open for reading one tensor at a time (memory-mapped).
+    """One safetensors artifact, open for reading one tensor at a time.
 
     Use as a context manager: ``with open_tensors(client, run_id) as f: f.get(name)``.
+    The file is validated with ``safetensors.safe_open`` and its header kept; each
+    :meth:`get` then reads just that tensor's bytes at its offset. Reading through
+    one long-lived memory map instead would leave every page touched so far resident
+    in the process (RSS grows to the whole file while comparing many models), which
+    defeats streaming; a positioned read keeps memory at one tensor.
     """
 
     def __init__(self, path: Path, label: str) -> None:
         self.path = path
         self.label = label
         try:
-            self._handle = safe_open(str(path), framework="numpy")
-            self._file = self._handle.__enter__()
-            self._keys = list(self._file.keys())
+            # safe_open checks the header against the file size: truncation and garbage fail here.
+            with safe_open(str(path), framework="numpy") as checked:
+                self._keys = list(checked.keys())
+            with open(path, "rb") as fh:
+                header_len = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(header_len))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ArtifactError(f"{label} is not a readable safetensors file: {exc}", "unreadable") from None
+        self._data_start = 8 + header_len
+        self._metadata = header.pop("__metadata__", None) or {}
+        self._entries: dict[str, dict[str, Any]] = header
 
     def keys(self) -> list[str]:
         """Tensor names, in file order."""
         return list(self._keys)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._keys
+        return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
     def shape(self, name: str) -> tuple[int, ...]:
-        """A tensor's shape, read from the header without loading the tensor."""
-        return tuple(self._file.get_slice(name).get_shape())
+        """A tensor's shape, from the header, without loading the tensor."""
+        return tuple(int(d) for d in self._entries[name]["shape"])
 
     def get(self, name: str) -> np.ndarray:
-        """Load one tensor (float32 for tensors mlflow-cc wrote)."""
+        """Load one tensor (float32 for tensors mlflow-cc wrote). ``KeyError`` for an unknown name."""
+        entry = self._entries[name]
+        dtype = _NUMPY_DTYPES.get(entry["dtype"])
+        if dtype is None:  # e.g. BF16, which numpy lacks: let the library convert it
+            return self._get_with_library(name)
+        begin, end = (int(v) for v in entry["data_offsets"])
+        count = (end - begin) // np.dtype(dtype).itemsize
         try:
-            return self._file.get_tensor(name)
-        except (SafetensorError, OSError, ValueError) as exc:
+            values = np.fromfile(self.path, dtype=dtype, count=count, offset=self._data_start + begin)
+        except (OSError, ValueError) as exc:
+            raise ArtifactError(f"tensor {name!r} of {self.label} is unreadable: {exc}", "unreadable") from None
+        if values.size != count:
+            raise ArtifactError(f"tensor {name!r} of {self.label} is truncated", "unreadable")
+        return values.reshape(self.shape(name))
+
+    def _get_with_library(self, name: str) -> np.ndarray:
+        try:
+            with safe_open(str(self.path), framework="numpy") as f:
+                return f.get_tensor(name)
+        except (SafetensorError, OSError, ValueError, TypeError) as exc:
             raise ArtifactError(f"tensor {name!r} of {self.label} is unreadable: {exc}", "unreadable") from None
 
     def metadata(self) -> dict[str, str]:
         """The string metadata stored in the file header."""
-        return dict(self._file.metadata() or {})
+        return dict(self._metadata)
 
     def close(self) -> None:
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle is not None:
-            handle.__exit__(None, None, None)
+        """Nothing stays open between reads; kept so the object is a context manager."""
 
     def __enter__(self) -> Self:
         return self
