@@ -43,6 +43,9 @@ _log = logging.getLogger(__name__)
 #: description a link that opens the model in the app.
 APP_URL_ENV = "MLFLOW_CC_APP_URL"
 
+#: MLflow's own experiment tag telling its UI which view an experiment opens on.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+
 ParamValue = str | int | float | bool | None
 
 
@@ -267,7 +270,8 @@ def _experiment_id(client: MlflowClient, experiment: str | None) -> str:
         return _get_experiment_id()
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
-        return client.create_experiment(experiment)
+        # The MLflow 3 UI opens "model training" experiments on their runs table.
+        return client.create_experiment(experiment, tags={EXPERIMENT_KIND_TAG: "custom_model_development"})
     if exp.lifecycle_stage == "deleted":
         raise LineageError(f"experiment {experiment!r} is deleted; restore it or use another name")
     return exp.experiment_id
