@@ -63,7 +63,7 @@ TENSOR_KINDS = {"weights": contract.ARTIFACT_WEIGHTS, "activations": contract.AR
 def log_outputs(run_id: str, instance_ids: Sequence[str], logits: np.ndarray,
                 labels: np.ndarray | None = None, *, predictions: np.ndarray | None = None,
                 dataset: str | None = None, dataset_run_id: str | None = None,
-                extra: Mapping[str, np.ndarray] | None = None,
+                extra: Mapping[str, np.ndarray] | None = None, allow_nonfinite: bool = False,
                 client: MlflowClient | None = None) -> None:
     """Log a model's per-instance outputs on an evaluation set to run ``run_id``.
 
@@ -72,7 +72,8 @@ def log_outputs(run_id: str, instance_ids: Sequence[str], logits: np.ndarray,
     ``predictions``: (N,) class indices, default ``argmax(logits)``. ``extra``:
     per-instance float scores stored as ``score_<name>``. ``dataset`` and
     ``dataset_run_id`` name the dataset (see :func:`log_dataset`) and go in run tags.
-    Raises ``ValueError`` for inconsistent shapes, duplicate ids or non-finite values.
+    Raises ``ValueError`` for inconsistent shapes, duplicate ids or non-finite values
+    (unless ``allow_nonfinite``: a broken model's NaN outputs, kept on purpose).
     """
     client = client or MlflowClient()
     ids = _instance_ids(instance_ids)
@@ -81,7 +82,8 @@ def log_outputs(run_id: str, instance_ids: Sequence[str], logits: np.ndarray,
     if logits.ndim != 2 or logits.shape[0] != n or logits.shape[1] < 1:
         raise ValueError(f"logits must have shape (N={n}, K>=1), not {logits.shape}")
     logits32 = np.ascontiguousarray(logits, dtype=np.float32)
-    _require_finite("logits", logits32)
+    if not allow_nonfinite:
+        _require_finite("logits", logits32)
     k = logits.shape[1]
     if predictions is None:
         pred = logits32.argmax(axis=1).astype(np.int64)
@@ -99,7 +101,8 @@ def log_outputs(run_id: str, instance_ids: Sequence[str], logits: np.ndarray,
         arr = np.asarray(values, dtype=np.float64)
         if arr.shape != (n,):
             raise ValueError(f"extra score {name!r} must have shape ({n},), not {arr.shape}")
-        _require_finite(f"extra score {name!r}", arr)
+        if not allow_nonfinite:
+            _require_finite(f"extra score {name!r}", arr)
         columns[f"score_{name}"] = pa.array(arr, pa.float64())
     _log_table(client, run_id, contract.ARTIFACT_OUTPUTS, pa.table(columns))
     tags = {contract.TAG_DATASET: dataset, contract.TAG_DATASET_RUN: dataset_run_id}

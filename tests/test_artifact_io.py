@@ -75,6 +75,15 @@ def test_outputs_round_trip(client: MlflowClient, experiment_id: str) -> None:
     assert pq.read_table(_local_file(client, run_id, contract.ARTIFACT_OUTPUTS)).column("label").null_count == 1
 
 
+def test_outputs_nonfinite_kept_only_on_request(client: MlflowClient, experiment_id: str) -> None:
+    run_id = _run(client, experiment_id)
+    broken = LOGITS.copy()
+    broken[1] = np.nan  # a broken model's output, worth seeing in the comparison
+    aio.log_outputs(run_id, IDS, broken, predictions=np.array([0, 0, 2, 2]), allow_nonfinite=True, client=client)
+    out = aio.load_outputs(client, run_id)
+    assert np.isnan(out.logits[1]).all() and np.isfinite(out.logits[[0, 2, 3]]).all()
+
+
 def test_outputs_explicit_predictions_and_no_labels(client: MlflowClient, experiment_id: str) -> None:
     run_id = _run(client, experiment_id)
     aio.log_outputs(run_id, np.array([10, 11, 12, 13]), LOGITS, predictions=np.array([1, 1, 1, 0]), client=client)

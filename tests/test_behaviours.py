@@ -114,6 +114,16 @@ def test_missing_and_extra_instances_and_other_class_count() -> None:
     assert result.by_class()["count"].tolist() == [2, 1]
 
 
+def test_broken_model_with_nan_logits_does_not_poison_other_rows() -> None:
+    broken = MODEL_LOGITS.copy()
+    broken[1] = np.nan
+    result = compare_behaviours(_outputs(BASE_LOGITS, [0, 0, 1, 0]), {"m": _outputs(broken, [0, 1, 1, 1])})
+    assert _col(result, "kl", "m")[1] != _col(result, "kl", "m")[1]  # NaN where the model gave NaN
+    assert _col(result, "kl", "m")[3] == pytest.approx(0.5 * LN3, rel=1e-6)
+    assert _col(result, "correct", "m")[1] == 1.0  # the logged prediction still counts
+    assert result.by_class()[column("confidence", "m")].tolist() == pytest.approx([0.375, math.nan], nan_ok=True)
+
+
 def test_registered_metrics_per_instance_and_per_group() -> None:
     def margin_drop(base: bh.ModelArrays, model: bh.ModelArrays) -> np.ndarray:
         return base.probs.max(axis=1) - model.probs.max(axis=1)
