@@ -1,7 +1,9 @@
 """Behaviour comparison: how models' per-instance outputs differ from a base model's.
 
-Pure numpy/pandas, vectorized over instances and models (no per-instance Python
-loop): 100,000 instances x 12 models compute in a fraction of a second.
+The analysis is pure numpy/pandas, vectorized over instances and models (no
+per-instance Python loop): 100,000 instances x 12 models compute in about half a
+second. :func:`compare_behaviour_runs` is the thin loader that reads runs' outputs
+and their dataset from a store and notes models whose outputs are unavailable.
 
 Given the base model's :class:`~mlflow_cc.artifact_io.Outputs` and several models'
 outputs, :func:`compare_behaviours` aligns every model to the base's instances by
@@ -33,8 +35,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.tracking import MlflowClient
 
-from mlflow_cc.artifact_io import Outputs
+from mlflow_cc.artifact_io import DatasetInfo, Outputs, load_dataset, load_outputs
+from mlflow_cc.errors import ArtifactError
 
 #: Separator between metric and model key in column names: ``correct|<run id>``.
 SEP = "|"
@@ -164,6 +168,11 @@ class Behaviours:
     extra: dict[str, int] = field(default_factory=dict)
     #: Per-model notes for the app ("12 classes, base has 10: logit metrics not comparable").
     notes: dict[str, list[str]] = field(default_factory=dict)
+    #: Models left out because their outputs could not be read: key -> ArtifactError reason.
+    unavailable: dict[str, str] = field(default_factory=dict)
+    #: The dataset (instances, class names, previews) when it was loaded from the store.
+    dataset: DatasetInfo | None = None
+    _relative_table: pd.DataFrame | None = field(default=None, repr=False)
     _arrays: dict[str, ModelArrays] = field(default_factory=dict, repr=False)
 
     @property
@@ -183,13 +192,15 @@ class Behaviours:
         """The per-instance table; ``relative``: metric columns minus the base's (model - base)."""
         if not relative:
             return self.instances
-        table = self.instances.copy()
-        for metric in self.instance_metrics:
-            base_values = self.instances[column(metric, self.base)].to_numpy()
-            for key in self.models:
-                col = column(metric, key)
-                table[col] = self.instances[col].to_numpy() - base_values
-        return table
+        if self._relative_table is None:  # computed once: every sorted page of the app reuses it
+            table = self.instances.copy()
+            for metric in self.instance_metrics:
+                base_values = self.instances[column(metric, self.base)].to_numpy()
+                for key in self.models:
+                    col = column(metric, key)
+                    table[col] = self.instances[col].to_numpy() - base_values
+            self._relative_table = table
+        return self._relative_table
 
     def overall(self, relative: bool = False) -> pd.DataFrame:
         """One row per model: dataset-wide value of every metric (means of per-instance values)."""
@@ -365,6 +376,40 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
                 table[column(name, key)] = np.where(arrays[key].valid, values, np.nan)
     return Behaviours(base=base_key, models=keys, metrics=chosen, instances=pd.DataFrame(table),
                       class_names=names, missing=missing, extra=extra, notes=notes, _arrays=arrays)
+
+
+def compare_behaviour_runs(client: MlflowClient, base_run_id: str, run_ids: Sequence[str], *,
+                           metrics: Sequence[str] | None = None) -> Behaviours:
+    """:func:`compare_behaviours` over runs' logged outputs, keyed by run id.
+
+    The dataset (subgroups, class names, previews) comes from the base's dataset run. A
+    model whose outputs are not logged or unreadable is left out and listed in
+    ``unavailable`` with the reason; a base without outputs raises :class:`ArtifactError`.
+    """
+    base = load_outputs(client, base_run_id)
+    models: dict[str, Outputs] = {}
+    unavailable: dict[str, str] = {}
+    for run_id in run_ids:
+        if run_id == base_run_id:
+            continue
+        try:
+            models[run_id] = load_outputs(client, run_id)
+        except ArtifactError as exc:
+            unavailable[run_id] = exc.reason
+    dataset: DatasetInfo | None = None
+    dataset_note = ""
+    if base.dataset_run_id:
+        try:
+            dataset = load_dataset(client, base.dataset_run_id)
+        except ArtifactError as exc:
+            dataset_note = f"dataset {base.dataset or base.dataset_run_id}: {exc.reason}; no subgroups or names"
+    result = compare_behaviours(base, models, base_key=base_run_id, metrics=metrics,
+                                dataset=dataset.instances if dataset else None,
+                                class_names=dataset.class_names if dataset else None)
+    result.unavailable, result.dataset = unavailable, dataset
+    if dataset_note:
+        result.notes[base_run_id].append(dataset_note)
+    return result
 
 
 def _aligned(out: Outputs, ids: np.ndarray, base_index: pd.Index, labels: np.ndarray) -> ModelArrays:

@@ -15,6 +15,7 @@ from mlflow_cc import artifact_io as aio
 from mlflow_cc import behaviours as bh
 from mlflow_cc.artifact_io import Outputs
 from mlflow_cc.behaviours import column, compare_behaviours, page
+from mlflow_cc.errors import ArtifactError
 
 LN3 = math.log(3.0)
 IDS = np.array(["i0", "i1", "i2", "i3"], dtype=object)
@@ -205,15 +206,21 @@ def test_from_logged_outputs_in_a_real_store(sqlite_uri: str, tmp_path: Path) ->
     ds = aio.log_dataset(exp, "toy", pd.DataFrame({"instance_id": IDS, "label": [0, 1, 0, None],
                                                   "meta_rare": [True, True, False, False]}),
                          class_names=["cat", "dog"], client=client)
-    runs = {}
-    for name, logits, preds in (("base", BASE_LOGITS, [0, 0, 1, 0]), ("pruned", MODEL_LOGITS, [0, 1, 1, 1])):
-        runs[name] = client.create_run(exp).info.run_id
+    runs = {k: client.create_run(exp).info.run_id for k in ("base", "pruned", "none", "broken")}
+    for name, logits, preds in (("base", BASE_LOGITS, [0, 0, 1, 0]), ("pruned", MODEL_LOGITS, [0, 1, 1, 1]),
+                                ("broken", MODEL_LOGITS, [0, 1, 1, 1])):
         aio.log_outputs(runs[name], IDS, logits, LABELS, predictions=np.array(preds), dataset="toy",
                         dataset_run_id=ds, client=client)
-    base = aio.load_outputs(client, runs["base"])
-    info = aio.load_dataset(client, base.dataset_run_id)
-    result = compare_behaviours(base, {runs["pruned"]: aio.load_outputs(client, runs["pruned"])},
-                                base_key=runs["base"], dataset=info.instances, class_names=info.class_names)
+    (Path(client.get_run(runs["broken"]).info.artifact_uri) / "mlflow_cc/outputs.parquet").write_bytes(b"PAR1")
+    result = bh.compare_behaviour_runs(client, runs["base"], [runs["base"], runs["pruned"], runs["none"],
+                                                              runs["broken"]])
+    assert result.models == [runs["base"], runs["pruned"]]
+    assert result.unavailable == {runs["none"]: "not logged", runs["broken"]: "unreadable"}
+    assert result.dataset is not None and result.dataset.name == "toy"
     groups = result.by_subgroup(relative=True)
     assert groups[column("correct", runs["pruned"])].tolist() == [0.0, 0.5]
+    assert result.by_class()["label_name"].tolist() == ["cat", "dog"]
     assert _col(result, "kl", runs["pruned"])[3] == pytest.approx(0.5 * LN3, rel=1e-6)
+    assert result.instance_table(relative=True) is result.instance_table(relative=True)  # cached for paging
+    with pytest.raises(ArtifactError):
+        bh.compare_behaviour_runs(client, runs["none"], [runs["base"]])
