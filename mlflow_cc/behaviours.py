@@ -518,5 +518,7 @@ def _filter_mask(series: pd.Series, op: str, value: Any) -> np.ndarray:
     if compare is None:
         raise ValueError(f"unknown filter operator {op!r}; use one of {FILTER_OPS}")
     values = series.to_numpy()
+    if values.dtype.kind in "fiub" and isinstance(value, str):
+        value = float(value)  # a value typed into a URL or a grid filter arrives as text
     with np.errstate(invalid="ignore"):
         return np.asarray(compare(values, value), dtype=bool) & series.notna().to_numpy()

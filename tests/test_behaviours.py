@@ -171,6 +171,7 @@ def test_page_sorts_filters_and_slices_on_the_server() -> None:
     assert page(table, filters=[("id", "in", ["a", "f"])]).total == 2
     assert page(table, filters=[("g", "contains", "Y")]).total == 2
     assert page(table, filters=[("v", "<", 1.0)]).rows["id"].tolist() == ["a", "d", "e"]  # NaN never matches
+    assert page(table, filters=[("v", ">", "1.5")]).rows["id"].tolist() == ["c", "f"]  # text from a URL
     with pytest.raises(ValueError):
         page(table, filters=[("v", "~", 1)])
 
