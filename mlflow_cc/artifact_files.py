@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
@@ -49,17 +50,22 @@ def max_bytes() -> int:
     return int(mb * 2**20)
 
 
-def artifact_path(client: MlflowClient, run_id: str, path: str) -> Path:
-    """A local file holding artifact ``path`` of run ``run_id``.
+def get_run(client: MlflowClient, run_id: str) -> Run:
+    """The run, or :class:`ArtifactError` "not logged" when the store has no such run."""
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        raise ArtifactError(f"run {run_id} not found: {exc.message}", "not logged") from None
+
+
+def artifact_path(client: MlflowClient, run_id: str, path: str, *, run: Run | None = None) -> Path:
+    """A local file holding artifact ``path`` of run ``run_id`` (``run``: already fetched).
 
     Raises :class:`ArtifactError` with reason "not logged" when the run or the
     artifact does not exist, "too large" when it is over :func:`max_bytes`, and
     "unreadable" when the store fails to hand it over.
     """
-    try:
-        root = client.get_run(run_id).info.artifact_uri
-    except MlflowException as exc:
-        raise ArtifactError(f"run {run_id} not found: {exc.message}", "not logged") from None
+    root = (run or get_run(client, run_id)).info.artifact_uri
     if urlparse(root).scheme in ("", "file"):
         local = Path(local_file_uri_to_path(root)) / path
         if not local.is_file():

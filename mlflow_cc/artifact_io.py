@@ -44,7 +44,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from mlflow_cc import contract
-from mlflow_cc.artifact_files import artifact_path
+from mlflow_cc.artifact_files import artifact_path, get_run
 from mlflow_cc.errors import ArtifactError
 
 #: Parquet key-value metadata key holding the dataset's class names (JSON list).
@@ -314,7 +314,8 @@ class DatasetInfo:
 
 def load_outputs(client: MlflowClient, run_id: str) -> Outputs:
     """Read run ``run_id``'s outputs artifact. Raises :class:`ArtifactError`."""
-    path = artifact_path(client, run_id, contract.ARTIFACT_OUTPUTS)
+    run = get_run(client, run_id)
+    path = artifact_path(client, run_id, contract.ARTIFACT_OUTPUTS, run=run)
     table = _read_parquet(path, "outputs", ("instance_id", "prediction", "logits"))
     n = table.num_rows
     try:
@@ -331,7 +332,7 @@ def load_outputs(client: MlflowClient, run_id: str) -> Outputs:
         )
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise ArtifactError(f"outputs of run {run_id} are malformed: {exc}", "unreadable") from None
-    tags = client.get_run(run_id).data.tags
+    tags = run.data.tags
     outputs.dataset = tags.get(contract.TAG_DATASET)
     outputs.dataset_run_id = tags.get(contract.TAG_DATASET_RUN)
     return outputs
@@ -339,7 +340,8 @@ def load_outputs(client: MlflowClient, run_id: str) -> Outputs:
 
 def load_dataset(client: MlflowClient, dataset_run_id: str) -> DatasetInfo:
     """Read a dataset run's instances and class names; previews load on first lookup."""
-    path = artifact_path(client, dataset_run_id, contract.ARTIFACT_DATASET_INSTANCES)
+    run = get_run(client, dataset_run_id)
+    path = artifact_path(client, dataset_run_id, contract.ARTIFACT_DATASET_INSTANCES, run=run)
     table = _read_parquet(path, "dataset instances", ("instance_id",))
     raw_names = (table.schema.metadata or {}).get(CLASS_NAMES_KEY)
     try:
@@ -347,12 +349,13 @@ def load_dataset(client: MlflowClient, dataset_run_id: str) -> DatasetInfo:
     except ValueError:
         raise ArtifactError(f"class names of dataset run {dataset_run_id} are not JSON", "unreadable") from None
     try:
-        previews_file: Path | None = artifact_path(client, dataset_run_id, contract.ARTIFACT_DATASET_PREVIEWS)
+        previews_file: Path | None = artifact_path(client, dataset_run_id, contract.ARTIFACT_DATASET_PREVIEWS,
+                                                   run=run)
     except ArtifactError as exc:
         if exc.reason != "not logged":
             raise
         previews_file = None  # previews are optional
-    name = client.get_run(dataset_run_id).data.tags.get(contract.TAG_DATASET, dataset_run_id)
+    name = run.data.tags.get(contract.TAG_DATASET, dataset_run_id)
     return DatasetInfo(dataset_run_id, name, table.to_pandas(), class_names, previews_file)
 
 
