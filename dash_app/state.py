@@ -71,7 +71,7 @@ def to_query(state: dict[str, Any]) -> str:
         if state.get(key):
             pairs.append((key, ",".join(state[key])))
     for name, rng in (state.get("filters") or {}).items():
-        pairs.append(("f", f"{name}:{rng[0]:.17g}:{rng[1]:.17g}" if rng else f"{name}:"))
+        pairs.append(("f", f"{name}:{rng[0]!r}:{rng[1]!r}" if rng else f"{name}:"))
     return "?" + urlencode(pairs, safe=",:")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import socket
+import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -10,15 +10,11 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from mlflow_cc.local_server import free_port
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -35,6 +31,7 @@ class ServedApp:
 
 
 def serve(app: Any, port: int | None = None) -> ServedApp:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = port or free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

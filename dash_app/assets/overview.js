@@ -1,10 +1,9 @@
 // Compression Overview client side: remember the shift key of the last click (Plotly's
 // clickData does not carry it) and turn plot clicks/boxes into one "pick" event.
 (function () {
+  // Read at mousedown and kept: the pick callback runs after the key may be released.
   window.ccShift = false;
   document.addEventListener("mousedown", function (e) { window.ccShift = e.shiftKey; }, true);
-  document.addEventListener("keydown", function (e) { if (e.key === "Shift") { window.ccShift = true; } }, true);
-  document.addEventListener("keyup", function (e) { if (e.key === "Shift") { window.ccShift = false; } }, true);
 
   function ids(ev) {
     var out = [];

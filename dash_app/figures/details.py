@@ -30,41 +30,58 @@ def value_label(v: Any) -> str:
     return str(v)
 
 
-def _sort_key(v: Any) -> tuple[int, Any]:
-    if isinstance(v, bool) or v is None:
-        return (1, str(v))
-    if isinstance(v, (int, float)):
-        return (0, float(v))
-    return (2, value_label(v))
+def _label(var: Any, value: Any) -> str:
+    """A variable's display text for ``value`` (its own labels when it has them)."""
+    return str(var.label(value)) if hasattr(var, "label") else value_label(value)
+
+
+def _level_index(var: Any, value: Any) -> tuple[int, Any]:
+    """Sort key of an x category: the variable's level order, else the value itself."""
+    levels = list(getattr(var, "levels", ()) or ())
+    for i, lv in enumerate(levels):
+        if lv == value and type(lv) is type(value):
+            return (i, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (len(levels), float(value))
+    return (len(levels) + 1, value_label(value))
 
 
 def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapping[str, Any]],
-                   x_var: str | None, color_var: str | None, metric: str, info: MetricInfo
+                   x_var: Any | None, color_var: Any | None, metric: str, info: MetricInfo
                    ) -> go.Figure:
     """Bars of ``metric`` (mean per group) with ``x_var`` on x and ``color_var`` as colour.
 
-    With no ``x_var`` (one model, or models that do not differ), one bar per model.
+    ``x_var``/``color_var`` are selection variables (``name``, ``levels``, ``label(value)``);
+    with no ``x_var`` (one model, or models that do not differ), one bar per model.
     """
-    groups: dict[tuple[Any, Any], list[float]] = defaultdict(list)
-    raw: dict[str, Any] = {}
+    groups: dict[tuple[str, str], list[float]] = defaultdict(list)
+    order: dict[str, tuple[int, Any]] = {}
     for rid in ids:
         m = forest.nodes[rid].metrics.get(metric)
         if m is None:
             continue
-        xv = values.get(rid, {}).get(x_var) if x_var else forest.nodes[rid].name
-        cv = values.get(rid, {}).get(color_var) if color_var else None
-        groups[(value_label(xv), value_label(cv) if color_var else "")].append(m)
-        raw[value_label(xv)] = xv
-    xcats = sorted({k[0] for k in groups}, key=lambda s: _sort_key(raw.get(s, s)))
-    ccats = sorted({k[1] for k in groups})
+        if x_var is not None:
+            xv = values.get(rid, {}).get(x_var.name)
+            xl = _label(x_var, xv)
+        else:
+            xv = xl = forest.nodes[rid].name
+        cl = _label(color_var, values.get(rid, {}).get(color_var.name)) if color_var is not None else ""
+        groups[(xl, cl)].append(m)
+        order.setdefault(xl, _level_index(x_var, xv))
+    xcats = sorted({k[0] for k in groups}, key=lambda s: order.get(s, (0, s)))
+    cl_order = [_label(color_var, v) for v in color_var.levels] if color_var is not None else []
+    ccats = sorted({k[1] for k in groups},
+                   key=lambda c: (cl_order.index(c) if c in cl_order else len(cl_order), c))
+    x_name = x_var.name if x_var is not None else None
+    color_name = color_var.name if color_var is not None else None
     fig = go.Figure()
     for i, c in enumerate(ccats):
         ys = [sum(groups[(x, c)]) / len(groups[(x, c)]) if (x, c) in groups else None for x in xcats]
         text = [info.format_value(v) if v is not None else "" for v in ys]
         fig.add_trace(go.Bar(
-            x=[escape(x) for x in xcats], y=ys, name=escape(c) if color_var else escape(metric),
+            x=[escape(x) for x in xcats], y=ys, name=escape(c) if color_name else escape(metric),
             text=text, textposition="outside", cliponaxis=False,
-            marker={"color": PALETTE[i % len(PALETTE)] if color_var else COLORSCALE[2][1]},
+            marker={"color": PALETTE[i % len(PALETTE)] if color_name else COLORSCALE[2][1]},
             hovertemplate="%{x}: %{text}<extra>%{fullData.name}</extra>"))
     yfmt = info.format.lstrip(",") if info.format.endswith("%") else None
     known = [v for g in groups.values() for v in g]
@@ -77,8 +94,8 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
         yaxis["range"] = [max(0.0, lo - span * 0.6) if lo >= 0 else lo - span * 0.6, hi + span * 0.35]
     fig.update_layout(
         barmode="group", height=260, margin={"l": 60, "r": 10, "t": 30, "b": 50},
-        plot_bgcolor="#ffffff", showlegend=bool(color_var), yaxis=yaxis,
-        xaxis={"title": {"text": escape(x_var or "model")}, "type": "category"},
-        legend={"title": {"text": escape(color_var or "")}, "orientation": "h", "y": 1.12, "x": 0},
+        plot_bgcolor="#ffffff", showlegend=bool(color_name), yaxis=yaxis,
+        xaxis={"title": {"text": escape(x_name or "model")}, "type": "category"},
+        legend={"title": {"text": escape(color_name or "")}, "orientation": "h", "y": 1.12, "x": 0},
         uniformtext={"minsize": 8, "mode": "hide"})
     return fig

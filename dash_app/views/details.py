@@ -12,6 +12,7 @@ from dash_app.selection_table import selection_csv, selection_rows
 from dash_app.source import DataSource
 from mlflow_cc.lineage import Forest
 from mlflow_cc.metric_info import MetricInfo, info_for
+from mlflow_cc.selection_vars import Explanation, explain_selection, refine
 
 MAX_ROWS = 60
 GRAPH_CONFIG = {"displaylogo": False,
@@ -35,9 +36,8 @@ def primary_metrics(forest: Forest, infos: dict[str, MetricInfo], fallback: str 
     return prim or ([fallback] if fallback in names else names[:1])
 
 
-def explain(forest: Forest, ids: list[str]) -> Any:
-    """The selection's variables (SPEC section 6); imported late so the app runs without it."""
-    from mlflow_cc.selection_vars import explain_selection
+def explain(forest: Forest, ids: list[str]) -> Explanation:
+    """The selection's variables (SPEC section 6)."""
     return explain_selection(forest, ids)
 
 
@@ -56,22 +56,19 @@ def register(app: Dash, source: DataSource) -> None:
                           "drag a box, or use + Descendants. Their comparison appears here.",
                           className="cc-hint")
         children: list[Any] = [html.H4(f"{len(ids)} model{'s' if len(ids) != 1 else ''} selected")]
-        try:
-            ex = explain(forest, ids)
-        except ImportError:
-            ex = None
-            children.append(html.P("automatic comparison unavailable: mlflow_cc.selection_vars "
-                                   "is not installed", className="cc-warn"))
+        ex: Explanation | None = explain(forest, ids)
         metrics = primary_metrics(forest, infos, state.get("color"))
         if ex is not None:
-            xv = ex.x.name if ex.x is not None else None
-            cv = ex.color.name if ex.color is not None else None
             if ex.comparable or len(ids) == 1:
-                if xv:
+                if ex.x is not None:
                     children.append(html.P(
-                        f"x: {xv}" + (f" · colour: {cv}" if cv else ""), className="cc-muted"))
+                        f"x: {ex.x.name}" + (f" · colour: {ex.color.name}" if ex.color else ""),
+                        className="cc-muted"))
+                if ex.constants:
+                    shared = ", ".join(f"{k} = {value_label(v)}" for k, v in ex.constants.items())
+                    children.append(html.P(f"all share: {shared}", className="cc-muted"))
                 for m in metrics:
-                    fig = details_figure(forest, ids, ex.values, xv, cv, m, info_for(infos, m))
+                    fig = details_figure(forest, ids, ex.values, ex.x, ex.color, m, info_for(infos, m))
                     children.append(dcc.Graph(id={"type": "ov-details-chart", "metric": m},
                                                figure=fig, config=GRAPH_CONFIG))
             else:
@@ -95,9 +92,12 @@ def register(app: Dash, source: DataSource) -> None:
         forest = source.forest(state["experiment"])
         sel = [r for r in state.get("sel") or [] if r in forest.nodes]
         ex = explain(forest, sel)
-        keep = [r for r in sel
-                if all(value_label(ex.values.get(r, {}).get(var)) in vals for var, vals in picks.items())]
-        return {**state, "sel": keep}
+        choices = {var: [ex.refine_options[var][i] for i in idx if i < len(ex.refine_options.get(var, []))]
+                   for var, idx in picks.items() if var in ex.refine_options}
+        keep = refine(ex, choices)
+        if not keep:
+            raise PreventUpdate
+        return {**state, "sel": [r for r in sel if r in set(keep)]}
 
     @app.callback(Output("ov-csv", "data"), Input("ov-csv-btn", "n_clicks"),
                   State("ov-state", "data"), prevent_initial_call=True)
@@ -112,15 +112,17 @@ def register(app: Dash, source: DataSource) -> None:
 
 
 
-def _refine(ex: Any) -> html.Div:
+def _refine(ex: Explanation) -> html.Div:
     names = [v.name for v in ex.variables]
     rows = []
+    by_name = {v.name: v for v in ex.variables}
     for var, vals in ex.refine_options.items():
-        labels = list(dict.fromkeys(value_label(v) for v in vals))
+        v = by_name.get(var)
+        options = [{"label": str(v.label(x)) if v else value_label(x), "value": i} for i, x in enumerate(vals)]
         rows.append(html.Label(className="cc-refine-row", children=[
             html.Span(var, className="cc-refine-var"),
             dcc.Dropdown(id={"type": "ov-refine", "var": var}, multi=True, className="cc-dd cc-dd-wide",
-                         options=[{"label": lab, "value": lab} for lab in labels])]))
+                         options=options, placeholder="any")]))
     return html.Div(className="cc-refine", children=[
         html.H4("Refine Comparison"),
         html.P(f"These models differ in {len(names)} ways ({', '.join(names)}), more than a chart "

@@ -59,7 +59,7 @@ def layout(source: DataSource) -> html.Div:
                 options=[{"label": "by operation", "value": "operation"},
                          {"label": "by step", "value": "step"}])]),
         ]),
-        html.Div(id="ov-status", className="cc-status", children=status),
+        html.Div(id="ov-status", className="cc-status", children=status or "reading the experiment…"),
         html.Div(className="cc-main", children=[
             html.Div(className="cc-left", children=[model_map.layout()]),
             html.Div(className="cc-right", children=[scatter.layout(), filters.layout(),
@@ -93,6 +93,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             raise PreventUpdate  # our own URL write coming back
         elif trig == "ov-experiment":
             new_exp = exp != state.get("experiment")
+            if not new_exp:
+                raise PreventUpdate
             state.update(st.empty_state(), ready=True, experiment=exp)
         else:
             new_exp = False

@@ -1,0 +1,279 @@
+"""Compression Overview in a real browser (Playwright + Debian Chromium) on a real sqlite store.
+
+The app is started once for the module; each test opens a fresh page and the browser
+console must stay free of errors.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from browser import Browser, ServedApp, launch, serve
+from dash_app.app import create_app
+from dash_app.state import parse_query
+from mlflow_cc.reader import ExperimentReader
+from mlflow_cc.synthetic import build_study_shape
+from mlflow_cc.tracking import derive_model
+
+pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
+
+SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
+EXPERIMENT = "overview-browser"
+
+TRACE_IDS = """([graph, name]) => {
+  const g = document.querySelector('#' + graph + ' .js-plotly-plot');
+  if (!g || !g.data) return null;
+  const t = g.data.find(d => d.name === name);
+  return t ? Array.from(t.customdata) : [];
+}"""
+NODE_XY = """([graph, rid]) => {
+  const g = document.querySelector('#' + graph + ' .js-plotly-plot');
+  for (const t of g._fullData) {
+    if (t.name !== 'models' && t.name !== 'filtered out') continue;
+    const i = Array.from(t.customdata).indexOf(rid);
+    if (i < 0) continue;
+    const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, r = g.getBoundingClientRect();
+    return [r.left + xa._offset + xa.l2p(xa.d2l(t.x[i])), r.top + ya._offset + ya.l2p(ya.d2l(t.y[i]))];
+  }
+  return null;
+}"""
+MAP_READY = """() => { const g = document.querySelector('#ov-map .js-plotly-plot');
+  return !!(g && g.data && g.data.some(t => t.name === 'models')); }"""
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('overview') / 'mlflow.db'}"
+    runs = build_study_shape(EXPERIMENT, tracking_uri=uri)
+    with derive_model(runs["mag50"][0], "distill", {"temperature": 2.0}, name="mag50_distilled",
+                      inputs={"teacher": runs["base"][0]}, tracking_uri=uri) as child:
+        child.log_metrics({"accuracy": 0.95, "size_bytes": 150_000.0, "latency_ms": 1.2})
+    reader = ExperimentReader(EXPERIMENT, uri)
+    ids = {k: v[0] for k, v in runs.items()} | {"mag50_distilled": child.run_id}
+    served = serve(create_app(reader, refresh_ms=1000))
+    yield {"uri": uri, "ids": ids, "served": served, "reader": reader}
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    b = launch()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, study: dict[str, Any]) -> Iterator[Any]:
+    """A fresh page; the test fails if the console reported an error."""
+    ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
+    pg = ctx.new_page()
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    yield pg
+    ctx.close()
+    assert errors == [], errors
+
+
+def open_app(page: Any, served: ServedApp, query: str = "") -> None:
+    page.goto(served.url + "/" + query)
+    page.wait_for_function(MAP_READY, timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#ov-status').innerText.includes('models')")
+    time.sleep(0.3)
+
+
+def ids_in(page: Any, graph: str, trace: str) -> list[str]:
+    return page.evaluate(TRACE_IDS, [graph, trace]) or []
+
+
+def wait_selected(page: Any, graph: str, expected: set[str], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if set(ids_in(page, graph, "selected")) == expected:
+            return
+        time.sleep(0.1)
+    assert set(ids_in(page, graph, "selected")) == expected
+
+
+def click_node(page: Any, graph: str, rid: str, shift: bool = False) -> None:
+    xy = page.evaluate(NODE_XY, [graph, rid])
+    assert xy, f"{rid} is not drawn in {graph}"
+    page.mouse.move(xy[0] + 1, xy[1] + 1)
+    page.mouse.move(xy[0], xy[1])
+    time.sleep(0.15)
+    if shift:
+        page.keyboard.down("Shift")
+    page.mouse.click(xy[0], xy[1])
+    if shift:
+        page.keyboard.up("Shift")
+
+
+def drag(page: Any, x0: float, y0: float, x1: float, y1: float) -> None:
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(x0 + (x1 - x0) * i / 10, y0 + (y1 - y0) * i / 10)
+    page.mouse.up()
+
+
+def shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(exist_ok=True)
+    time.sleep(0.4)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+
+
+def test_map_shows_every_model_and_status(page: Any, study: dict[str, Any]) -> None:
+    open_app(page, study["served"])
+    assert set(ids_in(page, "ov-map", "models")) == set(study["ids"].values())
+    assert page.evaluate("() => document.querySelector('#ov-map .js-plotly-plot').data"
+                         ".some(t => t.name.startsWith('extra input'))")
+    n = len(study["ids"])
+    page.wait_for_function(f"() => document.querySelector('#ov-status').innerText.includes('{n} models')")
+    headers = page.evaluate("() => Array.from(document.querySelectorAll('#ov-map .annotation-text'))"
+                            ".map(e => e.textContent)")
+    assert headers[:3] == ["base", "prune", "calibrate"] and "quantize" in headers
+    shot(page, "overview-study.png")
+
+
+def test_click_shift_click_and_box_select_are_linked(page: Any, study: dict[str, Any]) -> None:
+    ids = study["ids"]
+    open_app(page, study["served"])
+    click_node(page, "ov-map", ids["mag50"])
+    wait_selected(page, "ov-scatter", {ids["mag50"]})
+    click_node(page, "ov-map", ids["grad50"], shift=True)
+    wait_selected(page, "ov-scatter", {ids["mag50"], ids["grad50"]})
+    wait_selected(page, "ov-map", {ids["mag50"], ids["grad50"]})
+    # a box around the quantize column of the map
+    quant = {ids[k] for k in ("q8", "mag50_q", "mag50_cal_q", "mag70_ft_q", "grad50_q", "grad50_cal_q")}
+    pts = [page.evaluate(NODE_XY, ["ov-map", r]) for r in quant]
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    drag(page, min(xs) - 12, min(ys) - 8, max(xs) + 12, max(ys) + 8)
+    wait_selected(page, "ov-scatter", quant)
+    # and back: a click in the scatterplot selects in the map
+    click_node(page, "ov-scatter", ids["base"])
+    wait_selected(page, "ov-map", {ids["base"]})
+    shot(page, "overview-linked-selection.png")
+
+
+def test_column_header_selects_the_column(page: Any, study: dict[str, Any]) -> None:
+    ids = study["ids"]
+    open_app(page, study["served"])
+    xy = page.evaluate("""() => { const g = document.querySelector('#ov-map .js-plotly-plot');
+      const t = g._fullData.find(d => d.name === 'columns'); const i = Array.from(t.customdata)
+        .findIndex(c => c === 'col:' + g._fullLayout.annotations.findIndex(a => a.text === 'calibrate'));
+      const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, r = g.getBoundingClientRect();
+      return [r.left + xa._offset + xa.l2p(t.x[i]), r.top + ya._offset + ya.l2p(t.y[i])]; }""")
+    page.mouse.move(xy[0], xy[1])
+    time.sleep(0.15)
+    page.mouse.click(xy[0], xy[1])
+    forest = study["reader"].forest()
+    calibrated = {r for r, n in forest.nodes.items() if n.operation == "calibrate"}
+    assert {ids["mag50_cal"], ids["grad50_cal"]} <= calibrated
+    wait_selected(page, "ov-scatter", calibrated)
+
+
+def test_filter_brush_makes_excluded_models_unselectable(page: Any, study: dict[str, Any]) -> None:
+    ids = study["ids"]
+    open_app(page, study["served"], "?f=accuracy:")
+    page.wait_for_selector(".cc-filter .js-plotly-plot .main-svg")
+    box = page.evaluate("""() => { const g = document.querySelector('.cc-filter .js-plotly-plot');
+      const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, r = g.getBoundingClientRect();
+      return [r.left + xa._offset + xa.l2p(0.9), r.left + xa._offset + xa._length - 2,
+              r.top + ya._offset + 5, r.top + ya._offset + ya._length - 5]; }""")
+    drag(page, box[0], box[2], box[1], box[3])
+    page.wait_for_function("() => document.querySelector('#ov-filter-summary').innerText.includes('within budget')")
+    page.wait_for_function("() => location.search.includes('f=accuracy%3A0') || location.search.includes('f=accuracy:0')")
+    budget = parse_query(page.evaluate("() => location.search"))["filters"]["accuracy"]
+    assert 0.89 < budget[0] < 0.91
+    reader_forest = study["reader"].forest()
+    expected_out = {r for r, n in reader_forest.nodes.items()
+                    if not budget[0] <= n.metrics["accuracy"] <= budget[1]}
+    assert expected_out, "the study has models below 90% accuracy"
+    deadline = time.monotonic() + 10
+    while set(ids_in(page, "ov-map", "filtered out")) != expected_out and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(ids_in(page, "ov-map", "filtered out")) == expected_out
+    assert set(ids_in(page, "ov-scatter", "filtered out")) == expected_out
+    keep = ids["base"]
+    click_node(page, "ov-map", keep)
+    wait_selected(page, "ov-map", {keep})
+    victim = sorted(expected_out)[0]
+    click_node(page, "ov-map", victim, shift=True)  # excluded: cannot be added
+    time.sleep(1.0)
+    wait_selected(page, "ov-map", {keep})
+    click_node(page, "ov-scatter", victim)  # nor selected alone
+    time.sleep(1.0)
+    assert victim not in ids_in(page, "ov-scatter", "selected")
+    shot(page, "overview-filters.png")
+
+
+def test_selection_details_for_descendants(page: Any, study: dict[str, Any]) -> None:
+    ids = study["ids"]
+    open_app(page, study["served"], f"?sel={ids['mag50']}")
+    page.click("#ov-add-descendants")
+    want = {ids[k] for k in ("mag50", "mag50_q", "mag50_cal", "mag50_cal_q", "mag50_distilled")}
+    wait_selected(page, "ov-map", want)
+    page.wait_for_selector("#ov-details .js-plotly-plot .main-svg")
+    text = page.inner_text("#ov-details")
+    assert "5 models selected" in text
+    links = page.eval_on_selector_all("#ov-details a", "els => els.map(e => e.href)")
+    exp_id = study["reader"].experiment_id
+    assert f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{ids['mag50']}" in links
+    shot(page, "overview-details.png")
+
+
+def test_refine_comparison_when_two_variables_are_not_enough(page: Any, study: dict[str, Any]) -> None:
+    open_app(page, study["served"])
+    page.click("#ov-clear-sel")
+    header = page.evaluate(NODE_XY, ["ov-map", study["ids"]["base"]])
+    page.mouse.click(header[0], header[1])
+    page.click("#ov-add-descendants")
+    page.wait_for_selector(".cc-refine", timeout=10_000)
+    assert "Refine Comparison" in page.inner_text("#ov-details")
+    shot(page, "overview-refine.png")
+
+
+def test_copied_url_reopens_the_same_view(page: Any, study: dict[str, Any], browser: Browser) -> None:
+    ids = study["ids"]
+    open_app(page, study["served"], "?f=accuracy:")
+    page.check("input[value='step']")
+    page.wait_for_function("() => location.search.includes('layout=step')")
+    click_node(page, "ov-map", ids["mag70"])
+    wait_selected(page, "ov-map", {ids["mag70"]})
+    page.wait_for_function(f"() => location.search.includes('{ids['mag70']}')")
+    url = page.url
+    headers = page.evaluate("() => Array.from(document.querySelectorAll('#ov-map .annotation-text'))"
+                            ".map(e => e.textContent)")
+    other = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
+    p2 = other.new_page()
+    try:
+        p2.goto(url)
+        p2.wait_for_function(MAP_READY, timeout=30_000)
+        wait_selected(p2, "ov-map", {ids["mag70"]})
+        wait_selected(p2, "ov-scatter", {ids["mag70"]})
+        assert p2.is_checked("input[value='step']")
+        assert p2.evaluate("() => Array.from(document.querySelectorAll('#ov-map .annotation-text'))"
+                           ".map(e => e.textContent)") == headers
+        p2.wait_for_selector(".cc-filter .js-plotly-plot")
+        assert p2.url == url
+    finally:
+        other.close()
+
+
+def test_new_run_appears_without_losing_the_selection(page: Any, study: dict[str, Any]) -> None:
+    ids = study["ids"]
+    open_app(page, study["served"], f"?sel={ids['mag90']}")
+    wait_selected(page, "ov-map", {ids["mag90"]})
+    with derive_model(ids["mag90"], "quantize", {"bits": 4}, name="mag90_q4",
+                      tracking_uri=study["uri"]) as child:
+        child.log_metrics({"accuracy": 0.5, "size_bytes": 50_000.0, "latency_ms": 1.0})
+    page.wait_for_function(f"() => {{ const g = document.querySelector('#ov-map .js-plotly-plot');"
+                           f" const t = g.data.find(d => d.name === 'models');"
+                           f" return Array.from(t.customdata).includes('{child.run_id}'); }}",
+                           timeout=15_000)
+    assert child.run_id in ids_in(page, "ov-scatter", "models")
+    wait_selected(page, "ov-map", {ids["mag90"]})
