@@ -13,10 +13,10 @@ from typing import Any
 from dash import Dash, dcc, html
 
 from dash_app.source import DataSource, ReaderFactory
-from dash_app.views import overview
+from dash_app.views import comparison, overview
 from mlflow_cc.reader import ExperimentReader
 
-VIEWS: list[ModuleType] = [overview]
+VIEWS: list[ModuleType] = [overview, comparison]
 
 
 def create_app(reader: ExperimentReader | None = None, *, reader_factory: ReaderFactory | None = None,

@@ -12,6 +12,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from mlflow_cc.comparison import Comparisons
+from mlflow_cc.flags import FlagBoard
 from mlflow_cc.lineage import Forest
 from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.reader import ExperimentReader, list_experiments
@@ -41,6 +43,7 @@ class DataSource:
             self._readers[first.experiment_id] = first
             self.default_experiment = first.experiment_id
         self._ui_url = mlflow_ui_url
+        self._comparisons: dict[str, tuple[Comparisons, FlagBoard]] = {}
 
     # -- readers -------------------------------------------------------------------
     def reader(self, experiment: str | None) -> ExperimentReader:
@@ -100,3 +103,21 @@ class DataSource:
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return value
+
+    # -- Performance Comparison ------------------------------------------------------
+    def comparisons(self, experiment: str | None) -> Comparisons:
+        """Cached behaviour and layer comparisons of the experiment's store (see mlflow_cc.comparison)."""
+        return self._comparison_pair(experiment)[0]
+
+    def flags(self, experiment: str | None) -> FlagBoard:
+        """Review flags of the experiment's runs, read with a short time-to-live (see mlflow_cc.flags)."""
+        return self._comparison_pair(experiment)[1]
+
+    def _comparison_pair(self, experiment: str | None) -> tuple[Comparisons, FlagBoard]:
+        reader = self.reader(experiment)
+        with self._lock:
+            pair = self._comparisons.get(reader.experiment_id)
+            if pair is None:
+                pair = (Comparisons(reader.client, lambda: reader.datasets), FlagBoard(reader.client))
+                self._comparisons[reader.experiment_id] = pair
+            return pair

@@ -16,8 +16,14 @@ from urllib.parse import parse_qs, urlencode
 
 from mlflow_cc.lineage import Forest
 
-LIST_KEYS = ("sel", "expand", "collapse")
-TEXT_KEYS = ("experiment", "layout", "color", "size", "x", "y", "focus")
+#: The Performance Comparison's keys (dash_app/views/comparison.py): the app tab, the base, its
+#: own tab; Behaviours rows, metric, relative, sort, filters, drill, flagged-only; Layers show,
+#: sort, name pattern, tree/list view; and the expanded modules.
+CMP_TEXT_KEYS = ("tab", "base", "ctab", "rows", "metric", "rel", "bsort", "bfilter", "drill", "flagged",
+                 "lshow", "lsort", "lpat", "lview")
+CMP_LIST_KEYS = ("open",)
+LIST_KEYS = ("sel", "expand", "collapse", *CMP_LIST_KEYS)
+TEXT_KEYS = ("experiment", "layout", "color", "size", "x", "y", "focus", *CMP_TEXT_KEYS)
 
 
 def empty_state() -> dict[str, Any]:

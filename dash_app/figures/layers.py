@@ -1,0 +1,102 @@
+"""Layers table: AG Grid column definitions, compact row payloads and the legend (pure, no Dash).
+
+A row is a module (or, for weights, one of its tensors). Each model's cell is drawn by
+the ``CmpLayer`` renderer of ``assets/comparison.js`` from the numbers built here: the
+sparsity split, the change-bucket fractions, and the tensor's histogram (bins x change
+buckets; bins shared by all models of that tensor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mlflow_cc.layer_compare import CHANGE_BUCKETS, CHANGE_THRESHOLDS
+
+#: Colours of the change buckets (the same list is in assets/comparison.js).
+BUCKET_COLORS = ("#c6dbef", "#fdd49e", "#fc8d59", "#d7301f", "#54278f", "#bdbdbd")
+SPLIT_COLORS = ("#8c8c8c", "#d7301f", "#2b8cbe")
+SPLIT_NAMES = ("zero in both", "zeroed in model only (pruned)", "zero in base only (revived)")
+SHOW_OPTIONS = (("sparsity", "sparsity"), ("weights", "weight distribution"),
+                ("activations", "activation distribution"))
+LAYER_COLUMN_WIDTH = 170
+
+
+def legend(show: str) -> list[tuple[str, str]]:
+    """(colour, text) pairs explaining the cells of ``show``."""
+    if show == "sparsity":
+        return list(zip(SPLIT_COLORS, SPLIT_NAMES))
+    lo, mid, hi = (f"{100 * t:g}%" for t in CHANGE_THRESHOLDS)
+    words = {"unchanged": f"unchanged (< {lo})", "small": f"{lo}–{mid} change", "medium": f"{mid}–{hi} change",
+             "large": f"≥ {hi} change", "zeroed": "zeroed (pruned)", "not compared": "not compared (shape differs)"}
+    return [(c, words[b]) for c, b in zip(BUCKET_COLORS, CHANGE_BUCKETS)]
+
+
+def column_defs(models: Sequence[Mapping[str, Any]], *, show: str,
+                unavailable: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The module name column (tree), then one column per model (base first)."""
+    cols: list[dict[str, Any]] = [{
+        "headerName": "module", "field": "label", "colId": "label", "cellRenderer": "CmpTreeName",
+        "width": 300, "pinned": "left", "sortable": False, "filter": False}]
+    for i, model in enumerate(models):
+        run_id = str(model["run_id"])
+        params: dict[str, Any] = {"base": i == 0, "title": f"{model.get('full_name', model['name'])} ({run_id})"}
+        if run_id in unavailable:
+            params["note"] = f"{show if show != 'sparsity' else 'weights'} {unavailable[run_id]}"
+        cols.append({"headerName": str(model["name"]), "colId": f"m{i}", "field": f"c{i}",
+                     "headerComponentParams": {"innerHeaderComponent": "CmpHeader", **params},
+                     "cellRenderer": "CmpLayer",
+                     "cellRendererParams": {"model": f"m{i}", "show": show, "width": LAYER_COLUMN_WIDTH},
+                     "width": LAYER_COLUMN_WIDTH, "sortable": False, "filter": False})
+    return cols
+
+
+def rows_payload(rows: Sequence[Mapping[str, Any]], run_ids: Sequence[str], show: str) -> list[dict[str, Any]]:
+    """Rows for the grid: tree fields plus ``cells`` keyed ``m<i>`` with only what ``show`` draws.
+
+    Histograms are rescaled to integers 0..100 of the tallest bin (the cell is a few
+    dozen pixels high), which keeps a 12-model page small.
+    """
+    out = []
+    for row in rows:
+        cells: dict[str, Any] = {}
+        for i, run_id in enumerate(run_ids):
+            cell = dict(row["cells"].get(run_id) or {})
+            slim: dict[str, Any] = {k: cell[k] for k in ("status", "unavailable") if k in cell}
+            if "change" in cell:
+                slim["change"] = _round(cell["change"])
+            if show == "sparsity":
+                slim["sparsity"] = _round(cell.get("sparsity"))
+                if cell.get("split"):
+                    slim["split"] = [_round(v) for v in cell["split"]]
+            else:
+                if cell.get("hist"):
+                    slim["hist"] = _scale_hist(cell["hist"])
+                elif cell.get("buckets"):
+                    slim["buckets"] = [_round(v) for v in cell["buckets"]]
+            cells[f"m{i}"] = slim
+        out.append({"id": row["id"], "name": row["name"], "label": row["label"], "depth": row["depth"],
+                    "has_children": row["has_children"], "expanded": row["expanded"], "kind": row["kind"],
+                    "cells": cells})
+    return out
+
+
+def _scale_hist(hist: Sequence[Sequence[int]]) -> list[list[int]]:
+    totals = [sum(b) for b in hist]
+    top = max(totals) if totals else 0
+    if top <= 0:
+        return [[0] * len(b) for b in hist]
+    out = []
+    for b in hist:
+        # Round up so that a bin with any values stays visible; trailing zero buckets are dropped.
+        scaled = [(int(c) * 100 + top - 1) // top for c in b]
+        while scaled and scaled[-1] == 0:
+            scaled.pop()
+        out.append(scaled)
+    return out
+
+
+def _round(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(f"{float(value):.4g}")

@@ -1,0 +1,379 @@
+"""Behaviours tab: one column per model, rows per class / subgroup / instance, paged on the server.
+
+The grid uses AG Grid's infinite row model: the browser asks for a block of rows with its
+sort and filter model (``getRowsRequest``) and receives only that block
+(``getRowsResponse``). A new grid (a new pattern-matching id) is made whenever what the
+rows mean changes (models, base, rows, metric, absolute/relative, drill), so that its
+row cache starts empty. Also here: the most frequent base→model prediction changes, and
+flags for review.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import dash_ag_grid as dag
+from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dash_app.figures import behaviours as fig
+from dash_app.source import DataSource
+from mlflow_cc.comparison import BehaviourSet, Drill
+from mlflow_cc.flags import MODEL_TARGET, Flag, instance_target
+
+GRID = "cmp-beh-grid"
+#: Rows per block the grid asks for (one server round trip).
+BLOCK = 100
+ROW_OPTIONS = [{"label": "classes", "value": "classes"}, {"label": "subgroups", "value": "subgroups"},
+               {"label": "instances", "value": "instances"}]
+
+
+def layout() -> html.Div:
+    """Controls, drill breadcrumb, the grid, and the changes and flags panels."""
+    return html.Div(className="cmp-beh", children=[
+        dcc.Store(id="cmp-beh-init"),
+        dcc.Store(id="cmp-beh-ctx"),
+        dcc.Store(id="cmp-beh-drill"),
+        dcc.Store(id="cmp-beh-pick"),
+        dcc.Store(id="cmp-flag-version"),
+        dcc.Interval(id="cmp-flag-interval", interval=3000),
+        html.Div(className="cmp-controls", children=[
+            html.Label(["Rows", dcc.RadioItems(id="cmp-beh-rows", options=ROW_OPTIONS, value="classes",
+                                               inline=True, className="cc-radio")]),
+            html.Label(["Metric", dcc.Dropdown(id="cmp-beh-metric", clearable=False, value="correct",
+                                               className="cc-dd")]),
+            html.Label(["Values", dcc.RadioItems(id="cmp-beh-rel", inline=True, className="cc-radio", value="abs",
+                                                 options=[{"label": "absolute", "value": "abs"},
+                                                          {"label": "relative to base", "value": "rel"}])]),
+            html.Label(["Instances", dcc.Checklist(id="cmp-beh-flagged", inline=True, className="cc-radio",
+                                                   options=[{"label": "flagged only", "value": "on"}],
+                                                   value=[])]),
+        ]),
+        html.Div(className="cmp-crumb", children=[
+            html.Span(id="cmp-beh-crumb", className="cmp-crumb-text"),
+            html.Button("✕ back to groups", id="cmp-beh-undrill", className="cc-btn", n_clicks=0,
+                        style={"display": "none"}),
+            html.Span(id="cmp-beh-status", className="cmp-status"),
+        ]),
+        html.Div(id="cmp-beh-grid-wrap", className="cmp-grid-wrap"),
+        html.Div(className="cmp-body", style={"marginTop": "8px"}, children=[
+            html.Div(className="cmp-side", style={"flex": "1 1 60%"}, children=[
+                html.H4("Most frequent prediction changes (base → model)"),
+                html.Div(id="cmp-beh-changes", style={"display": "flex", "flexWrap": "wrap", "gap": "4px 18px"})]),
+            html.Div(className="cmp-side", style={"flex": "1 1 40%"}, children=[
+                html.H4("Flags for review"),
+                html.Div(className="cmp-flag-form", children=[
+                    dcc.Dropdown(id="cmp-flag-target", clearable=False, className="cc-dd",
+                                 style={"minWidth": "260px"}),
+                    dcc.Input(id="cmp-flag-note", type="text", placeholder="short note for reviewers",
+                              maxLength=500, debounce=False),
+                    html.Button("Flag", id="cmp-flag-add", className="cc-btn", n_clicks=0),
+                ]),
+                dcc.Input(id="cmp-flag-filter", type="text", placeholder="filter flags (model, note, user)",
+                          debounce=True, style={"width": "100%", "margin": "4px 0"}),
+                html.Div(id="cmp-flag-msg", className="cmp-muted"),
+                html.Ul(id="cmp-flag-list", className="cmp-flags"),
+            ]),
+        ]),
+    ])
+
+
+def _drill(data: Any) -> Drill | None:
+    return Drill.parse(data) if isinstance(data, str) else None
+
+
+def _grid_key(cmp: dict[str, Any], rows: str, metric: str, rel: str, drill: str | None, flagged: bool) -> str:
+    raw = json.dumps([cmp.get("experiment"), cmp.get("base"), [m["run_id"] for m in cmp.get("models", [])],
+                      rows, metric, rel, drill, flagged])
+    return hashlib.sha1(raw.encode()).hexdigest()[:12]
+
+
+def _flag_index(flags: list[Flag], run_ids: list[str]) -> dict[str, list[str]]:
+    """Instance id -> notes of the flags on it (any compared model)."""
+    wanted = set(run_ids)
+    out: dict[str, list[str]] = {}
+    for f in flags:
+        if f.run_id in wanted and f.instance_id is not None:
+            out.setdefault(f.instance_id, []).append(f"{f.user}: {f.note}")
+    return out
+
+
+def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
+    """Callbacks of the Behaviours tab."""
+
+    def bset(cmp: dict[str, Any]) -> BehaviourSet:
+        return source.comparisons(cmp["experiment"]).behaviours(cmp["base"], [m["run_id"] for m in cmp["models"]])
+
+    @app.callback(Output("cmp-beh-rows", "value"), Output("cmp-beh-metric", "value"), Output("cmp-beh-rel", "value"),
+                  Output("cmp-beh-flagged", "value"), Output("cmp-beh-drill", "data"), Output("cmp-beh-init", "data"),
+                  Input("ov-state", "data"), State("cmp-beh-init", "data"))
+    def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
+        """Controls from the URL, once per page load."""
+        if done or not state or not state.get("ready"):
+            raise PreventUpdate
+        rows = state.get("rows") if state.get("rows") in ("classes", "subgroups", "instances") else "classes"
+        drill = _drill(state.get("drill"))
+        return (rows, state.get("metric") or "correct", "rel" if state.get("rel") == "rel" else "abs",
+                ["on"] if state.get("flagged") == "on" else [], drill.text() if drill else None, True)
+
+    @app.callback(Output("ov-state", "data", allow_duplicate=True),
+                  Input("cmp-beh-rows", "value"), Input("cmp-beh-metric", "value"), Input("cmp-beh-rel", "value"),
+                  Input("cmp-beh-flagged", "value"), Input("cmp-beh-drill", "data"),
+                  State("ov-state", "data"), State("cmp-beh-init", "data"), prevent_initial_call=True)
+    def write(rows: str, metric: str, rel: str, flagged: list[str], drill: str | None,
+              state: dict[str, Any] | None, done: bool | None) -> dict[str, Any]:
+        if not done or not state or not state.get("ready"):
+            raise PreventUpdate
+        new = dict(state, rows=rows, metric=metric, rel=rel, flagged="on" if flagged else None, drill=drill)
+        if ctx.triggered_id in ("cmp-beh-rows", "cmp-beh-metric", "cmp-beh-rel", "cmp-beh-drill"):
+            new.update(bsort=None, bfilter=None)  # what the columns mean changed
+        if new == state:
+            raise PreventUpdate
+        return new
+
+    @app.callback(Output("cmp-beh-grid-wrap", "children"), Output("cmp-beh-ctx", "data"),
+                  Output("cmp-beh-metric", "options"), Output("cmp-beh-crumb", "children"),
+                  Output("cmp-beh-undrill", "style"), Output("cmp-beh-changes", "children"),
+                  Output("cmp-beh-status", "children"),
+                  Input("cmp-ctx", "data"), Input("cmp-beh-rows", "value"), Input("cmp-beh-metric", "value"),
+                  Input("cmp-beh-rel", "value"), Input("cmp-beh-flagged", "value"), Input("cmp-beh-drill", "data"),
+                  State("cmp-beh-ctx", "data"), State("ov-state", "data"))
+    def build_grid(cmp: dict[str, Any] | None, rows: str, metric: str, rel: str, flagged: list[str],
+                   drill_text: str | None, current: dict[str, Any] | None,
+                   state: dict[str, Any] | None) -> tuple[Any, ...]:
+        """A fresh grid for what the rows now mean; the header summaries and the changes panel."""
+        if not cmp:
+            raise PreventUpdate
+        hidden = {"display": "none"}
+        if cmp.get("message"):
+            return html.Div(cmp["message"], className="cmp-muted"), None, [], "", hidden, [], ""
+        data = bset(cmp)
+        metrics = data.metrics or ["correct"]
+        options = [{"label": fig.metric_label(m), "value": m} for m in metrics]
+        if metric not in metrics:
+            metric = metrics[0]
+        drill = _drill(drill_text) if rows == "instances" else None
+        key = _grid_key(cmp, rows, metric, rel, drill.text() if drill else None, bool(flagged))
+        if current and current.get("key") == key:
+            raise PreventUpdate
+        relative = rel == "rel"
+        if data.problem:
+            return (html.Div(data.problem, className="cmp-problem"), None, options, "", hidden, [],
+                    "")
+        models = cmp["models"]
+        table = data.table(rows, metric, relative, drill)
+        scale = fig.bar_scale(table, len(models), metric, relative)
+        base_scale = fig.bar_scale(table, 1, metric, False) if relative else None
+        columns = fig.column_defs(models, mode=rows, metric=metric, relative=relative,
+                                  summaries=data.summaries(metric, relative),
+                                  higher_is_better=data.higher_is_better(metric), scale=scale, base_scale=base_scale)
+        sort, filters = _initial_sort_filter(state, current, key)
+        for col in columns:
+            for col_id, ascending in sort:
+                if col.get("colId") == col_id:
+                    col["sort"] = "asc" if ascending else "desc"
+        grid = dag.AgGrid(
+            id={"type": GRID, "key": key}, className="ag-theme-alpine cmp-grid", columnDefs=columns,
+            rowModelType="infinite", filterModel=filters,
+            defaultColDef={"resizable": True, "suppressHeaderMenuButton": True, "floatingFilter": False,
+                           "suppressMovable": True},
+            dashGridOptions={"cacheBlockSize": BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
+                             "headerHeight": 62, "rowHeight": 34 if rows == "instances" else 30,
+                             "getRowId": {"function": "params.data.key"}, "tooltipShowDelay": 300,
+                             "animateRows": False},
+            style={"height": f"{_grid_height(len(table), rows)}px", "width": "100%"})
+        what = fig.ROW_LABELS[rows]
+        crumb: Any = f"{what} rows · {fig.metric_label(metric)} · {'relative to base' if relative else 'absolute'}"
+        undrill = hidden
+        if drill is not None:
+            label = (f"class {_class_label(data, drill.value)}" if drill.kind == "class"
+                     else f"subgroup {drill.attribute} = {drill.value}")
+            crumb = f"instances of {label} · {fig.metric_label(metric)}"
+            undrill = {}
+        changes = fig.changes_summary(models, data.prediction_changes(top=5))
+        notes = [f"{m['name']}: outputs {data.unavailable[m['run_id']]}" for m in models
+                 if m["run_id"] in data.unavailable]
+        status = ("; ".join(notes)) if notes else ""
+        ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
+                    "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,
+                    "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged)}
+        return grid, ctx_data, options, crumb, undrill, _changes_children(changes), status
+
+    @app.callback(Output({"type": GRID, "key": ALL}, "getRowsResponse"),
+                  Output("ov-state", "data", allow_duplicate=True),
+                  Input({"type": GRID, "key": ALL}, "getRowsRequest"),
+                  State("cmp-beh-ctx", "data"), State("ov-state", "data"), prevent_initial_call=True)
+    def get_rows(requests: list[dict[str, Any] | None], bctx: dict[str, Any] | None,
+                 state: dict[str, Any] | None) -> tuple[Any, Any]:
+        """One block of rows, sorted and filtered on the server; the sort and filter go into the URL."""
+        if not bctx or not requests or not any(requests):
+            raise PreventUpdate
+        ids = ctx.outputs_list[0] if ctx.outputs_list else []
+        responses: list[Any] = []
+        new_state: Any = no_update
+        for out_id, request in zip(ids, requests):
+            if not request or out_id["id"]["key"] != bctx["key"]:
+                responses.append(no_update)
+                continue
+            responses.append(_rows_response(source, bctx, request))
+            if state and state.get("ready"):
+                bsort = ",".join(f"{c}:{'asc' if a else 'desc'}" for c, a in fig.sort_spec(request.get("sortModel")))
+                bfilter = json.dumps(request.get("filterModel"), separators=(",", ":")) \
+                    if request.get("filterModel") else None
+                if (state.get("bsort") or None, state.get("bfilter") or None) != (bsort or None, bfilter):
+                    new_state = dict(state, bsort=bsort or None, bfilter=bfilter)
+        return responses, new_state
+
+    @app.callback(Output("cmp-beh-drill", "data", allow_duplicate=True),
+                  Output("cmp-beh-rows", "value", allow_duplicate=True),
+                  Output("cmp-beh-pick", "data"),
+                  Input({"type": GRID, "key": ALL}, "cellClicked"), State("cmp-beh-ctx", "data"),
+                  prevent_initial_call=True)
+    def on_click(clicks: list[dict[str, Any] | None], bctx: dict[str, Any] | None) -> tuple[Any, ...]:
+        """A click on a class or subgroup drills into its instances; on an instance, picks it for a flag."""
+        click = next((c for c in clicks or [] if c), None)
+        if not click or not bctx:
+            raise PreventUpdate
+        key = click.get("rowId")
+        if key is None:
+            raise PreventUpdate
+        col = str(click.get("colId") or "")
+        if bctx["rows"] == "classes" and col == "name":
+            return f"class:{key}", "instances", no_update
+        if bctx["rows"] == "subgroups" and col == "name":
+            return f"subgroup:{key}", "instances", no_update
+        if bctx["rows"] == "instances":
+            index = int(col[1:]) if col.startswith("v") and col[1:].isdigit() else 0
+            run_ids = bctx["run_ids"]
+            return no_update, no_update, {"instance": str(key), "run_id": run_ids[min(index, len(run_ids) - 1)]}
+        raise PreventUpdate
+
+    @app.callback(Output("cmp-beh-drill", "data", allow_duplicate=True),
+                  Output("cmp-beh-rows", "value", allow_duplicate=True),
+                  Input("cmp-beh-undrill", "n_clicks"), State("cmp-beh-drill", "data"), prevent_initial_call=True)
+    def undrill(n: int, drill_text: str | None) -> tuple[Any, Any]:
+        if not n:
+            raise PreventUpdate
+        drill = _drill(drill_text)
+        return None, "subgroups" if drill is not None and drill.kind == "subgroup" else "classes"
+
+    # -- flags ---------------------------------------------------------------------
+    @app.callback(Output("cmp-flag-target", "options"), Output("cmp-flag-target", "value"),
+                  Input("cmp-ctx", "data"), Input("cmp-beh-pick", "data"), State("cmp-flag-target", "value"))
+    def flag_targets(cmp: dict[str, Any] | None, pick: dict[str, Any] | None, current: str | None) -> tuple[Any, Any]:
+        if not cmp or not cmp.get("models"):
+            return [], None
+        options = [{"label": f"model: {m['name']}", "value": json.dumps([m["run_id"], MODEL_TARGET])}
+                   for m in cmp["models"]]
+        value = current if current in [o["value"] for o in options] else options[0]["value"]
+        if pick and pick.get("instance"):
+            name = next((m["name"] for m in cmp["models"] if m["run_id"] == pick["run_id"]), pick["run_id"])
+            picked = json.dumps([pick["run_id"], instance_target(pick["instance"])])
+            options.insert(0, {"label": f"instance {pick['instance']} ({name})", "value": picked})
+            value = picked
+        return options, value
+
+    @app.callback(Output("cmp-flag-version", "data"), Output("cmp-flag-note", "value"),
+                  Output("cmp-flag-msg", "children"),
+                  Input("cmp-flag-add", "n_clicks"), Input("cmp-flag-note", "n_submit"),
+                  State("cmp-flag-target", "value"), State("cmp-flag-note", "value"), State("cmp-ctx", "data"),
+                  prevent_initial_call=True)
+    def add_flag(_n: int, _submit: int, target: str | None, note: str | None,
+                 cmp: dict[str, Any] | None) -> tuple[Any, ...]:
+        """Write a flag to the model's run (a tag; see mlflow_cc.flags)."""
+        if not cmp or not target:
+            raise PreventUpdate
+        if not (note or "").strip():
+            return no_update, no_update, "write a short note first"
+        run_id, flag_target = json.loads(target)
+        flag = source.flags(cmp["experiment"]).add(run_id, note or "", flag_target)
+        return flag.id, "", "flag saved to the model's MLflow run"
+
+    @app.callback(Output("cmp-flag-list", "children"),
+                  Input("cmp-ctx", "data"), Input("cmp-flag-version", "data"), Input("cmp-flag-interval", "n_intervals"),
+                  Input("cmp-flag-filter", "value"))
+    def flag_list(cmp: dict[str, Any] | None, _version: Any, _n: Any, text: str | None) -> list[Any]:
+        """Every flag on the compared models (re-read every few seconds, so teammates' flags appear)."""
+        if not cmp or not cmp.get("models"):
+            return []
+        names = {m["run_id"]: m["name"] for m in cmp["models"]}
+        flags = source.flags(cmp["experiment"]).flags(list(names))
+        needle = (text or "").strip().lower()
+        items = []
+        for f in reversed(flags):
+            what = "model" if f.instance_id is None else f"instance {f.instance_id}"
+            line = f"{names.get(f.run_id, f.run_id)} · {what}: {f.note} — {f.user}, {f.time}"
+            if needle and needle not in line.lower():
+                continue
+            items.append(html.Li(line, className="cmp-flag-item"))
+        return items or [html.Li("no flags yet" if not needle else "no flags match", className="cmp-muted")]
+
+
+def _initial_sort_filter(state: dict[str, Any] | None, current: dict[str, Any] | None,
+                         key: str) -> tuple[list[tuple[str, bool]], dict[str, Any]]:
+    """Sort and filter from the URL for the first grid of a page load; a later grid starts plain."""
+    if current is not None or not state:
+        return [], {}
+    sort = []
+    for part in (state.get("bsort") or "").split(","):
+        col, _, direction = part.partition(":")
+        if col:
+            sort.append((col, direction != "desc"))
+    try:
+        filters = json.loads(state["bfilter"]) if state.get("bfilter") else {}
+    except ValueError:
+        filters = {}
+    return sort, filters if isinstance(filters, dict) else {}
+
+
+def _rows_response(source: DataSource, bctx: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    """The ``getRowsResponse`` for one ``getRowsRequest``: a block of rows and the filtered row count."""
+    comparisons = source.comparisons(bctx["experiment"])
+    data = comparisons.behaviours(bctx["base"], bctx["run_ids"])
+    start = int(request.get("startRow") or 0)
+    end = int(request.get("endRow") or start + BLOCK)
+    filters = fig.filter_spec(request.get("filterModel"))
+    drill = Drill.parse(bctx.get("drill"))
+    flag_notes: dict[str, list[str]] = {}
+    if bctx["rows"] == "instances":
+        flags = source.flags(bctx["experiment"]).flags(bctx["run_ids"])
+        flag_notes = _flag_index(flags, bctx["run_ids"])
+        if bctx.get("flagged"):
+            filters.append(("key", "in", list(flag_notes)))
+    result = data.page(bctx["rows"], bctx["metric"], bctx["relative"], drill=drill,
+                       sort=fig.sort_spec(request.get("sortModel")), filters=filters,
+                       offset=start, limit=max(end - start, 0))
+    previews = data.previews(result.rows["key"].astype(str).tolist()) if bctx["rows"] == "instances" else None
+    class_names = data.behaviours.class_names if data.behaviours is not None else []
+    rows = fig.rows_payload(result.rows, len(bctx["run_ids"]), mode=bctx["rows"], class_names=class_names,
+                            previews=previews, flags=flag_notes)
+    return {"rowData": rows, "rowCount": result.total}
+
+
+def _class_label(data: BehaviourSet, value: str) -> str:
+    names = data.behaviours.class_names if data.behaviours is not None else []
+    try:
+        i = int(value)
+    except ValueError:
+        return value
+    return names[i] if 0 <= i < len(names) and names[i] != value else value
+
+
+def _changes_children(changes: list[dict[str, Any]]) -> list[Any]:
+    out: list[Any] = []
+    for model in changes:
+        items = [html.Li([html.Span(c["pair"], className="cmp-change-pair"),
+                          html.Span(f"{c['count']} ({c['share']})", className="cmp-muted")])
+                 for c in model["items"]] or [html.Li("no changed predictions", className="cmp-muted")]
+        out.append(html.Div(style={"minWidth": "170px", "maxWidth": "220px"}, children=[
+            html.Div(model["name"], className="cmp-change-model", title=model["run_id"]),
+            html.Ul(items, className="cmp-changes")]))
+    return out or [html.Span("only the base is selected", className="cmp-muted")]
+
+
+def _grid_height(n_rows: int, rows: str) -> int:
+    """Pixels: the whole table when it is short (classes, subgroups), else a scrolling 460."""
+    row_height = 34 if rows == "instances" else 30
+    return int(min(max(62 + row_height * max(n_rows, 2) + 18, 160), 460))

@@ -1,0 +1,112 @@
+"""Performance Comparison: the selected models against a base, in two tabs (Behaviours, Layers).
+
+The selection comes from the Compression Overview's state (``ov-state``, the one source of
+truth, mirrored in the URL); this page adds its own keys to that state (see
+``dash_app.state.CMP_TEXT_KEYS``). ``cmp-ctx`` holds what the tabs compare: the
+experiment, the models in display order (base first) and the base.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dash_app.figures.behaviours import short_names
+from dash_app.source import DataSource
+from dash_app.views import behaviours, layers
+from mlflow_cc.comparison import default_base, ordered_models
+
+TITLE = "Performance Comparison"
+TAB_VALUE = __name__
+#: The app tab's value in the URL (``tab=comparison``).
+URL_TAB = "comparison"
+
+
+def layout(source: DataSource) -> html.Div:
+    """Base model control, the compared models, and the Behaviours / Layers tabs."""
+    return html.Div(className="cmp-page", children=[
+        dcc.Store(id="cmp-ctx"),
+        dcc.Store(id="cmp-init"),
+        html.Div(className="cmp-controls", children=[
+            html.Label(["Base model", dcc.Dropdown(id="cmp-base", clearable=False, className="cc-dd cc-dd-wide",
+                                                   style={"minWidth": "320px"})]),
+            html.Div(id="cmp-models", className="cmp-status"),
+        ]),
+        dcc.Tabs(id="cmp-tab", value="behaviours", className="cmp-tabs", children=[
+            dcc.Tab(label="Behaviours", value="behaviours", children=behaviours.layout()),
+            dcc.Tab(label="Layers", value="layers", children=layers.layout()),
+        ]),
+    ])
+
+
+def context(source: DataSource, state: dict[str, Any]) -> dict[str, Any]:
+    """What to compare: experiment, models (base first, with names) and base, or a message."""
+    exp = state.get("experiment")
+    forest = source.forest(exp)
+    selected = [r for r in state.get("sel") or [] if r in forest.nodes]
+    if not selected:
+        return {"experiment": exp, "models": [], "base": None,
+                "message": "Select models in the Compression Overview (click, shift-click or drag a box) "
+                           "to compare them here."}
+    base = state.get("base") if state.get("base") in selected else default_base(forest, selected)
+    assert base is not None
+    run_ids = ordered_models(forest, selected, base)
+    shorts = short_names([forest.nodes[r].name for r in run_ids])
+    models = [{"run_id": r, "name": short, "full_name": forest.nodes[r].name, "label": forest.nodes[r].label()}
+              for r, short in zip(run_ids, shorts)]
+    return {"experiment": exp, "models": models, "base": base, "message": None}
+
+
+def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
+    """The page's callbacks and those of both tabs."""
+
+    @app.callback(Output("cmp-ctx", "data"), Output("cmp-base", "options"), Output("cmp-base", "value"),
+                  Output("cmp-models", "children"),
+                  Input("ov-state", "data"), State("cmp-ctx", "data"))
+    def on_state(state: dict[str, Any] | None, current: dict[str, Any] | None) -> tuple[Any, ...]:
+        if not state or not state.get("ready"):
+            raise PreventUpdate
+        new = context(source, state)
+        if new == current:
+            raise PreventUpdate
+        options = [{"label": f"{m['full_name']} — {m['label']}", "value": m["run_id"]} for m in new["models"]]
+        if new["message"]:
+            summary: Any = new["message"]
+        else:
+            n = len(new["models"])
+            summary = f"{n} model{'s' if n != 1 else ''} compared against the base"
+        return new, options, new["base"], summary
+
+    @app.callback(Output("cmp-tab", "value"), Output("app-tabs", "value"), Output("cmp-init", "data"),
+                  Input("ov-state", "data"), State("cmp-init", "data"))
+    def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
+        """Controls from the URL, once per page load."""
+        if done or not state or not state.get("ready"):
+            raise PreventUpdate
+        tab = TAB_VALUE if state.get("tab") == URL_TAB else no_update
+        return state.get("ctab") if state.get("ctab") in ("behaviours", "layers") else "behaviours", tab, True
+
+    @app.callback(Output("ov-state", "data", allow_duplicate=True),
+                  Input("cmp-base", "value"), Input("cmp-tab", "value"), Input("app-tabs", "value"),
+                  State("ov-state", "data"), State("cmp-init", "data"), prevent_initial_call=True)
+    def write(base: str | None, ctab: str | None, app_tab: str | None, state: dict[str, Any] | None,
+              done: bool | None) -> dict[str, Any]:
+        """User changes of the base and the tabs go into the shared state (and so the URL)."""
+        if not done or not state or not state.get("ready"):
+            raise PreventUpdate
+        new = dict(state)
+        trig = ctx.triggered_id
+        if trig == "cmp-base" and base:
+            new["base"] = base
+        elif trig == "cmp-tab" and ctab:
+            new["ctab"] = ctab
+        elif trig == "app-tabs":
+            new["tab"] = URL_TAB if app_tab == TAB_VALUE else None
+        if new == state:
+            raise PreventUpdate
+        return new
+
+    behaviours.register(app, source, refresh_ms=refresh_ms)
+    layers.register(app, source)
