@@ -151,15 +151,15 @@
     var width = p.width || 150;
     if (p.show === "sparsity") {
       if (c.split) {
-        kids.push(h("div", {key: "s"}, stackedBar(c.split, SPLIT_COLORS, SPLIT_NAMES, width - 52, 12)));
+        kids.push(h("div", {key: "s"}, stackedBar(c.split, SPLIT_COLORS, SPLIT_NAMES, width - 84, 12)));
       }
       kids.push(h("span", {key: "t", className: "cmp-layer-text"}, fmt(c.sparsity, "pct", false)));
     } else if (c.hist) {
-      kids.push(h("div", {key: "h"}, stackedHist(c.hist, width - 52, 26)));
+      kids.push(h("div", {key: "h"}, stackedHist(c.hist, width - 84, 26)));
       kids.push(h("span", {key: "t", className: "cmp-layer-text", title: "change vs base (relative L2)"},
         c.change === null || c.change === undefined ? "" : "Δ" + fmt(c.change, "num", false)));
     } else if (c.buckets) {
-      kids.push(h("div", {key: "b"}, stackedBar(c.buckets, BUCKET_COLORS, BUCKET_NAMES, width - 52, 12)));
+      kids.push(h("div", {key: "b"}, stackedBar(c.buckets, BUCKET_COLORS, BUCKET_NAMES, width - 84, 12)));
       kids.push(h("span", {key: "t", className: "cmp-layer-text", title: "change vs base (relative L2)"},
         c.change === null || c.change === undefined ? "" : "Δ" + fmt(c.change, "num", false)));
     } else {
