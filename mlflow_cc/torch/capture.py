@@ -18,6 +18,8 @@ module name, so every model of the experiment samples the same positions.
 
 from __future__ import annotations
 
+import json
+import math
 import zlib
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -30,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mlflow_cc import artifact_io
-from mlflow_cc.torch.effective import effective_tensors, folded, is_quantized_module
+from mlflow_cc.torch.effective import EffectiveTensor, effective_tensors, folded, is_quantized_module
 from mlflow_cc.torch.forward import (
     Forward,
     Inputs,
@@ -197,6 +199,37 @@ def capture_activations(model: nn.Module, eval_set: EvalSet, indices: np.ndarray
     return captured
 
 
+#: Elements per chunk when summarizing a tensor (bounds float64 temporaries to 8 MB).
+_SUMMARY_CHUNK = 1 << 20
+
+
+def tensor_summary(t: EffectiveTensor) -> dict[str, Any]:
+    """One layer-summary row, the columns of :func:`mlflow_cc.artifact_io.summarize_tensor`.
+
+    Same statistics (min, max, mean, population std, zeros), computed without a float64 copy
+    of the whole tensor: mean and centred sum of squares accumulate in float64 chunk by chunk,
+    which keeps large models' layer capture near the cost of writing the weights.
+    """
+    flat = t.value.reshape(-1).numpy()
+    n = int(flat.size)
+    row: dict[str, Any] = {"module": t.module, "tensor": t.tensor, "module_type": t.module_type,
+                           "shape": json.dumps(list(t.value.shape)), "numel": n,
+                           "zeros": n - int(np.count_nonzero(flat)), "min": math.nan, "max": math.nan,
+                           "mean": math.nan, "std": math.nan, "dtype": t.dtype, "quantized": bool(t.quantized)}
+    if n:
+        mean = float(flat.sum(dtype=np.float64)) / n
+        squares = 0.0
+        buffer = np.empty(min(n, _SUMMARY_CHUNK), np.float64)
+        for start in range(0, n, _SUMMARY_CHUNK):
+            chunk = flat[start:start + _SUMMARY_CHUNK]
+            centred = buffer[:chunk.size]
+            np.subtract(chunk, mean, out=centred)  # no BLAS: its threads stall on shared cores
+            np.multiply(centred, centred, out=centred)
+            squares += float(centred.sum())
+        row.update(min=float(flat.min()), max=float(flat.max()), mean=mean, std=math.sqrt(squares / n))
+    return row
+
+
 def layer_tables(model: nn.Module, weights_exclude: Sequence[str] = ()) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """(summary rows, effective weights) of every parameter and float buffer of ``model``.
 
@@ -206,11 +239,9 @@ def layer_tables(model: nn.Module, weights_exclude: Sequence[str] = ()) -> tuple
     rows: list[dict[str, Any]] = []
     weights: dict[str, np.ndarray] = {}
     for t in effective_tensors(model):
-        array = t.value.numpy()
-        rows.append(artifact_io.summarize_tensor(t.module, t.tensor, t.module_type, array,
-                                                 dtype=t.dtype, quantized=t.quantized))
+        rows.append(tensor_summary(t))
         if not any(fnmatchcase(t.name, pattern) for pattern in weights_exclude):
-            weights[t.name] = array
+            weights[t.name] = t.value.numpy()
     return pd.DataFrame(rows, columns=list(artifact_io.SUMMARY_COLUMNS)), weights
 
 
