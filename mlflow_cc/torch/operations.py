@@ -51,9 +51,12 @@ def apply_finetuning(model: nn.Module, batches: Iterable[Any], *, epochs: int = 
     Pruned weights stay zero: the optimizer updates ``weight_orig`` and the mask is reapplied
     before every forward pass.
     """
+    if any(is_quantized_module(m) for m in model.modules()):
+        # quantized kernels have no gradients: training would silently leave them as they are
+        raise OperationError("finetune: the model has quantized layers; fine-tune before quantizing")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise OperationError("finetune: the model has no trainable parameters (is it quantized?)")
+        raise OperationError("finetune: the model has no trainable parameters")
     optimizer = torch.optim.Adam(params, lr=lr)
     device = model_device(model)
     model.train()
