@@ -10,12 +10,17 @@ complete-or-absent, once), so a cached copy whose size matches stays valid.
 
 Limits: an artifact larger than ``MLFLOW_CC_MAX_ARTIFACT_MB`` megabytes (default
 2048) is refused from its listed size, before any byte of it is read or downloaded.
+
+Run ids and artifact paths may come from tags anyone can write (a dataset run id, a
+path): both are checked before use, so nothing outside the run's artifact root (or
+the run's cache folder) is ever opened or written, symlinks included.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,6 +38,8 @@ CACHE_DIR_ENV = "MLFLOW_CC_CACHE_DIR"
 #: Environment variable: the largest artifact read, in megabytes (2**20 bytes).
 MAX_MB_ENV = "MLFLOW_CC_MAX_ARTIFACT_MB"
 DEFAULT_MAX_MB = 2048
+#: What a run id may look like (MLflow's are 32 hex digits; other stores use similar ids).
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,127}$")
 
 
 def cache_dir() -> Path:
@@ -63,16 +70,43 @@ def artifact_path(client: MlflowClient, run_id: str, path: str, *, run: Run | No
 
     Raises :class:`ArtifactError` with reason "not logged" when the run or the
     artifact does not exist, "too large" when it is over :func:`max_bytes`, and
-    "unreadable" when the store fails to hand it over.
+    "unreadable" when the store fails to hand it over or the run id or path is unsafe.
     """
+    path = safe_artifact_path(run_id, path)
     root = (run or get_run(client, run_id)).info.artifact_uri
     if urlparse(root).scheme in ("", "file"):
-        local = Path(local_file_uri_to_path(root)) / path
+        root_dir = Path(local_file_uri_to_path(root))
+        local = _inside(root_dir, root_dir / path, run_id, path)
         if not local.is_file():
             raise ArtifactError(f"run {run_id} has no artifact {path}", "not logged")
         _check_size(run_id, path, local.stat().st_size)
         return local
     return _cached_download(client, run_id, path)
+
+
+def safe_artifact_path(run_id: str, path: str) -> str:
+    """``path``, after checking it and ``run_id`` cannot lead out of the run's artifacts.
+
+    Refused (``ArtifactError``, reason "unreadable"): a run id that is not a plain id,
+    and paths that are absolute, contain ``..``, ``.``, empty parts, backslashes,
+    drive letters or NUL.
+    """
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise ArtifactError(f"refused: {run_id!r} is not a run id", "unreadable")
+    parts = path.split("/") if isinstance(path, str) else []
+    if (not parts or "\\" in path or "\x00" in path or ":" in parts[0]
+            or any(p in ("", ".", "..") for p in parts)):
+        raise ArtifactError(f"refused: artifact path {path!r} of run {run_id} would leave the run's "
+                            "artifact root", "unreadable")
+    return path
+
+
+def _inside(root: Path, candidate: Path, run_id: str, path: str) -> Path:
+    """``candidate`` if it resolves (symlinks followed) under ``root``, else ArtifactError."""
+    if not candidate.resolve().is_relative_to(root.resolve()):
+        raise ArtifactError(f"refused: artifact {path} of run {run_id} points outside the run's "
+                            "artifact root", "unreadable")
+    return candidate
 
 
 def _check_size(run_id: str, path: str, size: int) -> None:
@@ -94,7 +128,7 @@ def _cached_download(client: MlflowClient, run_id: str, path: str) -> Path:
         raise ArtifactError(f"run {run_id} has no artifact {path}", "not logged")
     size = int(info.file_size or 0)
     _check_size(run_id, path, size)
-    target = cache_dir() / run_id / path
+    target = _inside(cache_dir() / run_id, cache_dir() / run_id / path, run_id, path)
     if target.is_file() and (size == 0 or target.stat().st_size == size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

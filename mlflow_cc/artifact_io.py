@@ -46,6 +46,7 @@ from safetensors.numpy import save_file
 from mlflow_cc import contract
 from mlflow_cc.artifact_files import artifact_path, get_run
 from mlflow_cc.errors import ArtifactError
+from mlflow_cc.upload import upload
 
 #: Parquet key-value metadata key holding the dataset's class names (JSON list).
 CLASS_NAMES_KEY = b"mlflow_cc.class_names"
@@ -140,7 +141,8 @@ def log_dataset(experiment_id: str, name: str, instances: pd.DataFrame,
             if preview_table is not None:
                 pq.write_table(preview_table, folder / posixpath.basename(contract.ARTIFACT_DATASET_PREVIEWS),
                                row_group_size=4096)
-            client.log_artifacts(run_id, str(folder), posixpath.dirname(contract.ARTIFACT_DATASET_INSTANCES))
+            upload(client, run_id, str(folder), posixpath.dirname(contract.ARTIFACT_DATASET_INSTANCES),
+                   folder=True)
     except BaseException:
         # A half-made dataset run would be found and trusted by the next writer: remove it.
         client.delete_run(run_id)
@@ -233,7 +235,7 @@ def log_layers(run_id: str, summary: pd.DataFrame, weights: Mapping[str, np.ndar
         for kind, arrays in tensors.items():
             save_file(arrays, str(folder / posixpath.basename(TENSOR_KINDS[kind])), metadata=meta or None)
         pq.write_table(table, folder / posixpath.basename(contract.ARTIFACT_LAYER_SUMMARY))
-        client.log_artifacts(run_id, str(folder), layers_dir)
+        upload(client, run_id, str(folder), layers_dir, folder=True)
 
 
 # =============================================================================
@@ -548,7 +550,7 @@ def _log_table(client: MlflowClient, run_id: str, artifact: str, table: pa.Table
     with tempfile.TemporaryDirectory(prefix="mlflow-cc-") as tmp:
         local = os.path.join(tmp, posixpath.basename(artifact))
         pq.write_table(table, local)
-        client.log_artifact(run_id, local, posixpath.dirname(artifact))
+        upload(client, run_id, local, posixpath.dirname(artifact))
 
 
 def _read_parquet(path: Path, what: str, required: Sequence[str]) -> pa.Table:

@@ -7,6 +7,11 @@ to :meth:`ExperimentReader.refresh` ask the store only for runs started since th
 newest one seen and runs that were still running. Every ``full_every_s`` seconds a
 refresh is a full fetch instead, to pick up deletions and runs whose writer's
 clock lagged behind.
+
+With ``snapshot=True`` (the app does this) what was read is kept on disk
+(:mod:`mlflow_cc.snapshot`), per store, experiment and user: a reopen in a new process
+loads it and asks the store for what changed since (one incremental refresh) instead
+of paging through every run again.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mlflow.entities import Run, ViewType
 from mlflow.exceptions import MlflowException
@@ -24,9 +30,12 @@ from mlflow_cc import contract
 from mlflow_cc.errors import MlflowCCError
 from mlflow_cc.lineage import Forest, LineageWarning, ModelNode, build_forest
 from mlflow_cc.metric_info import MetricInfo, parse_experiment_tags
+from mlflow_cc.snapshot import Snapshot, SnapshotStore, node_record, user_identity
 
 #: Runs per search_runs page.
 PAGE_SIZE = 1000
+#: MLflow error codes meaning "this user may not read this": a snapshot is discarded.
+ACCESS_DENIED_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
 
 
 def node_from_run(run: Run) -> ModelNode | None:
@@ -100,7 +109,9 @@ class ExperimentReader:
     """Reads one experiment of one tracking store; thread-safe, incremental."""
 
     def __init__(self, experiment: str, tracking_uri: str | None = None, *,
-                 client: MlflowClient | None = None, full_every_s: float = 300.0) -> None:
+                 client: MlflowClient | None = None, full_every_s: float = 300.0,
+                 snapshot: bool | SnapshotStore = False) -> None:
+        """``snapshot``: True for the default :class:`SnapshotStore`, or one to use."""
         self.client = client or MlflowClient(tracking_uri)
         self.tracking_uri = self.client.tracking_uri
         self.experiment_id, self.experiment_name = resolve_experiment(self.client, experiment)
@@ -116,12 +127,17 @@ class ExperimentReader:
         self._metadata_problems: list[str] = []
         #: Runs fetched by the last fetch (full or incremental), for benchmarks and tests.
         self.last_fetch_count = 0
+        self._snapshots = SnapshotStore() if snapshot is True else (snapshot or None)
+        self._user = user_identity(self.client) if self._snapshots is not None else ""
+        self._changed = False
+        #: True when the first forest came from a snapshot plus an incremental refresh.
+        self.opened_from_snapshot = False
 
     # -- public ------------------------------------------------------------------
     def forest(self) -> Forest:
         """The forest, fetched in full the first time and cached after."""
         with self._lock:
-            if self._forest is None:
+            if self._forest is None and not self._open_from_snapshot():
                 self._full_fetch()
             assert self._forest is not None
             return self._forest
@@ -159,8 +175,11 @@ class ExperimentReader:
         self.last_fetch_count = self._ingest(self._search())
         self._last_full = time.monotonic()
         self._rebuild()
+        self._changed = True
+        self._save_snapshot()
 
     def _incremental_fetch(self) -> None:
+        self._changed = False
         running = [rid for rid, n in self._runs.items() if n.is_running and not n.external]
         count = self._ingest(self._search(f"attributes.start_time >= {self._max_start}"))
         for i in range(0, len(running), 100):
@@ -168,21 +187,53 @@ class ExperimentReader:
             count += self._ingest(self._search(f"attributes.run_id IN ({ids})"))
         self.last_fetch_count = count
         self._rebuild()
+        self._save_snapshot()
 
     def _ingest(self, runs: Iterable[Run]) -> int:
         count = 0
         for run in runs:
             count += 1
             start = run.info.start_time or 0
-            if start > self._max_start:
-                self._max_start = start
+            self._max_start = max(self._max_start, start)
             node = node_from_run(run)
             if node is None:
                 name = run.data.tags.get(contract.TAG_DATASET) or run.info.run_name or run.info.run_id
+                self._changed |= self._datasets.get(name) != run.info.run_id
                 self._datasets[name] = run.info.run_id
             else:
+                old = self._runs.get(node.run_id)
+                self._changed |= old is None or node_record(old) != node_record(node)
                 self._runs[node.run_id] = node
         return count
+
+    # -- snapshot ----------------------------------------------------------------
+    def _open_from_snapshot(self) -> bool:
+        """Load the snapshot and refresh it from the store; False when there is none to use."""
+        if self._snapshots is None:
+            return False
+        snap = self._snapshots.load(self.tracking_uri, self.experiment_id, self._user)
+        if snap is None:
+            return False
+        self._runs = {n.run_id: n for n in snap.nodes}
+        self._datasets, self._parent_cache = dict(snap.datasets), {}
+        self._max_start = snap.max_start
+        self._last_full = time.monotonic()
+        try:
+            self._incremental_fetch()  # the store is always asked; this also proves access
+        except MlflowException as exc:
+            self._runs, self._datasets, self._max_start, self._forest = {}, {}, -1, None
+            if exc.error_code in ACCESS_DENIED_CODES:
+                self._snapshots.discard(self.tracking_uri, self.experiment_id, self._user)
+            raise
+        self.opened_from_snapshot = True
+        return True
+
+    def _save_snapshot(self) -> None:
+        if self._snapshots is None or not self._changed:
+            return
+        self._snapshots.save(self.tracking_uri, self.experiment_id, self._user,
+                             Snapshot(list(self._runs.values()), dict(self._datasets), self._max_start))
+        self._changed = False
 
     def _rebuild(self) -> None:
         try:

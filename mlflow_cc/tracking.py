@@ -36,6 +36,7 @@ from mlflow.tracking import MlflowClient
 from mlflow_cc import contract
 from mlflow_cc.errors import LineageError, OperationError
 from mlflow_cc.metric_info import MetricInfo, validate
+from mlflow_cc.upload import artifacts_failed, upload
 
 _log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class ModelRun:
         self.client.set_tag(self.run_id, contract.TAG_INPUTS, json.dumps(current))
 
     def log_artifact_file(self, local_path: str, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, local_path, artifact_path)
+        """Upload a file (retried; on failure the run is marked FAILED, see :mod:`mlflow_cc.upload`)."""
+        upload(self.client, self.run_id, local_path, artifact_path)
 
     # -- lifecycle -------------------------------------------------------------
     def activate(self) -> None:
@@ -115,10 +117,12 @@ class ModelRun:
         self._active = True
 
     def end(self, status: str = "FINISHED") -> None:
-        """Mark the run finished (or ``status``)."""
+        """Mark the run finished (or ``status``); FAILED if one of its artifacts was not written."""
         if self._ended:
             return
         self._ended = True
+        if status == "FINISHED" and artifacts_failed(self.run_id):
+            status = "FAILED"  # never let a run with a missing artifact look complete
         if self._active:
             active = mlflow.active_run()
             if active is not None and active.info.run_id == self.run_id:
