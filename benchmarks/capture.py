@@ -36,16 +36,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import mlflow  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+import mlflow
+import torch
+from torch import nn
 
-import mlflow_cc as cc  # noqa: E402
-from mlflow_cc.artifact_files import artifact_path  # noqa: E402
-from mlflow_cc import contract  # noqa: E402
-from mlflow_cc.torch.capture import log_layers  # noqa: E402
-from mlflow_cc.torch.effective import make_pruning_permanent  # noqa: E402
-from mlflow_cc.torch.pruning import apply_pruning, prunable_tensors  # noqa: E402
+import mlflow_cc as cc
+from mlflow_cc import contract
+from mlflow_cc.artifact_files import artifact_path
+from mlflow_cc.torch.capture import log_layers
+from mlflow_cc.torch.effective import make_pruning_permanent
+from mlflow_cc.torch.pruning import apply_pruning, prunable_tensors
 
 
 class Bottleneck(nn.Module):

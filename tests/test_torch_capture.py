@@ -8,16 +8,26 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
+from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 import mlflow_cc as cc
 from mlflow_cc import contract
-from mlflow_cc.artifact_io import load_dataset, load_layer_summary, load_outputs, open_tensors
+from mlflow_cc.artifact_io import (
+    load_dataset,
+    load_layer_summary,
+    load_outputs,
+    open_tensors,
+)
 from mlflow_cc.studies.digits_data import DigitsCNN, load_digits_split
 from mlflow_cc.studies.digits_eval import accuracy_metric, digits_eval_set
 from mlflow_cc.torch import Capture, EvalSet, log_base, prune, quantize
-from mlflow_cc.torch.capture import ACTIVATION_CAP, evaluate, hooked_modules, sample_positions
+from mlflow_cc.torch.capture import (
+    ACTIVATION_CAP,
+    evaluate,
+    hooked_modules,
+    sample_positions,
+)
 from mlflow_cc.torch.effective import effective_tensors
-from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 
 @pytest.fixture(scope="module")

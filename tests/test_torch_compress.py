@@ -10,16 +10,23 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
+from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
-import mlflow_cc as cc
 from mlflow_cc import contract
 from mlflow_cc.artifact_io import load_layer_summary, load_outputs, open_tensors
 from mlflow_cc.errors import OperationError
 from mlflow_cc.studies.sentence_data import embed, load_minilm, tokenize
-from mlflow_cc.torch import Capture, EvalSet, calibrate, finetune, log_base, prune, quantize
+from mlflow_cc.torch import (
+    Capture,
+    EvalSet,
+    calibrate,
+    finetune,
+    log_base,
+    prune,
+    quantize,
+)
 from mlflow_cc.torch.effective import effective_tensors, has_pruning
 from mlflow_cc.torch.pruning import prunable_tensors
-from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 
 class TinyNet(nn.Module):
@@ -86,7 +93,7 @@ def test_prune_methods(sqlite_uri: str, method: str) -> None:
 
 def test_exclude_by_type_name_and_pattern() -> None:
     model, _ = tiny()
-    names = lambda **kw: [n for n, _, _ in prunable_tensors(model, **kw)]  # noqa: E731
+    names = lambda **kw: [n for n, _, _ in prunable_tensors(model, **kw)]
     assert "bn.weight" in names() and "norm.weight" in names()
     assert names(exclude_types=[nn.BatchNorm2d]) == [n for n in names() if not n.startswith("bn.")]
     assert names(exclude_types=["LayerNorm"]) == [n for n in names() if not n.startswith("norm.")]
@@ -116,7 +123,7 @@ def test_prune_finetune_calibrate_quantize_chain(sqlite_uri: str) -> None:
     for t in effective_tensors(tuned):
         if t.name in ("conv.weight", "fc1.weight"):
             assert bool((t.value[pruned_zeros[t.name]] == 0).all())  # pruned weights stay zero
-            assert not torch.equal(t.value, dict((x.name, x.value) for x in effective_tensors(pruned))[t.name])
+            assert not torch.equal(t.value, {x.name: x.value for x in effective_tensors(pruned)}[t.name])
     calibrated, c_run = calibrate(tuned, f_run, batches=batches)
     assert not torch.equal(calibrated.bn.running_mean, tuned.bn.running_mean)
     expected_mean = torch.stack([tuned.conv(x).mean((0, 2, 3)) for x, _ in batches]).mean(0)
@@ -130,7 +137,7 @@ def test_prune_finetune_calibrate_quantize_chain(sqlite_uri: str) -> None:
     assert steps == ["1", "2", "3", "4"]
     # the pruned parent is still pruned (masks intact) and the quantized model kept its zeros
     assert has_pruning(pruned)
-    fc1 = dict((t.name, t.value) for t in effective_tensors(quantized))["fc1.weight"]
+    fc1 = {t.name: t.value for t in effective_tensors(quantized)}["fc1.weight"]
     assert float((fc1 == 0).float().mean()) >= 0.69
     with pytest.raises(OperationError, match="fine-tune before quantizing"):
         finetune(quantized, q_run, batches=batches)
@@ -157,7 +164,7 @@ def test_transformers_model_prune_quantize_round_trip(sqlite_uri: str, minilm: t
     before = model.encoder.layer[0].attention.self.query.weight.detach().clone()
     base = log_base(model, "minilm", experiment="minilm", capture=capture)
     pruned, p_run = prune(model, base, sparsity=0.3, exclude_types=["norm"], capture=capture)
-    quantized, q_run = quantize(pruned, p_run, capture=capture)
+    _quantized, q_run = quantize(pruned, p_run, capture=capture)
     assert torch.equal(model.encoder.layer[0].attention.self.query.weight, before) and not has_pruning(model)
     client = MlflowClient(sqlite_uri)
     # LayerNorm excluded: its weights are stored unchanged; Linear weights pruned, then int8

@@ -9,12 +9,12 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch import nn
 from torch.nn.utils import prune as torch_prune
+from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 import mlflow_cc as cc
 from mlflow_cc import contract
 from mlflow_cc.torch import measure
 from mlflow_cc.torch.effective import copy_model, effective_tensors
-from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 
 def small_model() -> nn.Module:

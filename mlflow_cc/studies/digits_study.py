@@ -15,7 +15,11 @@ import torch
 
 import mlflow_cc as cc
 from mlflow_cc.studies.digits_data import DigitsCNN, load_digits_split, train
-from mlflow_cc.studies.digits_eval import accuracy_metric, digits_eval_set, training_batches
+from mlflow_cc.studies.digits_eval import (
+    accuracy_metric,
+    digits_eval_set,
+    training_batches,
+)
 from mlflow_cc.torch import Capture, calibrate, finetune, log_base, prune, quantize
 
 EXPERIMENT = "digits-compression"

@@ -6,7 +6,7 @@ import argparse
 import importlib
 import json
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def main(study: str, argv: Sequence[str] | None = None) -> None:

@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import math
 import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from mlflow_cc import artifact_io
-from mlflow_cc.torch.effective import EffectiveTensor, effective_tensors, folded, is_quantized_module
+from mlflow_cc.torch.effective import (
+    EffectiveTensor,
+    effective_tensors,
+    folded,
+    is_quantized_module,
+)
 from mlflow_cc.torch.forward import (
     Forward,
     Inputs,

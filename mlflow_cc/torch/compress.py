@@ -20,8 +20,16 @@ Training and calibration batches are ``(inputs, labels)`` pairs; pass a list or 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Sized
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Sized,
+)
+from typing import Any
 
 from torch import nn
 

@@ -7,7 +7,8 @@ a tensor, tuple or dict of tensors); the default loss is cross-entropy of the lo
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -9,8 +9,9 @@ are pruned, ties at the threshold broken by position.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,7 +50,7 @@ def prunable_tensors(model: nn.Module, *, exclude_types: Sequence[type[nn.Module
         for param_name, param in module._parameters.items():
             if param is None or not param.is_floating_point() or param.numel() == 0:
                 continue
-            tensor = param_name[: -len("_orig")] if param_name.endswith("_orig") else param_name
+            tensor = param_name.removesuffix("_orig")
             full = f"{module_name}.{tensor}" if module_name else tensor
             if tensors is not None and tensor not in tensors:
                 continue
@@ -111,7 +112,7 @@ def keep_masks(scores: list[torch.Tensor], sparsity: float) -> list[torch.Tensor
     """Masks (1 = keep) that zero exactly ``round(sparsity * n)`` of the lowest scores over all
     ``scores`` together (``n`` = their total size); ties broken by position."""
     flat = torch.cat([s.detach().reshape(-1).float().cpu() for s in scores]).numpy()
-    k = int(round(sparsity * flat.size))
+    k = round(sparsity * flat.size)
     keep = np.ones(flat.size, dtype=bool)
     if k >= flat.size:
         keep[:] = False
