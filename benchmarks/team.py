@@ -1,0 +1,179 @@
+"""Team deployment benchmark: many writers, and 10,000 runs read over HTTP from PostgreSQL.
+
+    python benchmarks/team.py [--writers 8] [--models 25] [--runs 10000] [--repeats 3]
+                              [--backend-uri postgresql+psycopg2://...]
+
+1. Starts ``mlflow server`` on a PostgreSQL database (served artifacts). ``--backend-uri``
+   reuses a database that already holds the experiment ``team-bench`` (building 10,000
+   runs takes minutes); otherwise a fresh database is made and the runs are written
+   straight into it through ``MlflowClient(postgresql+psycopg2://...)``, the same store
+   the server serves, by 4 processes.
+2. ``--writers`` processes each log ``--models`` derived models (metrics, outputs,
+   layers) at once over HTTP; counts what arrived.
+3. Over HTTP, median of ``--repeats`` (interleaved): the floor (bare paging
+   ``search_runs``), the reader's cold open (full fetch + forest + snapshot write), then
+   an incremental refresh after 10 new runs, then a NEW process reopening the experiment
+   from the snapshot (time from constructing the reader to the forest, imports excluded).
+
+Last line, JSON: writers, runs_expected, runs_found, lost, runs, floor_s, full_s,
+full_ratio (target <= 1.3), refresh_s, refresh_ratio (<= 0.05), reopen_s,
+reopen_ratio = reopen_s / floor_s (<= 0.1), reopen_process_s (whole new process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
+
+from mlflow_cc.reader import PAGE_SIZE, ExperimentReader
+from mlflow_cc.snapshot import SnapshotStore
+
+EXPERIMENT = "team-bench"
+
+
+def floor_fetch(client: MlflowClient, exp_id: str) -> int:
+    """What any reader must at least do: page through every run."""
+    count, token = 0, None
+    while True:
+        page = client.search_runs([exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE_SIZE,
+                                  page_token=token)
+        count += len(page)
+        token = page.token
+        if not token:
+            return count
+
+
+def _build_part(args: tuple[str, str, int, int]) -> int:
+    from mlflow_cc.synthetic import build_random_forest
+
+    uri, exp_id, n, seed = args
+    return len(build_random_forest(MlflowClient(uri), exp_id, n, max_depth=6, seed=seed))
+
+
+def build_database(runs: int) -> str:
+    """A fresh PostgreSQL database with ``runs`` model runs in ``team-bench``; its URI."""
+    import psycopg2
+
+    from mlflow_cc.local_server import create_postgres_database
+
+    name, uri = create_postgres_database("mlflowcc_bench")
+    conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:  # a benchmark database: durability of each commit is not needed
+        cur.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    conn.close()
+    exp_id = MlflowClient(uri).create_experiment(EXPERIMENT)
+    parts = 4
+    with mp.get_context("spawn").Pool(parts) as pool:  # fork would share SQLAlchemy connections
+        built = sum(pool.map(_build_part, [(uri, exp_id, runs // parts + (i < runs % parts), i)
+                                           for i in range(parts)]))
+    print(f"built {built} runs into {uri}", file=sys.stderr)
+    return uri
+
+
+def measure_writers(url: str, writers: int, models: int) -> dict[str, int]:
+    from mlflow_cc.concurrent_writers import run_writers
+    from mlflow_cc.tracking import log_base_model
+
+    name = f"team-writers-{uuid.uuid4().hex[:6]}"
+    with log_base_model("base", experiment=name, tracking_uri=url) as base:
+        pass
+    t = time.perf_counter()
+    records = run_writers(url, base.run_id, writers, models)
+    forest = ExperimentReader(name, url).forest()
+    found = sum(1 for r in records if r["run_id"] in forest.nodes
+                and forest[r["run_id"]].status == "FINISHED" and forest[r["run_id"]].parent_id == r["parent"])
+    print(f"{writers} writers x {models} models in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    expected = writers * models
+    return {"writers": writers, "runs_expected": expected, "runs_found": found, "lost": expected - found}
+
+
+def reopen_child(url: str, experiment: str, snapshot_dir: str) -> None:
+    """In a new process: open the experiment again from the snapshot; print timings."""
+    t = time.perf_counter()
+    reader = ExperimentReader(experiment, url, snapshot=SnapshotStore(snapshot_dir))
+    forest = reader.forest()
+    print(json.dumps({"reopen_s": time.perf_counter() - t, "runs": len(forest),
+                      "from_snapshot": reader.opened_from_snapshot, "fetched": reader.last_fetch_count}))
+
+
+def measure_reading(url: str, backend_uri: str, repeats: int) -> dict[str, float]:
+    from mlflow_cc.synthetic import build_random_forest
+
+    client = MlflowClient(url)
+    exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    runs = floor_fetch(client, exp_id)  # also warms the server and the database
+    floors, fulls = [], []
+    with tempfile.TemporaryDirectory() as snapdir:
+        for i in range(repeats):
+            t = time.perf_counter()
+            assert floor_fetch(client, exp_id) == runs
+            floors.append(time.perf_counter() - t)
+            store = SnapshotStore(Path(snapdir) / str(i))
+            t = time.perf_counter()
+            reader = ExperimentReader(exp_id, url, snapshot=store)
+            assert len(reader.forest()) == runs
+            fulls.append(time.perf_counter() - t)
+        added = build_random_forest(MlflowClient(backend_uri), exp_id, 10, roots=1, seed=int(time.time()))
+        t = time.perf_counter()
+        forest = reader.refresh()
+        refresh_s = time.perf_counter() - t
+        assert len(forest) == runs + 10, len(forest)
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, __file__, "--reopen-child", url, exp_id, str(store.directory)],
+                             capture_output=True, text=True, check=True).stdout
+        reopen_process_s = time.perf_counter() - t
+        child = json.loads(out.strip().splitlines()[-1])
+        assert child["from_snapshot"] and child["runs"] == runs + 10, child
+    for run_id in added:  # keep the experiment at its size for the next run of the benchmark
+        client.delete_run(run_id)
+    floor_s, full_s = statistics.median(floors), statistics.median(fulls)
+    return {"runs": runs, "floor_s": round(floor_s, 3), "full_s": round(full_s, 3),
+            "full_ratio": round(full_s / floor_s, 3), "refresh_s": round(refresh_s, 4),
+            "refresh_ratio": round(refresh_s / floor_s, 4), "reopen_s": round(child["reopen_s"], 4),
+            "reopen_ratio": round(child["reopen_s"] / floor_s, 4),
+            "reopen_process_s": round(reopen_process_s, 2)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--writers", type=int, default=8)
+    parser.add_argument("--models", type=int, default=25)
+    parser.add_argument("--runs", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend-uri", default=None, help="A PostgreSQL database already holding team-bench.")
+    parser.add_argument("--reopen-child", nargs=3, metavar=("URL", "EXPERIMENT", "SNAPSHOT_DIR"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.reopen_child:
+        reopen_child(*args.reopen_child)
+        return
+    from mlflow_cc.local_server import start_mlflow_server
+
+    backend_uri = args.backend_uri or build_database(args.runs)
+    with tempfile.TemporaryDirectory() as work:
+        server = start_mlflow_server(backend_uri, Path(work))
+        try:
+            result = {**measure_writers(server.url, args.writers, args.models),
+                      **measure_reading(server.url, backend_uri, args.repeats),
+                      "backend_uri": backend_uri}
+        finally:
+            server.stop()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
