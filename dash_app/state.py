@@ -32,6 +32,16 @@ def empty_state() -> dict[str, Any]:
             "collapse": []}
 
 
+#: The keys the Compression Overview draws from (other views keep theirs in the same state).
+OVERVIEW_KEYS = ("ready", "experiment", "layout", "color", "size", "x", "y", "sel", "filters", "focus",
+                 "expand", "collapse")
+
+
+def overview_part(state: dict[str, Any]) -> dict[str, Any]:
+    """The Compression Overview's keys of ``state``."""
+    return {k: state.get(k) for k in OVERVIEW_KEYS}
+
+
 def parse_query(search: str | None) -> dict[str, Any]:
     """Read the state fields present in a URL query (``?experiment=..&sel=a,b&f=acc:0.9:1``).
 

@@ -149,6 +149,40 @@ def order_columns(forest: Forest, keys: dict[str, str]) -> list[str]:
     return order
 
 
+def _place_in_columns(forest: Forest, visible: list[str], keys: dict[str, str],
+                      order: list[str]) -> tuple[dict[str, int], list[str]]:
+    """Column of each visible model, keeping every child right of its parent.
+
+    Where trees disagree on the order of two operations (prune then quantize here,
+    quantize then prune there) the preferred ``order`` cannot hold for both; the
+    late-comer goes to the next column of the same operation that lies right of its
+    parent, or to a new one at the right end. ``visible`` is in breadth-first order.
+    """
+    order = list(order)
+    index = {k: i for i, k in enumerate(order)}
+    xcol: dict[str, int] = {}
+    nodes = forest.nodes
+    for rid in visible:
+        key = keys[rid]
+        parent = nodes[rid].parent_id
+        pcol = xcol.get(parent, -1) if parent is not None else -1
+        if index[key] > pcol:
+            xcol[rid] = index[key]
+            continue
+        op = nodes[rid].operation or "derive"
+        n = 2
+        while True:
+            alt = f"{op} {n}"
+            if alt not in index:
+                index[alt] = len(order)
+                order.append(alt)
+            if index[alt] > pcol:
+                break
+            n += 1
+        xcol[rid] = index[alt]
+    return xcol, order
+
+
 def _child_order(forest: Forest, rid: str, col: dict[str, int]) -> list[str]:
     def key(c: str) -> tuple[Any, ...]:
         n = forest.nodes[c]
@@ -224,8 +258,7 @@ def layout_forest(forest: Forest, mode: Mode = "operation", *, budget: int = DEF
             # the focused model's own column goes first whatever its key
             order.remove(keys[focus])
             order.insert(0, keys[focus])
-        index = {k: i for i, k in enumerate(order)}
-        xcol = {rid: index[keys[rid]] for rid in visible}
+        xcol, order = _place_in_columns(forest, visible, keys, order)
         columns = [Column(i, k) for i, k in enumerate(order)]
 
     # Rows: depth-first over visible children in parameter order; a parent takes its

@@ -7,12 +7,13 @@ console must stay free of errors.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from browser import Browser, ServedApp, launch, serve
+
 from dash_app.app import create_app
 from dash_app.state import parse_query
 from mlflow_cc.reader import ExperimentReader
@@ -41,6 +42,16 @@ NODE_XY = """([graph, rid]) => {
   }
   return null;
 }"""
+#: Counts Dash callback requests in flight, so tests act only on a settled page (several
+#: callbacks write the shared state; acting mid-chain would race them like a very fast user).
+INFLIGHT = """
+window.__inflight = 0;
+const _fetch = window.fetch;
+window.fetch = function (...args) {
+  window.__inflight += 1;
+  return _fetch.apply(this, args).finally(() => { window.__inflight -= 1; });
+};
+"""
 MAP_READY = """() => { const g = document.querySelector('#ov-map .js-plotly-plot');
   return !!(g && g.data && g.data.some(t => t.name === 'models')); }"""
 
@@ -71,6 +82,7 @@ def page(browser: Browser, study: dict[str, Any]) -> Iterator[Any]:
     """A fresh page; the test fails if the console reported an error."""
     ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
     pg = ctx.new_page()
+    pg.add_init_script(INFLIGHT)
     errors: list[str] = []
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -83,7 +95,23 @@ def open_app(page: Any, served: ServedApp, query: str = "") -> None:
     page.goto(served.url + "/" + query)
     page.wait_for_function(MAP_READY, timeout=30_000)
     page.wait_for_function("() => document.querySelector('#ov-status').innerText.includes('models')")
-    time.sleep(0.3)
+    settle(page)
+
+
+def settle(page: Any, quiet_s: float = 0.4, timeout: float = 15.0) -> None:
+    """Wait until no Dash request has been in flight for ``quiet_s``."""
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        busy = page.evaluate("() => window.__inflight || 0")
+        now = time.monotonic()
+        if busy:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        elif now - quiet_since >= quiet_s:
+            return
+        time.sleep(0.05)
 
 
 def ids_in(page: Any, graph: str, trace: str) -> list[str]:
@@ -100,6 +128,7 @@ def wait_selected(page: Any, graph: str, expected: set[str], timeout: float = 10
 
 
 def click_node(page: Any, graph: str, rid: str, shift: bool = False) -> None:
+    settle(page)
     xy = page.evaluate(NODE_XY, [graph, rid])
     assert xy, f"{rid} is not drawn in {graph}"
     page.mouse.move(xy[0] + 1, xy[1] + 1)
@@ -113,6 +142,7 @@ def click_node(page: Any, graph: str, rid: str, shift: bool = False) -> None:
 
 
 def drag(page: Any, x0: float, y0: float, x1: float, y1: float) -> None:
+    settle(page)
     page.mouse.move(x0, y0)
     page.mouse.down()
     for i in range(1, 11):
@@ -228,9 +258,8 @@ def test_selection_details_for_descendants(page: Any, study: dict[str, Any]) -> 
 
 def test_refine_comparison_when_two_variables_are_not_enough(page: Any, study: dict[str, Any]) -> None:
     open_app(page, study["served"])
-    page.click("#ov-clear-sel")
-    header = page.evaluate(NODE_XY, ["ov-map", study["ids"]["base"]])
-    page.mouse.click(header[0], header[1])
+    click_node(page, "ov-map", study["ids"]["base"])
+    wait_selected(page, "ov-map", {study["ids"]["base"]})
     page.click("#ov-add-descendants")
     page.wait_for_selector(".cc-refine", timeout=10_000)
     assert "Refine Comparison" in page.inner_text("#ov-details")
@@ -250,6 +279,7 @@ def test_copied_url_reopens_the_same_view(page: Any, study: dict[str, Any], brow
                             ".map(e => e.textContent)")
     other = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
     p2 = other.new_page()
+    p2.add_init_script(INFLIGHT)
     try:
         p2.goto(url)
         p2.wait_for_function(MAP_READY, timeout=30_000)
@@ -259,7 +289,10 @@ def test_copied_url_reopens_the_same_view(page: Any, study: dict[str, Any], brow
         assert p2.evaluate("() => Array.from(document.querySelectorAll('#ov-map .annotation-text'))"
                            ".map(e => e.textContent)") == headers
         p2.wait_for_selector(".cc-filter .js-plotly-plot")
-        assert p2.url == url
+        settle(p2)
+        ours = ("experiment", "layout", "color", "size", "x", "y", "sel", "filters")
+        before, after = parse_query(url.split("?", 1)[1]), parse_query(p2.url.split("?", 1)[1])
+        assert {k: after.get(k) for k in ours} == {k: before.get(k) for k in ours}
     finally:
         other.close()
 

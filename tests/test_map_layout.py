@@ -78,6 +78,10 @@ def test_budget_collapses_instead_of_shrinking() -> None:
     assert len(lay.x) <= 150 + max(len(n.children) for n in f.nodes.values())
     hidden = sum(s.count for s in lay.collapsed.values())
     assert hidden + len(lay.x) == len(f)
+    # random operation orders conflict; children still sit right of their parents
+    for mode in ("operation", "step"):
+        lay = layout_forest(f, mode, budget=5000)
+        assert all(lay.x[p] < lay.x[c] for p, c in lay.edges)
 
 
 def test_focus_lays_out_one_subtree() -> None:
@@ -94,6 +98,7 @@ def test_conflicting_operation_orders_do_not_break_layout() -> None:
     lay = layout_forest(f)
     assert set(lay.x) == set(f.nodes)
     assert len({c.label for c in lay.columns}) == len(lay.columns)
+    assert all(lay.x[p] < lay.x[c] for p, c in lay.edges)
 
 
 def random_forest(n: int, seed: int = 0) -> Forest:

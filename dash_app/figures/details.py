@@ -90,8 +90,11 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
         yaxis["tickformat"] = yfmt
     if known:
         lo, hi = min(known), max(known)
-        span = (hi - lo) or abs(hi) or 1.0
-        yaxis["range"] = [max(0.0, lo - span * 0.6) if lo >= 0 else lo - span * 0.6, hi + span * 0.35]
+        if hi > lo:  # zoom on the differences, leaving room for the value labels
+            span = hi - lo
+            yaxis["range"] = [max(0.0, lo - span * 0.6) if lo >= 0 else lo - span * 0.6, hi + span * 0.35]
+        else:  # one value: from zero
+            yaxis["range"] = [min(0.0, lo * 1.2), max(0.0, hi * 1.2) or 1.0]
     fig.update_layout(
         barmode="group", height=260, margin={"l": 60, "r": 10, "t": 30, "b": 50},
         plot_bgcolor="#ffffff", showlegend=bool(color_name), yaxis=yaxis,

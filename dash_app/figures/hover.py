@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from dash_app.figures.encoding import escape
 from mlflow_cc.lineage import Forest, ModelNode
@@ -51,9 +51,11 @@ def hover_text(node: ModelNode, parent: ModelNode | None, infos: Mapping[str, Me
     return "<br>".join(lines)
 
 
-def hover_texts(forest: Forest, infos: Mapping[str, MetricInfo]) -> dict[str, str]:
-    """Tooltips of every model, keyed by run id."""
+def hover_texts(forest: Forest, infos: Mapping[str, MetricInfo],
+                ids: Iterable[str] | None = None) -> dict[str, str]:
+    """Tooltips keyed by run id, of ``ids`` (default: every model)."""
     order = metric_order(forest, infos)
     nodes = forest.nodes
-    return {rid: hover_text(n, nodes.get(n.parent_id) if n.parent_id else None, infos, order)
-            for rid, n in nodes.items()}
+    todo = nodes if ids is None else [r for r in ids if r in nodes]
+    return {rid: hover_text(nodes[rid], nodes.get(nodes[rid].parent_id) if nodes[rid].parent_id else None,
+                            infos, order) for rid in todo}

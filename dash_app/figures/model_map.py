@@ -2,16 +2,20 @@
 
 Edges are filled polygons (parent width to child width), cut into short pieces
 whose colour blends parent to child; the pieces are grouped by quantised colour so
-that a few hundred edges cost a dozen SVG traces. Nodes are WebGL markers.
+that a few hundred edges cost a dozen SVG traces. Nodes are SVG markers too: collapsing
+keeps the map to a few hundred models, and measured in headless Chromium a WebGL context
+costs more than drawing that many SVG markers (the scatterplot, with every model, is WebGL).
 Trace ``customdata`` carries what a click means: a run id, ``col:<i>`` for a column
 header, ``expand:<run id>`` for a collapsed subtree's badge.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from itertools import pairwise
 
+import numpy as np
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import (
@@ -30,8 +34,18 @@ COLOR_BINS = 12
 #: Half edge width, in rows, for the smallest and largest size metric.
 EDGE_HALF = (0.035, 0.16)
 ROW_PX = 22
+#: Typical width of a column on screen, for drawing edges of even width.
+COL_PX = 60
 HEADER_Y = -1.0
 EXTRA_EDGE_COLOR = "#8e44ad"
+
+
+NAN = float("nan")
+
+
+def _arr(values: list[float]) -> np.ndarray:
+    """Coordinates as float32 (sent to the browser as binary); NaN separates polygons."""
+    return np.asarray(values, dtype=np.float32)
 
 
 def _smooth(t: float) -> float:
@@ -63,8 +77,8 @@ def _edge_path(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, 
 
 def _edge_traces(forest: Forest, layout: MapLayout, enc: Encoding,
                  excluded: set[str]) -> list[go.Scatter]:
-    bins: dict[int, tuple[list[float | None], list[float | None]]] = {}
-    faded: tuple[list[float | None], list[float | None]] = ([], [])
+    bins: dict[int, tuple[list[float], list[float]]] = {}
+    faded: tuple[list[float], list[float]] = ([], [])
     lo, hi = EDGE_HALF
     for parent, child in layout.edges:
         pn, cn = forest.nodes[parent], forest.nodes[child]
@@ -74,6 +88,10 @@ def _edge_traces(forest: Forest, layout: MapLayout, enc: Encoding,
         pts = _edge_path(layout.x[parent], layout.y[parent], layout.x[child], layout.y[child])
         for (xa, ya, sa), (xb, yb, sb) in pairwise(pts):
             wa, wb = w0 + (w1 - w0) * sa, w0 + (w1 - w0) * sb
+            # offsets perpendicular to the segment on screen, so steep bends keep their width
+            px, py = (xb - xa) * COL_PX, (yb - ya) * ROW_PX
+            norm = math.hypot(px, py) or 1.0
+            ox, oy = -py / norm * ROW_PX / COL_PX, px / norm
             if child in excluded:
                 key_xy = faded
             else:
@@ -84,18 +102,18 @@ def _edge_traces(forest: Forest, layout: MapLayout, enc: Encoding,
                     b = min(COLOR_BINS - 1, int((c0 + (c1 - c0) * sm) * COLOR_BINS))
                 key_xy = bins.setdefault(b, ([], []))
             xs, ys = key_xy
-            xs.extend((xa, xb, xb, xa, xa, None))
-            ys.extend((ya - wa, yb - wb, yb + wb, ya + wa, ya - wa, None))
+            xs.extend((xa - ox * wa, xb - ox * wb, xb + ox * wb, xa + ox * wa, xa - ox * wa, NAN))
+            ys.extend((ya - oy * wa, yb - oy * wb, yb + oy * wb, ya + oy * wa, ya - oy * wa, NAN))
     traces: list[go.Scatter] = []
     centers = [(b + 0.5) / COLOR_BINS for b in range(COLOR_BINS)]
     palette = colors_for(centers)
     for b, (xs, ys) in sorted(bins.items()):
         color = MISSING_COLOR if b < 0 else palette[b]
-        traces.append(go.Scatter(x=xs, y=ys, mode="lines", fill="toself", fillcolor=color,
+        traces.append(go.Scatter(x=_arr(xs), y=_arr(ys), mode="lines", fill="toself", fillcolor=color,
                                  line={"width": 0, "color": color}, hoverinfo="skip",
                                  showlegend=False, name="edges"))
     if faded[0]:
-        traces.append(go.Scatter(x=faded[0], y=faded[1], mode="lines", fill="toself",
+        traces.append(go.Scatter(x=_arr(faded[0]), y=_arr(faded[1]), mode="lines", fill="toself",
                                  fillcolor="rgba(200,200,200,0.25)", line={"width": 0},
                                  hoverinfo="skip", showlegend=False, name="filtered edges"))
     return traces
@@ -141,10 +159,10 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
         if not group and name == "filtered out":
             continue
         nodes = [forest.nodes[r] for r in group]
-        traces.append(go.Scattergl(
-            x=[layout.x[r] for r in group], y=[layout.y[r] for r in group], mode="markers",
+        traces.append(go.Scatter(
+            x=_arr([layout.x[r] for r in group]), y=_arr([layout.y[r] for r in group]), mode="markers",
             marker={"color": colors_for(enc.color_t(n) for n in nodes),
-                    "size": [enc.node_px(n) for n in nodes], "opacity": opacity,
+                    "size": _arr([enc.node_px(n) for n in nodes]).round(1), "opacity": opacity,
                     "line": {"color": "#ffffff", "width": 1}},
             customdata=group, hovertext=[hover.get(r, "") for r in group], hoverinfo="text",
             showlegend=False, name=name))
@@ -168,7 +186,7 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
 
     sel = [r for r in ids if r in selected]
     if sel:
-        traces.append(go.Scattergl(
+        traces.append(go.Scatter(
             x=[layout.x[r] for r in sel], y=[layout.y[r] for r in sel], mode="markers",
             marker={"symbol": "circle-open", "color": SELECT_COLOR,
                     "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel], "line": {"width": 2.5}},

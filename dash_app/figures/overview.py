@@ -11,8 +11,9 @@ from typing import Any
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import Encoding
+from dash_app.figures.hover import hover_texts
 from dash_app.figures.model_map import map_figure
-from dash_app.figures.scatter import scatter_figure
+from dash_app.figures.scatter import FULL_HOVER_MAX, scatter_figure
 from dash_app.state import excluded_ids
 from mlflow_cc.lineage import Forest
 from mlflow_cc.map_layout import DEFAULT_BUDGET, MapLayout, layout_forest
@@ -46,17 +47,39 @@ def front_ids(forest: Forest, infos: Mapping[str, MetricInfo], x: str | None, y:
     return pareto_front(pts, info_for(infos, x).higher_is_better, info_for(infos, y).higher_is_better)
 
 
-def overview_figures(forest: Forest, infos: Mapping[str, MetricInfo], state: Mapping[str, Any],
-                     hover: Mapping[str, str], layout: MapLayout | None = None,
-                     budget: int = DEFAULT_BUDGET) -> tuple[go.Figure, go.Figure, MapLayout]:
-    """(Model Map, Model Scatterplot, the map's layout) for ``state``."""
+def map_figure_for(forest: Forest, infos: Mapping[str, MetricInfo], state: Mapping[str, Any],
+                   hover: Mapping[str, str], layout: MapLayout) -> go.Figure:
+    """The Model Map for ``state`` (``hover`` needs only the laid-out models)."""
+    enc = Encoding.build(forest, infos, state.get("color"), state.get("size"))
+    return map_figure(forest, layout, enc, infos, hover, set(state.get("sel") or ()),
+                      excluded_ids(forest, state.get("filters")))
+
+
+def scatter_figure_for(forest: Forest, infos: Mapping[str, MetricInfo], state: Mapping[str, Any],
+                       hover: Mapping[str, str]) -> go.Figure:
+    """The Model Scatterplot for ``state`` with its Pareto front."""
     enc = Encoding.build(forest, infos, state.get("color"), state.get("size"))
     excluded = excluded_ids(forest, state.get("filters"))
-    selected = set(state.get("sel") or ())
+    x, y = state.get("x"), state.get("y")
+    return scatter_figure(forest, enc, infos, hover, x, y, set(state.get("sel") or ()), excluded,
+                          front_ids(forest, infos, x, y, excluded))
+
+
+def scatter_needs_hover(forest: Forest) -> bool:
+    """Whether the scatterplot shows full tooltips (and so needs every model's)."""
+    return len(forest) <= FULL_HOVER_MAX
+
+
+def overview_figures(forest: Forest, infos: Mapping[str, MetricInfo], state: Mapping[str, Any],
+                     hover: Mapping[str, str] | None = None, layout: MapLayout | None = None,
+                     budget: int = DEFAULT_BUDGET) -> tuple[go.Figure, go.Figure, MapLayout]:
+    """(Model Map, Model Scatterplot, the map's layout) for ``state``.
+
+    Tooltips are computed for the models that need them when ``hover`` is not given.
+    """
     if layout is None:
         layout = map_layout_for(forest, infos, state, budget)
-    mfig = map_figure(forest, layout, enc, infos, hover, selected, excluded)
-    x, y = state.get("x"), state.get("y")
-    sfig = scatter_figure(forest, enc, infos, hover, x, y, selected, excluded,
-                          front_ids(forest, infos, x, y, excluded))
-    return mfig, sfig, layout
+    if hover is None:
+        hover = hover_texts(forest, infos, None if scatter_needs_hover(forest) else layout.x)
+    return (map_figure_for(forest, infos, state, hover, layout),
+            scatter_figure_for(forest, infos, state, hover), layout)

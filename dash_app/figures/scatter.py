@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import SELECT_COLOR, Encoding, colors_for, escape
@@ -11,6 +12,9 @@ from mlflow_cc.lineage import Forest
 from mlflow_cc.metric_info import MetricInfo, info_for
 
 FRONT_COLOR = "#d62728"
+#: Above this many models the scatterplot's tooltips are short (name, operation, x, y):
+#: full tooltips for thousands of points would dominate what the browser downloads.
+FULL_HOVER_MAX = 1000
 
 
 def _axis(name: str, info: MetricInfo, values: Sequence[float]) -> dict[str, object]:
@@ -22,6 +26,13 @@ def _axis(name: str, info: MetricInfo, values: Sequence[float]) -> dict[str, obj
     if info.format.endswith("%"):
         axis["tickformat"] = info.format.lstrip(",")
     return axis
+
+
+def _d3(info: MetricInfo) -> str:
+    """A d3 format for a metric in a hover template."""
+    if info.format == "bytes":
+        return ".3~s"
+    return info.format.lstrip(",") if info.format[-1:] in "%fdgs" else ".4g"
 
 
 def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo],
@@ -42,16 +53,26 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
                                  hoverinfo="skip", name="Pareto front"))
     inc = [r for r in ids if r not in excluded]
     exc = [r for r in ids if r in excluded]
+    xi, yi = info_for(infos, x), info_for(infos, y)
+    full = len(ids) <= FULL_HOVER_MAX
     for group, opacity, name in ((inc, 0.95, "models"), (exc, 0.15, "filtered out")):
         if not group:
             continue
         nodes = [forest.nodes[r] for r in group]
+        if full:
+            texts = [hover.get(r, "") for r in group]
+            template = "%{hovertext}<extra></extra>"
+        else:
+            texts = [f"<b>{escape(n.name)}</b><br>{escape(n.label())}" for n in nodes]
+            template = (f"%{{hovertext}}<br>{escape(x)}: %{{x:{_d3(xi)}}}<br>"
+                        f"{escape(y)}: %{{y:{_d3(yi)}}}<extra></extra>")
         fig.add_trace(go.Scattergl(
-            x=[xs[r] for r in group], y=[ys[r] for r in group], mode="markers",
+            x=np.fromiter((xs[r] for r in group), float, len(group)),
+            y=np.fromiter((ys[r] for r in group), float, len(group)), mode="markers",
             marker={"color": colors_for(enc.color_t(n) for n in nodes),
-                    "size": [enc.node_px(n) for n in nodes], "opacity": opacity,
-                    "line": {"color": "#ffffff", "width": 1}},
-            customdata=group, hovertext=[hover.get(r, "") for r in group], hoverinfo="text",
+                    "size": np.fromiter((enc.node_px(n) for n in nodes), np.float32, len(group)).round(1),
+                    "opacity": opacity, "line": {"color": "#ffffff", "width": 1}},
+            customdata=group, hovertext=texts, hovertemplate=template,
             showlegend=False, name=name))
     sel = [r for r in ids if r in selected]
     if sel:
@@ -60,7 +81,6 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
             marker={"symbol": "circle-open", "color": SELECT_COLOR, "line": {"width": 2.5},
                     "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel]},
             customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
-    xi, yi = info_for(infos, x), info_for(infos, y)
     fig.update_layout(
         height=380, margin={"l": 60, "r": 10, "t": 10, "b": 50}, plot_bgcolor="#ffffff",
         dragmode="select", clickmode="event", hovermode="closest", uirevision=f"{x}|{y}",

@@ -43,7 +43,7 @@ def explain(forest: Forest, ids: list[str]) -> Explanation:
 
 def register(app: Dash, source: DataSource) -> None:
 
-    @app.callback(Output("ov-details", "children"), Input("ov-state", "data"),
+    @app.callback(Output("ov-details", "children"), Input("ov-view", "data"),
                   Input("ov-version", "data"))
     def render(state: dict[str, Any], _v: Any) -> Any:
         if not state or not state.get("ready"):

@@ -10,9 +10,11 @@ from dash.exceptions import PreventUpdate
 from dash_app import state as st
 from dash_app.figures.filters import histogram_figure
 from dash_app.source import DataSource
+from mlflow_cc.lineage import Forest
 from mlflow_cc.metric_info import info_for
 
 HIST_CONFIG = {"displayModeBar": False}
+BINS = 24
 
 
 def layout() -> html.Div:
@@ -43,13 +45,31 @@ def _panel(metric: str) -> html.Div:
     ])
 
 
+def snap_budget(rng: list[float], forest: Forest, metric: str) -> list[float]:
+    """A brushed range, snapped to the data's extremes when it reaches within half a bin of them.
+
+    Brushing to the end of a histogram means "no limit on that side": the best model
+    must not fall out through pixel rounding.
+    """
+    lo, hi = float(min(rng)), float(max(rng))
+    vals = [n.metrics[metric] for n in forest.nodes.values() if metric in n.metrics]
+    if vals:
+        vmin, vmax = min(vals), max(vals)
+        half_bin = (vmax - vmin) / BINS / 2
+        if lo <= vmin + half_bin:
+            lo = vmin
+        if hi >= vmax - half_bin:
+            hi = vmax
+    return [lo, hi]
+
+
 def register(app: Dash, source: DataSource) -> None:
 
     @app.callback(Output("ov-filter-add", "options"), Input("ov-color", "options"))
     def add_options(options: list[dict[str, str]] | None) -> Any:
         return options or []
 
-    @app.callback(Output("ov-filter-list", "children"), Input("ov-state", "data"),
+    @app.callback(Output("ov-filter-list", "children"), Input("ov-view", "data"),
                   State({"type": "ov-filter-hist", "metric": ALL}, "id"))
     def panels(state: dict[str, Any], ids: list[dict[str, str]]) -> Any:
         """(Re)build the panels only when the set of filtered metrics changes."""
@@ -64,7 +84,7 @@ def register(app: Dash, source: DataSource) -> None:
                   Output({"type": "ov-filter-range", "metric": ALL}, "children"),
                   Output("ov-filter-summary", "children"),
                   Input({"type": "ov-filter-hist", "metric": ALL}, "id"),
-                  Input("ov-state", "data"), Input("ov-version", "data"))
+                  Input("ov-view", "data"), Input("ov-version", "data"))
     def figures(ids: list[dict[str, str]], state: dict[str, Any], _v: Any) -> tuple[Any, ...]:
         if not state or not state.get("ready"):
             raise PreventUpdate
@@ -77,7 +97,7 @@ def register(app: Dash, source: DataSource) -> None:
             info = info_for(infos, m)
             rng = flt.get(m)
             vals = [n.metrics[m] for n in forest.nodes.values() if m in n.metrics]
-            figs.append(histogram_figure(vals, info, tuple(rng) if rng else None))
+            figs.append(histogram_figure(vals, info, tuple(rng) if rng else None, bins=BINS))
             ranges.append(f"{info.format_value(rng[0])} – {info.format_value(rng[1])}" if rng
                           else "no budget yet")
         excluded = st.excluded_ids(forest, flt)
@@ -116,7 +136,7 @@ def register(app: Dash, source: DataSource) -> None:
             rng = (sel or {}).get("range", {}).get("x") if isinstance(sel, dict) else None
             if not rng or trig["metric"] not in flt:
                 raise PreventUpdate  # figure redraws clear the brush: not a user action
-            flt[trig["metric"]] = [float(min(rng)), float(max(rng))]
+            flt[trig["metric"]] = snap_budget(rng, source.forest(state["experiment"]), trig["metric"])
         else:
             raise PreventUpdate
         forest = source.forest(state["experiment"])

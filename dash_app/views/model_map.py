@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
@@ -9,7 +10,7 @@ from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
 from dash_app.figures.hover import hover_texts
-from dash_app.figures.overview import map_layout_for, overview_figures
+from dash_app.figures.overview import map_figure_for, map_layout_for
 from dash_app.source import DataSource
 from mlflow_cc.lineage import Forest
 from mlflow_cc.map_layout import MapLayout
@@ -39,6 +40,7 @@ def layout() -> html.Div:
             html.Button("Focus subtree", id="ov-focus"),
             html.Button("Show all", id="ov-unfocus"),
         ]),
+        dcc.Store(id="ov-map-drawn"),
         html.Div(className="cc-map-scroll", children=[
             dcc.Graph(id="ov-map", config=GRAPH_CONFIG, className="cc-map-graph"),
         ]),
@@ -53,31 +55,37 @@ def layout_of(source: DataSource, forest: Forest, state: dict[str, Any]) -> MapL
     return source.cached(forest, key, lambda: map_layout_for(forest, infos, state))
 
 
-def hover_of(source: DataSource, forest: Forest, experiment: str) -> dict[str, str]:
+def hover_of(source: DataSource, forest: Forest, experiment: str, ids: Iterable[str] | None) -> dict[str, str]:
+    """Tooltips of ``ids`` (all models when ``None``), computed once per forest and model."""
     infos = source.metric_info(experiment)
-    return source.cached(forest, ("hover",), lambda: hover_texts(forest, infos))
+    done: dict[str, str] = source.cached(forest, ("hover",), dict)
+    todo = [r for r in (forest.nodes if ids is None else ids) if r not in done]
+    if todo:
+        done.update(hover_texts(forest, infos, todo))
+    return done
 
 
 def register(app: Dash, source: DataSource) -> None:
 
-    @app.callback(Output("ov-map", "figure"), Output("ov-scatter", "figure"),
-                  Output("ov-map-info", "children"),
-                  Input("ov-state", "data"), Input("ov-version", "data"))
-    def render(state: dict[str, Any], _version: str | None) -> tuple[Any, Any, str]:
+    # The map goes first: the scatterplot (thousands of points) is asked for once the map's
+    # figure is on its way (``ov-map-drawn``), so the browser draws the map meanwhile.
+    @app.callback(Output("ov-map", "figure"), Output("ov-map-info", "children"),
+                  Output("ov-map-drawn", "data"),
+                  Input("ov-view", "data"), Input("ov-version", "data"))
+    def render(state: dict[str, Any], _version: str | None) -> tuple[Any, str, Any]:
         if not state or not state.get("ready"):
             raise PreventUpdate
         forest = source.forest(state["experiment"])
         infos = source.metric_info(state["experiment"])
         lay = layout_of(source, forest, state)
-        mfig, sfig, lay = overview_figures(forest, infos, state, hover_of(source, forest, state["experiment"]),
-                                           layout=lay)
-        shown = len(lay.x)
-        info = f"{shown} of {len(forest)} models shown"
+        hover = hover_of(source, forest, state["experiment"], lay.x)
+        fig = map_figure_for(forest, infos, state, hover, lay)
+        info = f"{len(lay.x)} of {len(forest)} models shown"
         if lay.collapsed:
             info += f" · {len(lay.collapsed)} subtrees collapsed (click ▸ to expand)"
         if lay.focus:
             info += f" · focused on {forest.nodes[lay.focus].name}"
-        return mfig, sfig, info
+        return fig, info, [state, _version]
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True),
                   Input("ov-pick", "data"), State("ov-state", "data"), prevent_initial_call=True)

@@ -45,6 +45,7 @@ def layout(source: DataSource) -> html.Div:
         dcc.Location(id="ov-url-in", refresh=False),
         dcc.Location(id="ov-url-out", refresh=False),
         dcc.Store(id="ov-state", data=st.empty_state()),
+        dcc.Store(id="ov-view"),
         dcc.Store(id="ov-version"),
         dcc.Store(id="ov-pick"),
         dcc.Interval(id="ov-interval", interval=3000),
@@ -112,6 +113,16 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         opts = [{"label": n, "value": n} for n in names]
         return (state, state["experiment"], state["color"], state["size"], state["layout"], opts, opts)
 
+    @app.callback(Output("ov-view", "data"), Input("ov-state", "data"), State("ov-view", "data"))
+    def view_state(state: dict[str, Any] | None, current: dict[str, Any] | None) -> dict[str, Any]:
+        """The overview's part of the state: its figures redraw only when this part changes."""
+        if not state or not state.get("ready"):
+            raise PreventUpdate
+        view = st.overview_part(state)
+        if view == current:
+            raise PreventUpdate
+        return view
+
     @app.callback(Output("ov-url-out", "search"), Input("ov-state", "data"), prevent_initial_call=True)
     def to_url(state: dict[str, Any]) -> str:
         if not state or not state.get("ready"):
@@ -134,7 +145,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         return new, refresh_ms
 
     @app.callback(Output("ov-status", "children"), Input("ov-version", "data"),
-                  State("ov-state", "data"))
+                  Input("ov-view", "data"))
     def status(_version: str | None, state: dict[str, Any]) -> Any:
         if not state or not state.get("ready"):
             raise PreventUpdate

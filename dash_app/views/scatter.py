@@ -7,7 +7,9 @@ from typing import Any
 from dash import Dash, Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
+from dash_app.figures.overview import scatter_figure_for, scatter_needs_hover
 from dash_app.source import DataSource
+from dash_app.views.model_map import hover_of
 
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
                 "toImageButtonOptions": {"format": "svg", "filename": "model-scatterplot"}}
@@ -25,6 +27,17 @@ def layout() -> html.Div:
 
 
 def register(app: Dash, source: DataSource) -> None:
+
+    @app.callback(Output("ov-scatter", "figure"), Input("ov-map-drawn", "data"))
+    def render(drawn: list[Any] | None) -> Any:
+        """Drawn after the map (see model_map.render), from the same state."""
+        state = (drawn or [None])[0]
+        if not state or not state.get("ready"):
+            raise PreventUpdate
+        forest = source.forest(state["experiment"])
+        infos = source.metric_info(state["experiment"])
+        hover = hover_of(source, forest, state["experiment"], None) if scatter_needs_hover(forest) else {}
+        return scatter_figure_for(forest, infos, state, hover)
 
     @app.callback(Output("ov-x", "options"), Output("ov-y", "options"), Output("ov-x", "value"),
                   Output("ov-y", "value"), Input("ov-color", "options"), State("ov-state", "data"))

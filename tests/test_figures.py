@@ -1,0 +1,210 @@
+"""Pure figure builders and view state: map, scatter, filters, selection details, URL state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import plotly.io as pio
+
+from dash_app.figures.details import details_figure
+from dash_app.figures.encoding import Encoding, default_metrics, escape
+from dash_app.figures.filters import histogram_figure
+from dash_app.figures.hover import hover_texts
+from dash_app.figures.model_map import map_figure
+from dash_app.figures.overview import front_ids, overview_figures
+from dash_app.selection_table import selection_csv
+from dash_app.state import empty_state, excluded_ids, grow, parse_query, pick, to_query
+from mlflow_cc.lineage import Forest, ModelNode, build_forest
+from mlflow_cc.map_layout import layout_forest
+from mlflow_cc.metric_info import MetricInfo
+from mlflow_cc.selection_vars import explain_selection
+from mlflow_cc.synthetic import STUDY_SPECS
+
+INFOS = {"accuracy": MetricInfo("accuracy", "max", "", ".1%", True),
+         "size_bytes": MetricInfo("size_bytes", "min", "B", "bytes", False),
+         "latency_ms": MetricInfo("latency_ms", "min", "ms", ".2f", False)}
+_t = iter(range(10_000))
+
+
+def model(rid: str, parent: str | None = None, op: str | None = None, acc: float = 0.9,
+          size: float = 1000.0, name: str | None = None, inputs: list[dict[str, str]] | None = None,
+          **params: Any) -> ModelNode:
+    return ModelNode(run_id=rid, name=name or rid, experiment_id="1", declared_parent_id=parent,
+                     operation=op, op_params=params, start_time=next(_t), inputs=inputs or [],
+                     metrics={"accuracy": acc, "size_bytes": size, "latency_ms": size / 1000})
+
+
+def study() -> Forest:
+    nodes = [model("base", acc=0.97, size=4000)]
+    for method in ("magnitude", "gradient"):
+        for s in (0.3, 0.5, 0.7):
+            rid = f"{method[:3]}{int(s * 10)}"
+            nodes.append(model(rid, "base", "prune", 0.97 - s / 5 - (method == "gradient") * 0.02,
+                               4000 * (1 - s / 2), method=method, sparsity=s))
+    nodes += [model("mag5_q", "mag5", "quantize", 0.86, 750, bits=8),
+              model("mag5_c", "mag5", "calibrate", 0.88, 3000, batches=8),
+              model("mag5_c_q", "mag5_c", "quantize", 0.87, 750, bits=8),
+              model("kd", "mag5", "distill", 0.9, 3000, inputs=[{"run_id": "base", "role": "teacher"}],
+                    temperature=2.0)]
+    return build_forest(nodes)
+
+
+def test_escape_user_text() -> None:
+    assert escape("<b>x</b> & y") == "&lt;b&gt;x&lt;/b&gt; &amp; y"
+
+
+def test_hover_has_name_operation_metrics_and_change_vs_parent_escaped() -> None:
+    f = study()
+    f.nodes["mag5"].name = "<script>alert(1)</script>"
+    text = hover_texts(f, INFOS)
+    assert "&lt;script&gt;" in text["mag5"] and "<script>" not in text["mag5"]
+    assert "prune(method=magnitude, sparsity=0.5)" in text["mag5"]
+    assert "accuracy: 87.0% (-10.0 pts)" in text["mag5"]
+    assert "size_bytes: 3.00 KB (-25%)" in text["mag5"]
+    assert "base model" in text["base"]
+
+
+def test_default_encodings_are_accuracy_and_size() -> None:
+    assert default_metrics(study(), INFOS) == {"color": "accuracy", "size": "size_bytes",
+                                               "x": "size_bytes", "y": "accuracy"}
+
+
+def test_map_figure_traces() -> None:
+    f = study()
+    lay = layout_forest(f)
+    enc = Encoding.build(f, INFOS, "accuracy", "size_bytes")
+    fig = map_figure(f, lay, enc, INFOS, hover_texts(f, INFOS), {"mag5"}, {"gra7"})
+    by_name: dict[str, list[Any]] = {}
+    for t in fig.data:
+        by_name.setdefault(t.name, []).append(t)
+    assert set(by_name["models"][0].customdata) == set(f.nodes) - {"gra7"}
+    assert list(by_name["filtered out"][0].customdata) == ["gra7"]
+    assert by_name["models"][0].type == "scatter"  # bounded by the collapsing budget: SVG
+    assert list(by_name["selected"][0].customdata) == ["mag5"]
+    assert any(n.startswith("extra input") for n in by_name)
+    assert all(t.fill == "toself" for t in by_name["edges"])
+    assert len(by_name["edges"]) <= 13  # colour bins, not one trace per edge
+    headers = [a.text for a in fig.layout.annotations]
+    assert headers[0] == "base" and "prune" in headers
+    # bigger models draw bigger nodes
+    sizes = dict(zip(by_name["models"][0].customdata, by_name["models"][0].marker.size))
+    assert sizes["base"] > sizes["mag5_q"]
+
+
+def test_collapsed_nodes_get_an_expand_badge_with_count_and_best() -> None:
+    f = study()
+    lay = layout_forest(f, collapse=["mag5"], metric="accuracy")
+    fig = map_figure(f, lay, Encoding.build(f, INFOS, "accuracy", "size_bytes"), INFOS, {}, set(), set())
+    badge = next(t for t in fig.data if t.name == "collapsed")
+    assert list(badge.customdata) == ["expand:mag5"]
+    assert badge.text[0] == "+4 · best 90.0%"
+
+
+def test_scatter_front_uses_metric_directions() -> None:
+    f = study()
+    front = front_ids(f, INFOS, "size_bytes", "accuracy", set())
+    assert "base" in front and "mag5_q" not in front or "mag5_c_q" in front
+    # lower size and higher accuracy are better: nothing on the front is dominated
+    pts = {r: (f.nodes[r].metrics["size_bytes"], f.nodes[r].metrics["accuracy"]) for r in f.nodes}
+    for r in front:
+        assert not any(pts[o][0] <= pts[r][0] and pts[o][1] >= pts[r][1] and pts[o] != pts[r] for o in f.nodes)
+    state = {**empty_state(), "ready": True, **default_metrics(f, INFOS), "sel": ["mag5"]}
+    _, sfig, _ = overview_figures(f, INFOS, state, {})
+    assert any(t.name == "Pareto front" for t in sfig.data)
+    assert sfig.layout.xaxis.type == "log"  # bytes
+
+
+def test_histogram_marks_budget() -> None:
+    fig = histogram_figure([0.1, 0.2, 0.5, 0.9], INFOS["accuracy"], (0.4, 1.0), bins=4)
+    colors = list(fig.data[0].marker.color)
+    assert colors[0] != colors[-1]
+    assert fig.layout.dragmode == "select" and fig.layout.selectdirection == "h"
+
+
+def bars(f: Forest, ids: list[str]) -> tuple[Any, Any]:
+    ex = explain_selection(f, ids)
+    fig = details_figure(f, ids, ex.values, ex.x, ex.color, "accuracy", INFOS["accuracy"])
+    return ex, fig
+
+
+def test_details_calibrate_yes_no() -> None:
+    f = study()
+    ex, fig = bars(f, ["mag5_q", "mag5_c_q"])
+    assert ex.comparable and ex.x is not None and "calibrate" in ex.x.name and ex.color is None
+    assert len(fig.data) == 1 and len(fig.data[0].x) == 2
+
+
+def test_details_method_by_sparsity() -> None:
+    f = study()
+    ids = ["mag3", "mag5", "mag7", "gra3", "gra5", "gra7"]
+    ex, fig = bars(f, ids)
+    assert ex.comparable
+    assert {ex.x.name, ex.color.name} == {"prune.sparsity", "prune.method"}
+    assert len(fig.data) == (2 if ex.color.name == "prune.method" else 3)
+    if ex.x.name == "prune.sparsity":
+        assert list(fig.data[0].x) == ["0.3", "0.5", "0.7"]  # numeric order
+
+
+def test_details_two_bases_same_recipe() -> None:
+    f = build_forest([model("b1", name="resnet"), model("b2", name="vgg"),
+                      model("p1", "b1", "prune", 0.8, sparsity=0.5),
+                      model("p2", "b2", "prune", 0.7, sparsity=0.5)])
+    ex, fig = bars(f, ["p1", "p2"])
+    assert ex.comparable and ex.x is not None and ex.x.kind == "base"
+    assert sorted(fig.data[0].x) == ["resnet", "vgg"]
+
+
+def test_details_needs_refine() -> None:
+    """The paper's study shape, all selected: more than two variables -> Refine Comparison."""
+    nodes = [model("base")] + [model(s.key, s.parent, s.operation, **s.params) for s in STUDY_SPECS]
+    f = build_forest(nodes)
+    ex = explain_selection(f, list(f.nodes))
+    assert not ex.comparable and len(ex.refine_options) > 2
+
+
+def test_details_answers_fast_for_300_models() -> None:
+    nodes = [model("r")]
+    for i in range(300):
+        nodes.append(model(f"p{i}", "r", "prune", 0.5 + i / 1000, method=["a", "b"][i % 2],
+                           sparsity=(i // 2) / 150))
+    f = build_forest(nodes)
+    ids = [n for n in f.nodes if n != "r"]
+    t = time.perf_counter()
+    ex, fig = bars(f, ids)
+    pio.to_json(fig, validate=False)
+    assert time.perf_counter() - t < 0.2
+
+
+def test_url_state_round_trip() -> None:
+    state = {**empty_state(), "ready": True, "experiment": "3", "layout": "step", "color": "accuracy",
+             "size": "size_bytes", "x": "latency_ms", "y": "accuracy", "sel": ["a", "b"],
+             "filters": {"accuracy": [0.8, 1.0], "latency_ms": None}, "focus": "a",
+             "expand": ["c"], "collapse": ["d"]}
+    back = parse_query(to_query(state))
+    for key in ("experiment", "layout", "color", "size", "x", "y", "sel", "filters", "focus",
+                "expand", "collapse"):
+        assert back[key] == state[key], key
+    assert parse_query("?experiment=1&select=abc")["sel"] == ["abc"]  # the MLflow description link
+    assert parse_query("?layout=<script>") == {}
+
+
+def test_selection_rules() -> None:
+    f = study()
+    excluded = excluded_ids(f, {"accuracy": [0.85, 1.0]})
+    assert "gra7" in excluded and "base" not in excluded
+    assert pick([], ["gra7", "base"], False, excluded, f) == ["base"]
+    assert pick(["base"], ["mag5"], True, excluded, f) == ["base", "mag5"]
+    assert pick(["base", "mag5"], ["mag5"], True, excluded, f) == ["base"]  # shift-click toggles
+    assert set(grow(f, ["mag5"], "descendants", set())) == {"mag5", "mag5_q", "mag5_c", "mag5_c_q", "kd"}
+    assert grow(f, ["mag5_c_q"], "ancestors", set()) == ["mag5_c_q", "mag5_c", "mag5", "base"]
+    assert grow(f, ["mag5"], "parents", set()) == ["mag5", "base"]
+
+
+def test_csv_has_metrics_and_defuses_formulas() -> None:
+    f = study()
+    f.nodes["mag5"].name = "=HYPERLINK(1)"
+    text = selection_csv(f, ["base", "mag5"], {"base": "http://x/#/experiments/1/runs/base"})
+    lines = text.strip().splitlines()
+    assert lines[0].startswith("run_id,name,operation,parent,params,status,accuracy")
+    assert "'=HYPERLINK(1)" in text and "http://x/#/experiments/1/runs/base" in text
