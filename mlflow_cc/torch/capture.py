@@ -205,16 +205,17 @@ def capture_activations(model: nn.Module, eval_set: EvalSet, indices: np.ndarray
     return captured
 
 
-#: Elements per chunk when summarizing a tensor (bounds float64 temporaries to 8 MB).
-_SUMMARY_CHUNK = 1 << 20
+#: Elements per chunk when summarizing a tensor (1 MB of float32: stays in cache).
+_SUMMARY_CHUNK = 1 << 18
 
 
 def tensor_summary(t: EffectiveTensor) -> dict[str, Any]:
     """One layer-summary row, the columns of :func:`mlflow_cc.artifact_io.summarize_tensor`.
 
     Same statistics (min, max, mean, population std, zeros), computed without a float64 copy
-    of the whole tensor: mean and centred sum of squares accumulate in float64 chunk by chunk,
-    which keeps large models' layer capture near the cost of writing the weights.
+    of the whole tensor: per chunk, numpy's pairwise float32 sums (relative error ~1e-7), the
+    chunks added in float64; the std from centred squares. About twice as fast as float64
+    arithmetic, which keeps a large model's layer capture near the cost of writing its weights.
     """
     flat = t.value.reshape(-1).numpy()
     n = int(flat.size)
@@ -223,15 +224,15 @@ def tensor_summary(t: EffectiveTensor) -> dict[str, Any]:
                            "zeros": n - int(np.count_nonzero(flat)), "min": math.nan, "max": math.nan,
                            "mean": math.nan, "std": math.nan, "dtype": t.dtype, "quantized": bool(t.quantized)}
     if n:
-        mean = float(flat.sum(dtype=np.float64)) / n
+        chunks = [flat[start:start + _SUMMARY_CHUNK] for start in range(0, n, _SUMMARY_CHUNK)]
+        mean = math.fsum(float(chunk.sum(dtype=np.float32)) for chunk in chunks) / n
+        buffer = np.empty(min(n, _SUMMARY_CHUNK), np.float32)
         squares = 0.0
-        buffer = np.empty(min(n, _SUMMARY_CHUNK), np.float64)
-        for start in range(0, n, _SUMMARY_CHUNK):
-            chunk = flat[start:start + _SUMMARY_CHUNK]
+        for chunk in chunks:
             centred = buffer[:chunk.size]
-            np.subtract(chunk, mean, out=centred)  # no BLAS: its threads stall on shared cores
+            np.subtract(chunk, np.float32(mean), out=centred)  # no BLAS: its threads stall on shared cores
             np.multiply(centred, centred, out=centred)
-            squares += float(centred.sum())
+            squares += float(centred.sum(dtype=np.float32))
         row.update(min=float(flat.min()), max=float(flat.max()), mean=mean, std=math.sqrt(squares / n))
     return row
 
