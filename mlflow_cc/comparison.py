@@ -401,8 +401,11 @@ class LayerSet:
         match = _matcher(pattern)
         if flat:
             visible = [i for i, n in nodes.items() if n["leaf_module"] and match(i)]
-            return [self._row(i, nodes, children, expanded=False, depth=0, label=i or "(model)")
+            rows = [self._row(i, nodes, children, expanded=False, depth=0, label=i or "(model)")
                     for i in order(visible)]
+            for row in rows:
+                row["has_children"] = False  # a flat list does not expand
+            return rows
         keep: set[str] | None = None
         open_set = set(expanded)
         if pattern:
@@ -446,6 +449,10 @@ class LayerSet:
             nodes[module] = {"parent": None if module == "" else _parent(module), "kind": "module",
                              "module": module, "index": i, "short": _short(module),
                              "leaf_module": module in holding}
+        largest = tensors.sort_values("numel", ascending=False, kind="stable").drop_duplicates("module")
+        for row in largest.itertuples(index=False):
+            if str(row.module) in nodes and str(row.name) != str(row.module):
+                nodes[str(row.module)]["main_tensor"] = str(row.name)
         if self.kind == "weights":
             for j, row in enumerate(tensors.itertuples(index=False)):
                 name = str(row.name)
@@ -492,6 +499,11 @@ class LayerSet:
         rows = self._row_lookup()
         buckets = self.bucket_totals()
         hist = self.comparison.histograms.get(node_id)
+        hist_of = node_id
+        if hist is None and info.get("main_tensor"):
+            # A module holding tensors shows the distribution of its largest one (its weight).
+            hist_of = info["main_tensor"]
+            hist = self.comparison.histograms.get(hist_of)
         out: dict[str, dict[str, Any]] = {}
         for model in self.models:
             if model in self.unavailable:
@@ -526,6 +538,7 @@ class LayerSet:
             if hist is not None and model in hist.counts:
                 cell["hist"] = hist.counts[model].T.tolist()  # bins x buckets
                 cell["edges"] = [float(hist.edges[0]), float(hist.edges[-1])]
+                cell["hist_of"] = hist_of
             out[model] = cell
         return out
 

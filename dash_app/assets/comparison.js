@@ -123,15 +123,16 @@
         })));
   }
 
-  // A stacked histogram: bin height = number of values, colour = amount of change vs the base.
+  // A stacked histogram: bin height = number of values (square-root scale, so that a spike of
+  // pruned zeros does not flatten the rest), colour = amount of change vs the base.
   function stackedHist(hist, width, height) {
     var totals = hist.map(function (b) { return b.reduce(function (a, c) { return a + c; }, 0); });
-    var max = Math.max.apply(null, totals) || 1, w = width / hist.length, rects = [];
+    var max = Math.sqrt(Math.max.apply(null, totals)) || 1, w = width / hist.length, rects = [];
     hist.forEach(function (bin, i) {
-      var y = height;
+      var y = height, binH = (Math.sqrt(totals[i]) / max) * height;
       bin.forEach(function (c, k) {
         if (c <= 0) { return; }
-        var bh = Math.max(0.6, (c / max) * height);
+        var bh = Math.max(0.6, (c / totals[i]) * binH);
         y -= bh;
         rects.push(h("rect", {key: i + "-" + k, x: i * w, y: y, width: Math.max(w - 0.6, 0.6), height: bh,
                               fill: BUCKET_COLORS[k]}));
@@ -146,22 +147,26 @@
     var p = props.colDef.cellRendererParams || {}, d = props.data || {};
     var c = (d.cells || {})[p.model];
     if (!c) { return h("span", {className: "cmp-muted"}, "–"); }
-    if (c.unavailable) { return h("span", {className: "cmp-note"}, "layers " + c.status); }
+    if (c.unavailable) {
+      return h("span", {className: "cmp-note"}, (p.show === "activations" ? "activations " : "weights ") + c.status);
+    }
     var kids = [];
     var width = p.width || 150;
+    // Narrow columns (many models) keep the picture and move the change score into the tooltip.
+    var compact = width < 140, room = compact ? width - 16 : width - 84;
+    var delta = c.change === null || c.change === undefined ? "" : "Δ" + fmt(c.change, "num", false);
     if (p.show === "sparsity") {
       if (c.split) {
-        kids.push(h("div", {key: "s"}, stackedBar(c.split, SPLIT_COLORS, SPLIT_NAMES, width - 84, 12)));
+        kids.push(h("div", {key: "s"}, stackedBar(c.split, SPLIT_COLORS, SPLIT_NAMES, compact ? width - 58 : room, 12)));
       }
       kids.push(h("span", {key: "t", className: "cmp-layer-text"}, fmt(c.sparsity, "pct", false)));
     } else if (c.hist) {
-      kids.push(h("div", {key: "h"}, stackedHist(c.hist, width - 84, 26)));
-      kids.push(h("span", {key: "t", className: "cmp-layer-text", title: "change vs base (relative L2)"},
-        c.change === null || c.change === undefined ? "" : "Δ" + fmt(c.change, "num", false)));
+      kids.push(h("div", {key: "h", title: delta + " (change vs base, relative L2)"}, stackedHist(c.hist, room, 26)));
+      if (!compact) { kids.push(h("span", {key: "t", className: "cmp-layer-text"}, delta)); }
     } else if (c.buckets) {
-      kids.push(h("div", {key: "b"}, stackedBar(c.buckets, BUCKET_COLORS, BUCKET_NAMES, width - 84, 12)));
-      kids.push(h("span", {key: "t", className: "cmp-layer-text", title: "change vs base (relative L2)"},
-        c.change === null || c.change === undefined ? "" : "Δ" + fmt(c.change, "num", false)));
+      kids.push(h("div", {key: "b", title: delta + " (change vs base, relative L2)"},
+        stackedBar(c.buckets, BUCKET_COLORS, BUCKET_NAMES, room, 12)));
+      if (!compact) { kids.push(h("span", {key: "t", className: "cmp-layer-text"}, delta)); }
     } else {
       kids.push(h("span", {key: "t", className: "cmp-muted"}, p.show === "activations" ? "no activations" : "–"));
     }

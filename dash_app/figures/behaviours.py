@@ -64,6 +64,11 @@ def bar_scale(table: pd.DataFrame, n_models: int, metric: str, relative: bool) -
     return hi if hi > 0 else 1.0
 
 
+def model_column_width(n_models: int, room: int = 1310) -> int:
+    """Pixels per model column: 150, narrower (down to 106) so that about 12 models fit side by side."""
+    return int(min(MODEL_COLUMN_WIDTH, max(106, room // max(n_models, 1))))
+
+
 def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, relative: bool,
                 summaries: Sequence[Mapping[str, Any]], higher_is_better: bool, scale: float,
                 base_scale: float | None = None) -> list[dict[str, Any]]:
@@ -86,10 +91,10 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, 
                                                                      "maxNumConditions": 1, "buttons": ["reset"]}})
     else:
         cols.append({"headerName": ROW_LABELS[mode], "field": "name", "colId": "name", "cellRenderer": "CmpRowName",
-                     "cellRendererParams": {"drill": True}, "width": 190, "pinned": "left", "sortable": True,
+                     "cellRendererParams": {"drill": True}, "width": 160, "pinned": "left", "sortable": True,
                      "filter": "agTextColumnFilter", "filterParams": {"filterOptions": ["contains", "equals"],
                                                                      "maxNumConditions": 1, "buttons": ["reset"]}})
-        cols.append({"headerName": "instances", "field": "count", "colId": "count", "width": 96,
+        cols.append({"headerName": "instances", "field": "count", "colId": "count", "width": 84,
                      "pinned": "left", "sortable": True, **number_filter})
     for i, (model, summary) in enumerate(zip(models, summaries)):
         base = i == 0
@@ -100,7 +105,7 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, 
         else:
             shown_rel = relative and not base
             params["value"] = (("Δ " if shown_rel else "") + value_text(metric, summary.get("value"), shown_rel)
-                               + (" all" if not shown_rel else " vs base"))
+                               + (" overall" if base else ""))
             params["counts"] = list(summary.get("counts") or [])
         rel_here = relative and not base
         cell_params = {"kind": value_kind(metric), "relative": rel_here, "higherBetter": higher_is_better,
@@ -113,7 +118,8 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, 
         cols.append({"headerName": str(model["name"]), "colId": f"v{i}", "field": f"v{i}",
                      "headerComponentParams": {"innerHeaderComponent": "CmpHeader", **params},
                      "cellRenderer": "CmpBar", "cellRendererParams": cell_params,
-                     "width": MODEL_COLUMN_WIDTH + (30 if mode == "instances" else 0), "sortable": not missing,
+                     "minWidth": model_column_width(len(models)) + (30 if mode == "instances" else 0),
+                     "flex": 1, "maxWidth": 320, "sortable": not missing,
                      **(number_filter if not missing else {"filter": False})})
     return cols
 

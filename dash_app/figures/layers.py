@@ -29,15 +29,22 @@ def legend(show: str) -> list[tuple[str, str]]:
     lo, mid, hi = (f"{100 * t:g}%" for t in CHANGE_THRESHOLDS)
     words = {"unchanged": f"unchanged (< {lo})", "small": f"{lo}–{mid} change", "medium": f"{mid}–{hi} change",
              "large": f"≥ {hi} change", "zeroed": "zeroed (pruned)", "not compared": "not compared (shape differs)"}
-    return [(c, words[b]) for c, b in zip(BUCKET_COLORS, CHANGE_BUCKETS)]
+    return [(c, words[b]) for c, b in zip(BUCKET_COLORS, CHANGE_BUCKETS)] + [
+        ("", "bar height: √(number of values); colour: change of each value vs the base")]
+
+
+def layer_column_width(n_models: int, room: int = 1300) -> int:
+    """Pixels per model column: 170, narrower (down to 104, the Δ then in the tooltip) for many models."""
+    return int(min(LAYER_COLUMN_WIDTH, max(104, room // max(n_models, 1))))
 
 
 def column_defs(models: Sequence[Mapping[str, Any]], *, show: str,
                 unavailable: Mapping[str, str]) -> list[dict[str, Any]]:
     """The module name column (tree), then one column per model (base first)."""
+    width = layer_column_width(len(models))
     cols: list[dict[str, Any]] = [{
         "headerName": "module", "field": "label", "colId": "label", "cellRenderer": "CmpTreeName",
-        "width": 300, "pinned": "left", "sortable": False, "filter": False}]
+        "width": 340 if len(models) <= 6 else 260, "pinned": "left", "sortable": False, "filter": False}]
     for i, model in enumerate(models):
         run_id = str(model["run_id"])
         params: dict[str, Any] = {"base": i == 0, "title": f"{model.get('full_name', model['name'])} ({run_id})"}
@@ -46,8 +53,8 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, show: str,
         cols.append({"headerName": str(model["name"]), "colId": f"m{i}", "field": f"c{i}",
                      "headerComponentParams": {"innerHeaderComponent": "CmpHeader", **params},
                      "cellRenderer": "CmpLayer",
-                     "cellRendererParams": {"model": f"m{i}", "show": show, "width": LAYER_COLUMN_WIDTH},
-                     "width": LAYER_COLUMN_WIDTH, "sortable": False, "filter": False})
+                     "cellRendererParams": {"model": f"m{i}", "show": show, "width": width},
+                     "width": width, "sortable": False, "filter": False})
     return cols
 
 

@@ -20,6 +20,7 @@ from dash.exceptions import PreventUpdate
 
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
+from mlflow_cc.behaviours import registered_metrics
 from mlflow_cc.comparison import BehaviourSet, Drill
 from mlflow_cc.flags import MODEL_TARGET, Flag, instance_target
 
@@ -43,7 +44,7 @@ def layout() -> html.Div:
             html.Label(["Rows", dcc.RadioItems(id="cmp-beh-rows", options=ROW_OPTIONS, value="classes",
                                                inline=True, className="cc-radio")]),
             html.Label(["Metric", dcc.Dropdown(id="cmp-beh-metric", clearable=False, value="correct",
-                                               className="cc-dd")]),
+                                               className="cc-dd", options=_metric_options())]),
             html.Label(["Values", dcc.RadioItems(id="cmp-beh-rel", inline=True, className="cc-radio", value="abs",
                                                  options=[{"label": "absolute", "value": "abs"},
                                                           {"label": "relative to base", "value": "rel"}])]),
@@ -78,6 +79,12 @@ def layout() -> html.Div:
             ]),
         ]),
     ])
+
+
+def _metric_options() -> list[dict[str, str]]:
+    """Every registered per-instance metric (registered before the app starts)."""
+    return [{"label": fig.metric_label(name), "value": name}
+            for name, spec in registered_metrics().items() if spec.per_instance]
 
 
 def _drill(data: Any) -> Drill | None:

@@ -13,6 +13,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from dash_app import state as st
 from dash_app.figures.behaviours import short_names
 from dash_app.source import DataSource
 from dash_app.views import behaviours, layers
@@ -29,6 +30,8 @@ def layout(source: DataSource) -> html.Div:
     return html.Div(className="cmp-page", children=[
         dcc.Store(id="cmp-ctx"),
         dcc.Store(id="cmp-init"),
+        # The overview's URL writer is not mounted while this tab shows: this one writes the same query.
+        dcc.Location(id="cmp-url-out", refresh=False),
         html.Div(className="cmp-controls", children=[
             html.Label(["Base model", dcc.Dropdown(id="cmp-base", clearable=False, className="cc-dd cc-dd-wide",
                                                    style={"minWidth": "320px"})]),
@@ -108,5 +111,11 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             raise PreventUpdate
         return new
 
+    @app.callback(Output("cmp-url-out", "search"), Input("ov-state", "data"), prevent_initial_call=True)
+    def to_url(state: dict[str, Any] | None) -> str:
+        if not state or not state.get("ready") or state.get("tab") != URL_TAB:
+            raise PreventUpdate
+        return st.to_query(state)
+
     behaviours.register(app, source, refresh_ms=refresh_ms)
-    layers.register(app, source)
+    layers.register(app, source, context)

@@ -8,6 +8,7 @@ while an interval shows progress.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import dash_ag_grid as dag
@@ -50,19 +51,29 @@ def layout() -> html.Div:
     ])
 
 
-def register(app: Dash, source: DataSource) -> None:
-    """Callbacks of the Layers tab."""
+def sort_options(models: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Module order, the largest change of any model, or the change of one model."""
+    return [{"label": "module order", "value": ""}, {"label": "most changed (any model)", "value": "any"}] + [
+        {"label": f"most changed in {m['name']}", "value": m["run_id"]} for m in models[1:]]
+
+
+def register(app: Dash, source: DataSource,
+             context: Callable[[DataSource, dict[str, Any]], dict[str, Any]]) -> None:
+    """Callbacks of the Layers tab; ``context(source, state)`` says what is compared."""
 
     @app.callback(Output("cmp-lay-show", "value"), Output("cmp-lay-view", "value"), Output("cmp-lay-sort", "value"),
                   Output("cmp-lay-pattern", "value"), Output("cmp-lay-open", "data"), Output("cmp-lay-init", "data"),
-                  Input("ov-state", "data"), State("cmp-lay-init", "data"))
+                  Output("cmp-lay-sort", "options", allow_duplicate=True),
+                  Input("ov-state", "data"), State("cmp-lay-init", "data"), prevent_initial_call="initial_duplicate")
     def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
-        """Controls from the URL, once per page load."""
+        """Controls from the URL, once per page load (the sort options with them, so the value sticks)."""
         if done or not state or not state.get("ready"):
             raise PreventUpdate
         show = state.get("lshow") if state.get("lshow") in ("sparsity", "weights", "activations") else "weights"
         view = "list" if state.get("lview") == "list" else "tree"
-        return show, view, state.get("lsort") or "", state.get("lpat") or "", list(state.get("open") or []), True
+        options = sort_options(context(source, state)["models"])
+        sort = state.get("lsort") if state.get("lsort") in [o["value"] for o in options] else ""
+        return (show, view, sort, state.get("lpat") or "", list(state.get("open") or []), True, options)
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True),
                   Input("cmp-lay-show", "value"), Input("cmp-lay-view", "value"), Input("cmp-lay-sort", "value"),
@@ -93,9 +104,7 @@ def register(app: Dash, source: DataSource) -> None:
             return [], [], [], cmp["message"], True, []
         models = cmp["models"]
         run_ids = [m["run_id"] for m in models]
-        sort_options = [{"label": "module order", "value": ""},
-                        {"label": "most changed (any model)", "value": "any"}] + [
-            {"label": f"most changed in {m['name']}", "value": m["run_id"]} for m in models[1:]]
+        options = sort_options(models)
         kind = "activations" if show == "activations" else "weights"
         comparisons = source.comparisons(cmp["experiment"])
         data: LayerSet | None = comparisons.layers_in_background(cmp["base"], run_ids, kind)
@@ -103,11 +112,12 @@ def register(app: Dash, source: DataSource) -> None:
             done = comparisons.progress(cmp["base"], run_ids, kind)
             text = (f"comparing {kind} with the base: {done[0]} of {done[1]} tensors…" if done and done[1]
                     else f"comparing {kind} with the base…")
-            return no_update, no_update, no_update, html.Span(text, className="cmp-progress"), False, sort_options
+            return no_update, no_update, no_update, html.Span(text, className="cmp-progress"), False, options
         legend = [html.Span(className="cmp-legend-item", children=[
-            html.Span(className="cmp-swatch", style={"background": color}), text]) for color, text in fig.legend(show)]
+            html.Span(className="cmp-swatch", style={"background": color}), text]) if color
+            else html.Span(text, className="cmp-muted") for color, text in fig.legend(show)]
         if data.problem:
-            return [], [], legend, html.Span(data.problem, className="cmp-problem"), True, sort_options
+            return [], [], legend, html.Span(data.problem, className="cmp-problem"), True, options
         sort_model = sort if sort in ("any", *run_ids) else None
         visible = data.rows(expanded=opened or [], pattern=pattern or "", flat=view == "list", sort_model=sort_model)
         payload = fig.rows_payload(visible, run_ids, show)
@@ -117,7 +127,7 @@ def register(app: Dash, source: DataSource) -> None:
         status = f"{len(visible)} rows" + (f" · {'; '.join(notes)}" if notes else "")
         if pattern:
             status += f" matching “{pattern}”"
-        return (payload, columns if columns != current_cols else no_update, legend, status, True, sort_options)
+        return (payload, columns if columns != current_cols else no_update, legend, status, True, options)
 
     @app.callback(Output("cmp-lay-open", "data", allow_duplicate=True),
                   Input(GRID, "cellClicked"), Input("cmp-lay-expand", "n_clicks"), Input("cmp-lay-collapse", "n_clicks"),

@@ -1,0 +1,202 @@
+"""Performance Comparison at scale: Behaviours paging and Layers streaming on a sqlite store.
+
+    python benchmarks/comparison.py [--instances 100000] [--models 12] [--params 25000000]
+
+Behaviours: logs ``--models`` models' outputs on ``--instances`` instances (10 classes,
+a subgroup attribute, 8x8 PNG previews) and times what the app does, in this process:
+reading the outputs artifacts, computing the comparison (the grid's first build), then
+the first block of 100 rows sorted by a model's value (the ``getRowsRequest`` callback:
+table, sort, page, previews, payload). ``payload_kb`` is the JSON the browser receives
+for that first page (the block of rows plus the grid's column definitions and header
+summaries).
+
+Layers: logs ``--models`` models of about ``--params`` float32 parameters each (a
+transformer-shaped module tree; children pruned and perturbed), then runs the streaming
+weight comparison of all models against the base in a child process and reports its peak
+resident memory (``ru_maxrss``) and wall time.
+
+The last line is JSON: {"instances", "models", "behaviours_load_ms", "behaviours_compare_ms",
+"behaviours_first_page_ms", "behaviours_cold_first_page_ms", "payload_kb", "params_per_model",
+"layers_s", "layers_peak_mb", "layers_rows_ms"}. Targets: behaviours_first_page_ms <= 1000,
+payload_kb <= 500, layers_peak_mb <= 1500.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from mlflow_cc.artifact_io import log_dataset, log_layers, log_outputs, summarize_tensor  # noqa: E402
+from mlflow_cc.tracking import derive_model, log_base_model  # noqa: E402
+
+BLOCK = 100
+
+
+def log_model_runs(uri: str, experiment: str, models: int) -> tuple[str, list[str]]:
+    """A base run and ``models - 1`` pruned children (no artifacts yet): (experiment id, run ids)."""
+    with log_base_model("base", experiment=experiment, tracking_uri=uri) as base:
+        pass
+    run_ids = [base.run_id]
+    for k in range(1, models):
+        with derive_model(base.run_id, "prune", {"sparsity": k / models}, tracking_uri=uri) as child:
+            pass
+        run_ids.append(child.run_id)
+    return base.experiment_id, run_ids
+
+
+def log_behaviour_models(uri: str, instances: int, models: int) -> tuple[str, list[str]]:
+    from comparison_fixtures import CLASSES, png_thumbnail
+
+    rng = np.random.default_rng(0)
+    client = MlflowClient(uri)
+    ids = [f"i{k:06d}" for k in range(instances)]
+    labels = rng.integers(0, 10, instances)
+    table = pd.DataFrame({"instance_id": ids, "label": labels,
+                          "meta_group": np.where(np.isin(labels, [3, 8]), "rare", "common")})
+    thumbs = [png_thumbnail(rng.integers(0, 255, (8, 8))) for _ in range(256)]
+    previews = pd.DataFrame({"instance_id": ids, "kind": "image", "value": [thumbs[k % 256] for k in range(instances)]})
+    exp_id, run_ids = log_model_runs(uri, "bench-behaviours", models)
+    dataset = log_dataset(exp_id, "bench", table, previews, CLASSES, client=client)
+    logits = rng.normal(0, 1, (instances, 10)).astype(np.float32)
+    logits[np.arange(instances), labels] += 2.5
+    for k, run_id in enumerate(run_ids):
+        noisy = logits + rng.normal(0, 0.3 * k, logits.shape).astype(np.float32)
+        log_outputs(run_id, ids, noisy, labels, dataset="bench", dataset_run_id=dataset, client=client)
+    return exp_id, run_ids
+
+
+def bench_behaviours(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, float]:
+    from dash_app.figures import behaviours as fig
+    from dash_app.source import DataSource
+    from dash_app.views.behaviours import _rows_response
+    from mlflow_cc.comparison import load_behaviour_set
+    from mlflow_cc.reader import ExperimentReader
+
+    reader = ExperimentReader(exp_id, uri)
+    source = DataSource(lambda e: ExperimentReader(e, uri), reader)
+    comparisons = source.comparisons(exp_id)
+    t0 = time.perf_counter()
+    outputs = {r: comparisons._load_outputs(r) for r in run_ids}
+    t1 = time.perf_counter()
+    data = load_behaviour_set(reader.client, run_ids[0], run_ids, reader.datasets, outputs_cache=outputs.__getitem__)
+    t2 = time.perf_counter()
+    comparisons._cache[("behaviours", run_ids[0], tuple(run_ids))] = data  # what the grid's first build leaves
+    models = [{"run_id": r, "name": f"model {k}"} for k, r in enumerate(run_ids)]
+    bctx = {"key": "bench", "experiment": exp_id, "base": run_ids[0], "run_ids": run_ids, "rows": "instances",
+            "metric": "confidence", "relative": True, "drill": None, "flagged": False}
+    request = {"startRow": 0, "endRow": BLOCK, "sortModel": [{"colId": f"v{len(run_ids) - 1}", "sort": "asc"}],
+               "filterModel": {}}
+    t3 = time.perf_counter()
+    response = _rows_response(source, bctx, request)
+    body = json.dumps(response)
+    t4 = time.perf_counter()
+    table = data.table("instances", "confidence", True)
+    columns = fig.column_defs(models, mode="instances", metric="confidence", relative=True,
+                              summaries=data.summaries("confidence", True), higher_is_better=True,
+                              scale=fig.bar_scale(table, len(models), "confidence", True))
+    assert len(response["rowData"]) == BLOCK and response["rowCount"] == len(table)
+    payload = len(body) + len(json.dumps(columns))
+    return {"behaviours_load_ms": round(1000 * (t1 - t0), 1), "behaviours_compare_ms": round(1000 * (t2 - t1), 1),
+            "behaviours_first_page_ms": round(1000 * (t4 - t3), 1),
+            "behaviours_cold_first_page_ms": round(1000 * (t4 - t0), 1), "payload_kb": round(payload / 1024, 1)}
+
+
+def transformer_weights(rng: np.random.Generator, params: int) -> dict[str, np.ndarray]:
+    """A BERT-shaped module tree of about ``params`` parameters (hidden 512, as many layers as fit)."""
+    hidden, ffn = 512, 2048
+    per_layer = 4 * hidden * hidden + 2 * hidden * ffn + 8 * hidden + ffn + 4 * hidden
+    layers = max(1, (params - 8000 * hidden) // per_layer)
+    out = {"embeddings.word_embeddings.weight": rng.normal(0, 0.02, (8000, hidden)).astype(np.float32)}
+    for i in range(layers):
+        p = f"encoder.layer.{i}"
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            out[f"{p}.{name}.weight"] = rng.normal(0, 0.02, (hidden, hidden)).astype(np.float32)
+            out[f"{p}.{name}.bias"] = np.zeros(hidden, np.float32)
+        out[f"{p}.attention.output.LayerNorm.weight"] = np.ones(hidden, np.float32)
+        out[f"{p}.attention.output.LayerNorm.bias"] = np.zeros(hidden, np.float32)
+        out[f"{p}.intermediate.dense.weight"] = rng.normal(0, 0.02, (ffn, hidden)).astype(np.float32)
+        out[f"{p}.intermediate.dense.bias"] = np.zeros(ffn, np.float32)
+        out[f"{p}.output.dense.weight"] = rng.normal(0, 0.02, (hidden, ffn)).astype(np.float32)
+        out[f"{p}.output.dense.bias"] = np.zeros(hidden, np.float32)
+        out[f"{p}.output.LayerNorm.weight"] = np.ones(hidden, np.float32)
+        out[f"{p}.output.LayerNorm.bias"] = np.zeros(hidden, np.float32)
+    return out
+
+
+def log_layer_models(uri: str, models: int, params: int) -> tuple[list[str], int]:
+    rng = np.random.default_rng(1)
+    client = MlflowClient(uri)
+    base_weights = transformer_weights(rng, params)
+    total = sum(w.size for w in base_weights.values())
+    _, run_ids = log_model_runs(uri, "bench-layers", models)
+    for k, run_id in enumerate(run_ids):
+        weights = {}
+        for name, w in base_weights.items():
+            w = w + rng.normal(0, 1e-3 * k, w.shape).astype(np.float32) if k else w
+            if k and w.ndim == 2:
+                w = np.where(np.abs(w) < np.quantile(np.abs(w[:64]), k / models / 1.2), 0, w).astype(np.float32)
+            weights[name] = w
+        summary = pd.DataFrame([summarize_tensor(n.rsplit(".", 1)[0], n.rsplit(".", 1)[1], "Linear", w)
+                                for n, w in weights.items()])
+        log_layers(run_id, summary, weights, client=client)
+        del weights
+    return run_ids, total
+
+
+def layers_child(uri: str, run_ids: list[str]) -> None:
+    """Run in a fresh process: the streaming comparison and the tree rows; print time and peak RSS."""
+    from mlflow_cc.comparison import load_layer_set
+
+    client = MlflowClient(uri)
+    t0 = time.perf_counter()
+    layers = load_layer_set(client, run_ids[0], run_ids, "weights")
+    t1 = time.perf_counter()
+    rows = layers.rows(flat=True, sort_model="any")
+    t2 = time.perf_counter()
+    assert layers.problem is None and rows
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"layers_s": round(t1 - t0, 2), "layers_rows_ms": round(1000 * (t2 - t1), 1),
+                      "layers_peak_mb": round(peak_kb / 1024, 1)}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--instances", type=int, default=100_000)
+    parser.add_argument("--models", type=int, default=12)
+    parser.add_argument("--params", type=int, default=25_000_000)
+    parser.add_argument("--layers-child", nargs=2, metavar=("URI", "RUN_IDS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.layers_child:
+        layers_child(args.layers_child[0], args.layers_child[1].split(","))
+        return
+    result: dict[str, object] = {"instances": args.instances, "models": args.models}
+    with tempfile.TemporaryDirectory(prefix="bench-comparison-") as tmp:
+        os.chdir(tmp)  # mlflow's default artifact root is relative to the working directory
+        uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        exp_id, run_ids = log_behaviour_models(uri, args.instances, args.models)
+        result.update(bench_behaviours(uri, exp_id, run_ids))
+        print(f"behaviours: {result}", file=sys.stderr)
+        layer_ids, total = log_layer_models(uri, args.models, args.params)
+        result["params_per_model"] = total
+        child = subprocess.run([sys.executable, __file__, "--layers-child", uri, ",".join(layer_ids)],
+                               capture_output=True, text=True, check=True)
+        result.update(json.loads(child.stdout.strip().splitlines()[-1]))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
