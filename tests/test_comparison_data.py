@@ -146,3 +146,25 @@ def test_figure_helpers() -> None:
     names = ["base", "prune(norm, global, 0.1)", "prune(norm, global, 0.3)", "quantize"]
     assert bfig.short_names(names) == ["base", "prune 0.1", "prune 0.3", "quantize"]
     assert [c for _, c in lfig.legend("weights")][-3:-1] == ["zeroed (pruned)", "not compared (shape differs)"]
+
+
+def test_shape_differs_is_shown_not_raised(logged, sqlite_uri: str) -> None:
+    import pandas as pd
+
+    from comparison_fixtures import layer_arrays
+    from mlflow_cc.artifact_io import log_layers, summarize_tensor
+    from mlflow_cc.tracking import derive_model
+
+    weights = layer_arrays(np.random.default_rng(5))
+    weights["head.weight"] = weights["head.weight"][:6]  # structured pruning: 4 output rows removed
+    with derive_model(logged.run_ids[0], "prune", {"structured": True}, tracking_uri=sqlite_uri) as run:
+        summary = pd.DataFrame([summarize_tensor(n.rsplit(".", 1)[0], n.rsplit(".", 1)[1], "Linear", a)
+                                for n, a in weights.items()])
+        log_layers(run.run_id, summary, weights, client=MlflowClient(sqlite_uri))
+    layers = load_layer_set(MlflowClient(sqlite_uri), logged.run_ids[0], [logged.run_ids[0], run.run_id])
+    rows = {r["id"]: r for r in layers.rows(expanded=layers.all_parents())}
+    assert rows["head.weight"]["cells"][run.run_id]["status"] == "shape differs"
+    assert rows["head"]["cells"][run.run_id]["status"] == "shape differs (1)"
+    payload = lfig.rows_payload([rows["head.weight"]], layers.models, "weights")
+    hist = payload[0]["cells"]["m1"]["hist"]
+    assert all(len(b) == 0 or all(v == 0 for v in b[:5]) for b in hist)  # only "not compared" values

@@ -35,7 +35,13 @@
   // A header: model name, its dataset-wide value, a distribution sparkline, or a note.
   function CmpHeader(props) {
     var p = (props.column && props.column.getColDef().headerComponentParams) || {};
-    var kids = [h("div", {key: "n", className: "cmp-h-name", title: p.title || props.displayName}, props.displayName)];
+    var name = [props.displayName];
+    if (p.base) { name.push(h("span", {key: "b", className: "cmp-h-base-tag"}, "(base)")); }
+    if (typeof p.href === "string" && /^https?:\/\//.test(p.href)) {  // the model's MLflow run page
+      name.push(h("a", {key: "a", href: p.href, target: "_blank", rel: "noopener noreferrer", className: "cmp-h-link",
+                        title: "open the run in the MLflow UI", onClick: function (e) { e.stopPropagation(); }}, "↗"));
+    }
+    var kids = [h("div", {key: "n", className: "cmp-h-name", title: p.title || props.displayName}, name)];
     if (p.note) {
       kids.push(h("div", {key: "x", className: "cmp-h-note"}, p.note));
     } else {

@@ -99,7 +99,8 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, 
     for i, (model, summary) in enumerate(zip(models, summaries)):
         base = i == 0
         missing = summary.get("missing")
-        params: dict[str, Any] = {"base": base, "title": f"{model.get('full_name', model['name'])} ({model['run_id']})"}
+        params: dict[str, Any] = {"base": base, "title": f"{model.get('full_name', model['name'])} ({model['run_id']})",
+                                  "href": str(model.get("url") or "")}
         if missing:
             params["note"] = f"outputs {missing}"
         else:

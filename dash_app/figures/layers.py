@@ -47,7 +47,8 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, show: str,
         "width": 340 if len(models) <= 6 else 260, "pinned": "left", "sortable": False, "filter": False}]
     for i, model in enumerate(models):
         run_id = str(model["run_id"])
-        params: dict[str, Any] = {"base": i == 0, "title": f"{model.get('full_name', model['name'])} ({run_id})"}
+        params: dict[str, Any] = {"base": i == 0, "title": f"{model.get('full_name', model['name'])} ({run_id})",
+                                  "href": str(model.get("url") or "")}
         if run_id in unavailable:
             params["note"] = f"{show if show != 'sparsity' else 'weights'} {unavailable[run_id]}"
         cols.append({"headerName": str(model["name"]), "colId": f"m{i}", "field": f"c{i}",

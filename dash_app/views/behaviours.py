@@ -57,8 +57,10 @@ def layout() -> html.Div:
             html.Button("✕ back to groups", id="cmp-beh-undrill", className="cc-btn", n_clicks=0,
                         style={"display": "none"}),
             html.Span(id="cmp-beh-status", className="cmp-status"),
+            html.Button("export CSV", id="cmp-beh-csv", className="cc-btn", n_clicks=0, style={"marginLeft": "auto"}),
+            dcc.Download(id="cmp-beh-download"),
         ]),
-        html.Div(id="cmp-beh-grid-wrap", className="cmp-grid-wrap"),
+        dcc.Loading(html.Div(id="cmp-beh-grid-wrap", className="cmp-grid-wrap"), type="dot", delay_show=400),
         html.Div(className="cmp-body", style={"marginTop": "8px"}, children=[
             html.Div(className="cmp-side", style={"flex": "1 1 60%"}, children=[
                 html.H4("Most frequent prediction changes (base → model)"),
@@ -265,6 +267,21 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             raise PreventUpdate
         drill = _drill(drill_text)
         return None, "subgroups" if drill is not None and drill.kind == "subgroup" else "classes"
+
+    @app.callback(Output("cmp-beh-download", "data"), Input("cmp-beh-csv", "n_clicks"),
+                  State("cmp-beh-ctx", "data"), State("cmp-ctx", "data"), prevent_initial_call=True)
+    def export_csv(n: int, bctx: dict[str, Any] | None, cmp: dict[str, Any] | None) -> Any:
+        """The table as shown (rows, metric, absolute/relative, drill), every row, one column per model."""
+        if not n or not bctx or not cmp:
+            raise PreventUpdate
+        data = source.comparisons(bctx["experiment"]).behaviours(bctx["base"], bctx["run_ids"])
+        table = data.table(bctx["rows"], bctx["metric"], bctx["relative"], Drill.parse(bctx.get("drill")))
+        names = {f"v{i}": m.get("full_name", m["name"]) for i, m in enumerate(cmp["models"])}
+        names.update({f"p{i}": f"prediction: {m.get('full_name', m['name'])}" for i, m in enumerate(cmp["models"])})
+        frame = table.rename(columns=names)
+        suffix = "relative" if bctx["relative"] else "absolute"
+        return dcc.send_data_frame(frame.to_csv, f"behaviours-{bctx['rows']}-{bctx['metric']}-{suffix}.csv",
+                                   index=False)
 
     # -- flags ---------------------------------------------------------------------
     @app.callback(Output("cmp-flag-target", "options"), Output("cmp-flag-target", "value"),

@@ -57,8 +57,8 @@ def context(source: DataSource, state: dict[str, Any]) -> dict[str, Any]:
     assert base is not None
     run_ids = ordered_models(forest, selected, base)
     shorts = short_names([forest.nodes[r].name for r in run_ids])
-    models = [{"run_id": r, "name": short, "full_name": forest.nodes[r].name, "label": forest.nodes[r].label()}
-              for r, short in zip(run_ids, shorts)]
+    models = [{"run_id": r, "name": short, "full_name": forest.nodes[r].name, "label": forest.nodes[r].label(),
+               "url": source.run_url(forest.nodes[r].experiment_id, r)} for r, short in zip(run_ids, shorts)]
     return {"experiment": exp, "models": models, "base": base, "message": None}
 
 
