@@ -24,7 +24,7 @@ from mlflow_cc.lineage import Forest
 Mode = Literal["operation", "step"]
 
 #: Visible models shown before subtrees start collapsing.
-DEFAULT_BUDGET = 300
+DEFAULT_BUDGET = 150
 BASE_COLUMN = "base"
 
 
@@ -127,10 +127,9 @@ def order_columns(forest: Forest, keys: dict[str, str]) -> list[str]:
         succ.setdefault(k, set())
         indeg.setdefault(k, 0)
         pk = keys.get(n.parent_id) if n.parent_id is not None else None
-        if pk is not None:
-            if pk != k and k not in succ.setdefault(pk, set()):
-                succ[pk].add(k)
-                indeg[k] = indeg.get(k, 0) + 1
+        if pk is not None and pk != k and k not in succ.setdefault(pk, set()):
+            succ[pk].add(k)
+            indeg[k] = indeg.get(k, 0) + 1
 
     def mean_depth(k: str) -> tuple[float, str]:
         return (0.0 if k == BASE_COLUMN else depth_sum[k] / depth_n[k], k)

