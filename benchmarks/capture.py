@@ -4,7 +4,7 @@
 
 For a ResNet-50-sized model (25.6M parameters, built from plain torch layers, random init):
 
-- ``layers_s``: :func:`mlflow_cc.torch.capture.log_layers` (per-tensor summaries + effective
+- ``layers_s``: :func:`mlflow_cc.torch.layers.log_layers` (per-tensor summaries + effective
   weights as safetensors, logged to a temp sqlite store), median of ``--repeats`` (default 5)
   after one untimed round;
 - ``save_state_dict_s``: plain ``torch.save(model.state_dict(), file)``, the floor, timed the
@@ -43,8 +43,8 @@ from torch import nn
 import mlflow_cc as cc
 from mlflow_cc import contract
 from mlflow_cc.artifact_files import artifact_path
-from mlflow_cc.torch.capture import log_layers
 from mlflow_cc.torch.effective import make_pruning_permanent
+from mlflow_cc.torch.layers import log_layers
 from mlflow_cc.torch.pruning import apply_pruning, prunable_tensors
 
 

@@ -21,13 +21,9 @@ from mlflow_cc.artifact_io import (
 from mlflow_cc.studies.digits_data import DigitsCNN, load_digits_split
 from mlflow_cc.studies.digits_eval import accuracy_metric, digits_eval_set
 from mlflow_cc.torch import Capture, EvalSet, log_base, prune, quantize
-from mlflow_cc.torch.capture import (
-    ACTIVATION_CAP,
-    evaluate,
-    hooked_modules,
-    sample_positions,
-)
+from mlflow_cc.torch.activations import ACTIVATION_CAP, hooked_modules, sample_positions
 from mlflow_cc.torch.effective import effective_tensors
+from mlflow_cc.torch.evalset import evaluate
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,9 @@
 """PyTorch helpers (the optional ``torch`` extra; nothing in the core imports this package).
 
 - :mod:`mlflow_cc.torch.measure`: size, parameter and nonzero counts, sparsity, latency.
-- :mod:`mlflow_cc.torch.capture`: evaluate a model and log its outputs, layers and activations.
+- :mod:`mlflow_cc.torch.capture`: evaluate a model and log its outputs, layers and activations
+  (:mod:`~mlflow_cc.torch.evalset`, :mod:`~mlflow_cc.torch.layers`,
+  :mod:`~mlflow_cc.torch.activations`).
 - :mod:`mlflow_cc.torch.compress`: pruning, quantization, fine-tuning and calibration helpers
   that log each derived model as a child run of its parent (the in-place operations themselves
   are in :mod:`~mlflow_cc.torch.pruning` and :mod:`~mlflow_cc.torch.operations`).
