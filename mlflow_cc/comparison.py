@@ -28,8 +28,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from mlflow.tracking import MlflowClient
 
+from mlflow_cc import contract
+from mlflow_cc.artifact_files import artifact_path
 from mlflow_cc.artifact_io import DatasetInfo, Outputs, load_dataset, load_outputs
 from mlflow_cc.behaviours import Behaviours, Page, column, compare_behaviours, page
 from mlflow_cc.errors import ArtifactError
@@ -91,6 +95,47 @@ class Drill:
         return f"class:{self.value}" if self.kind == "class" else f"subgroup:{self.attribute}={self.value}"
 
 
+class PreviewIndex:
+    """A dataset's previews, looked up a page at a time without materializing every preview.
+
+    The previews Parquet file is read once (Arrow columns, no Python objects per row);
+    the instance ids are hashed once; a lookup then takes only the requested rows.
+    """
+
+    def __init__(self, client: MlflowClient, dataset_run_id: str) -> None:
+        self._client = client
+        self._run_id = dataset_run_id
+        self._lock = threading.Lock()
+        self._table: pa.Table | None = None
+        self._index: pd.Index | None = None
+
+    def lookup(self, instance_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(kind, value) by id for the ids that have a preview."""
+        table, index = self._load()
+        if table is None or index is None or not len(instance_ids):
+            return {}
+        rows = index.get_indexer([str(i) for i in instance_ids])
+        found = rows[rows >= 0]
+        picked = table.take(pa.array(found, pa.int64()))
+        ids = picked.column("instance_id").to_pylist()
+        kinds = picked.column("kind").to_pylist()
+        values = picked.column("value").to_pylist()
+        return {i: (str(k), str(v)) for i, k, v in zip(ids, kinds, values)}
+
+    def _load(self) -> tuple[pa.Table | None, pd.Index | None]:
+        with self._lock:
+            if self._table is None:
+                try:
+                    path = artifact_path(self._client, self._run_id, contract.ARTIFACT_DATASET_PREVIEWS)
+                    table = pq.read_table(path, columns=["instance_id", "kind", "value"]).combine_chunks()
+                except (ArtifactError, pa.ArrowException, OSError, KeyError):
+                    table = pa.table({"instance_id": pa.array([], pa.string()), "kind": pa.array([], pa.string()),
+                                      "value": pa.array([], pa.string())})
+                self._table = table
+                self._index = pd.Index(table.column("instance_id").to_numpy(zero_copy_only=False))
+            return self._table, self._index
+
+
 @dataclass
 class BehaviourSet:
     """Behaviour metrics of ``models`` (run ids, base first) against ``base``.
@@ -106,6 +151,7 @@ class BehaviourSet:
     unavailable: dict[str, str] = field(default_factory=dict)
     dataset: DatasetInfo | None = None
     problem: str | None = None
+    preview_index: PreviewIndex | None = None
     _tables: OrderedDict[tuple[Hashable, ...], pd.DataFrame] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -221,6 +267,8 @@ class BehaviourSet:
 
     def previews(self, instance_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """(kind, value) previews of the given instances, by id (a page's worth)."""
+        if self.preview_index is not None:
+            return self.preview_index.lookup(instance_ids)
         if self.dataset is None:
             return {}
         return {i: (p.kind, p.value) for i, p in self.dataset.previews(instance_ids).items()}
@@ -311,7 +359,8 @@ def load_behaviour_set(client: MlflowClient, base: str, run_ids: Sequence[str],
         base_out, {r: o for r, o in outputs.items() if r != base}, base_key=base,
         dataset=dataset.instances if dataset is not None else None,
         class_names=dataset.class_names if dataset is not None else None)
-    return BehaviourSet(base, models, behaviours, unavailable, dataset)
+    previews = PreviewIndex(client, dataset_run) if dataset is not None and dataset_run else None
+    return BehaviourSet(base, models, behaviours, unavailable, dataset, preview_index=previews)
 
 
 # =============================================================================
