@@ -59,6 +59,7 @@ def max_bytes() -> int:
 
 def get_run(client: MlflowClient, run_id: str) -> Run:
     """The run, or :class:`ArtifactError` "not logged" when the store has no such run."""
+    safe_artifact_path(run_id, "x")  # a run id from a tag is checked before any use
     try:
         return client.get_run(run_id)
     except MlflowException as exc:

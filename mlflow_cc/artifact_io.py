@@ -318,7 +318,7 @@ def load_outputs(client: MlflowClient, run_id: str) -> Outputs:
     """Read run ``run_id``'s outputs artifact. Raises :class:`ArtifactError`."""
     run = get_run(client, run_id)
     path = artifact_path(client, run_id, contract.ARTIFACT_OUTPUTS, run=run)
-    table = _read_parquet(path, "outputs", ("instance_id", "prediction", "logits"))
+    table = _read_parquet(path, f"outputs of run {run_id}", ("instance_id", "prediction", "logits"))
     n = table.num_rows
     try:
         logits = _logits_matrix(table.column("logits"), n)
@@ -344,7 +344,7 @@ def load_dataset(client: MlflowClient, dataset_run_id: str) -> DatasetInfo:
     """Read a dataset run's instances and class names; previews load on first lookup."""
     run = get_run(client, dataset_run_id)
     path = artifact_path(client, dataset_run_id, contract.ARTIFACT_DATASET_INSTANCES, run=run)
-    table = _read_parquet(path, "dataset instances", ("instance_id",))
+    table = _read_parquet(path, f"instances of dataset run {dataset_run_id}", ("instance_id",))
     raw_names = (table.schema.metadata or {}).get(CLASS_NAMES_KEY)
     try:
         class_names = [str(c) for c in json.loads(raw_names)] if raw_names else []
@@ -364,7 +364,7 @@ def load_dataset(client: MlflowClient, dataset_run_id: str) -> DatasetInfo:
 def load_layer_summary(client: MlflowClient, run_id: str) -> pd.DataFrame:
     """Read run ``run_id``'s per-tensor layer summary (columns :data:`SUMMARY_COLUMNS`)."""
     path = artifact_path(client, run_id, contract.ARTIFACT_LAYER_SUMMARY)
-    return _read_parquet(path, "layer summary", SUMMARY_COLUMNS).to_pandas()
+    return _read_parquet(path, f"layer summary of run {run_id}", SUMMARY_COLUMNS).to_pandas()
 
 
 #: safetensors dtype codes numpy reads directly (all little-endian by the format's definition).

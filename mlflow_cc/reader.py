@@ -153,6 +153,11 @@ class ExperimentReader:
             return self._forest
 
     @property
+    def last_forest(self) -> Forest | None:
+        """The forest as last read, without asking the store (None before the first read)."""
+        return self._forest
+
+    @property
     def datasets(self) -> dict[str, str]:
         """Dataset name -> id of the dataset run holding its shared previews."""
         return dict(self._datasets)
@@ -275,8 +280,8 @@ class ExperimentReader:
         result: tuple[str, ModelNode | None]
         try:
             run = self.client.get_run(run_id)
-        except MlflowException:
-            result = ("not found", None)
+        except MlflowException as exc:
+            result = ("not readable by you" if exc.error_code in ACCESS_DENIED_CODES else "not found", None)
         else:
             if run.info.lifecycle_stage == "deleted":
                 result = ("deleted", None)

@@ -1,0 +1,52 @@
+"""The app's status strip: "store unreachable, retrying" and who is signed in.
+
+Every few seconds the browser asks the server whether the tracking store answers
+(:class:`~mlflow_cc.store_health.StoreHealth`); while it does not, a banner says so
+and that the models shown are those read before. Nothing else on the page changes,
+so the user's selection, filters and tab survive an outage; the banner goes away by
+itself when the store is back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Input, Output, dcc, html
+
+from dash_app.auth import LOGOUT_PATH, current_session
+from mlflow_cc.store_health import StoreHealth
+
+CHECK_MS = 2500
+HIDDEN = {"display": "none"}
+SHOWN = {"display": "block", "background": "#fff4d6", "color": "#6b4b00", "border": "1px solid #e0b44c",
+         "padding": "6px 12px", "margin": "4px 12px", "borderRadius": "4px", "fontSize": "14px"}
+
+
+def layout(source: Any) -> html.Div:
+    """The banner (hidden while the store answers) and, when signed in, the user and a sign-out link."""
+    session = current_session()
+    user = [] if session is None else [html.Span(className="cc-user", children=[
+        "Signed in as ", html.B(session.username, id="cc-user-name"), " · ",
+        html.A("Sign out", href=LOGOUT_PATH, id="cc-sign-out")])]
+    return html.Div(className="cc-status", children=[
+        *user,
+        html.Div(id="cc-store-status", role="status", style=HIDDEN, **{"aria-live": "polite"}),
+        dcc.Interval(id="cc-store-status-tick", interval=CHECK_MS)])
+
+
+def banner(health: StoreHealth) -> tuple[str, dict[str, str]]:
+    """Text and style of the banner for the store's current state."""
+    if not health.check():
+        text = (f"Tracking store unreachable ({health.last_error}); retrying every {CHECK_MS / 1000:.1f} s. "
+                "The models shown are those read before it went away.")
+        return text, SHOWN
+    return "", HIDDEN
+
+
+def register(app: Dash, source: Any, **_: Any) -> None:
+    health: StoreHealth = source.health
+
+    @app.callback(Output("cc-store-status", "children"), Output("cc-store-status", "style"),
+                  Input("cc-store-status-tick", "n_intervals"))
+    def _status(_n: int | None) -> tuple[str, dict[str, str]]:
+        return banner(health)
