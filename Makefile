@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | md5sum | cut 
 HOST ?= 127.0.0.1
 PORT ?= 8050
 
-.PHONY: demo test install chromium postgres lint
+.PHONY: demo test install chromium postgres lint team
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,3 +34,8 @@ test: install chromium postgres
 
 lint: install
 	$(VENV)/bin/ruff check mlflow_cc dash_app tests examples benchmarks
+
+# The team stack on 127.0.0.1: mlflow server on PostgreSQL (served artifacts, basic-auth) + the app
+# under gunicorn. TEAM_AUTH=none for no sign-in; see deploy/team.sh and README "Team deployment".
+team: install postgres
+	bash deploy/team.sh

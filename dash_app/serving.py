@@ -69,3 +69,27 @@ def check_bind(host: str, *, auth: str, allow_remote: bool) -> None:
         f"store with this process's MLflow credentials. Sign users in with their MLflow accounts "
         f"(--auth mlflow / {ENV_AUTH}=mlflow, against `mlflow server --app-name basic-auth`), bind "
         f"127.0.0.1, or, on a network you trust, force it with --allow-remote / {ENV_ALLOW_REMOTE}=1.")
+
+
+def gunicorn_env(*, host: str, port: int, workers: int, auth: str, allow_remote: bool,
+                 tracking_uri: str | None = None, experiment: str | None = None,
+                 mlflow_ui_url: str | None = None) -> dict[str, str]:
+    """The environment of a gunicorn-served app with these settings (added to the current one)."""
+    env = {ENV_AUTH: auth, ENV_BIND: f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+           ENV_WORKERS: str(workers), ENV_ALLOW_REMOTE: "1" if allow_remote else ""}
+    for key, value in (("MLFLOW_TRACKING_URI", tracking_uri), (ENV_EXPERIMENT, experiment),
+                       (ENV_UI_URL, mlflow_ui_url)):
+        if value:
+            env[key] = value
+    return env
+
+
+def exec_gunicorn(env: dict[str, str]) -> None:
+    """Replace this process with gunicorn serving ``dash_app.wsgi:server`` (never returns)."""
+    import shutil
+    import sys
+
+    exe = shutil.which("gunicorn", path=os.path.dirname(sys.executable)) or shutil.which("gunicorn")
+    if exe is None:
+        raise RuntimeError("several workers and sign-in need gunicorn: pip install gunicorn")
+    os.execve(exe, [exe, "-c", "python:dash_app.gunicorn_conf", "dash_app.wsgi:server"], {**os.environ, **env})

@@ -56,13 +56,37 @@ def demo(tracking_uri: str | None, only: tuple[str, ...]) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind; 0.0.0.0 exposes the app to the network.")
 @click.option("--port", default=8050, show_default=True, type=int)
 @click.option("--mlflow-ui-url", default=None, help="Base URL of run links (default: the tracking server, or http://127.0.0.1:5000).")
-def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, mlflow_ui_url: str | None) -> None:
+@click.option("--workers", default=1, show_default=True, type=int,
+              help="More than 1: serve with gunicorn, this many worker processes sharing one cache.")
+@click.option("--auth", type=click.Choice(["none", "mlflow"]), default=None,
+              help="mlflow: users sign in with their MLflow accounts (mlflow server --app-name basic-auth). "
+                   "Default: $MLFLOW_CC_AUTH, else none (127.0.0.1 only).")
+@click.option("--allow-remote", is_flag=True, help="Serve a non-loopback --host without sign-in (trusted networks only).")
+def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, mlflow_ui_url: str | None,
+       workers: int, auth: str | None, allow_remote: bool) -> None:
     """Serve the Compress and Compare app."""
     from mlflow.tracking import MlflowClient
 
     from dash_app.app import create_app
+    from dash_app.serving import (
+        Settings,
+        UnsafeBindError,
+        check_bind,
+        exec_gunicorn,
+        gunicorn_env,
+    )
     from mlflow_cc.reader import list_experiments
 
+    auth = auth or Settings.from_env().auth
+    allow_remote = allow_remote or Settings.from_env().allow_remote
+    try:
+        check_bind(host, auth=auth, allow_remote=allow_remote)
+    except UnsafeBindError as exc:
+        raise click.ClickException(str(exc)) from None
+    if workers > 1 or auth == "mlflow":
+        click.echo(f"mlflow-cc app (gunicorn, {workers} worker(s), sign-in: {auth}): http://{host}:{port}/")
+        exec_gunicorn(gunicorn_env(host=host, port=port, workers=workers, auth=auth, allow_remote=allow_remote,
+                                   tracking_uri=tracking_uri, experiment=experiment, mlflow_ui_url=mlflow_ui_url))
     try:
         if experiment is None:
             exps = list_experiments(MlflowClient(tracking_uri))
