@@ -59,7 +59,7 @@ def _metrics(rng: random.Random, parent: dict[str, float] | None, spec: Spec | N
         s = float(spec.params["sparsity"])
         m[contract.METRIC_SPARSITY] = s
         m[contract.METRIC_NONZERO] = round(parent[contract.METRIC_PARAMS] * (1 - s))
-        m["accuracy"] = parent["accuracy"] - 0.5 * s ** 4 - rng.uniform(0, 0.01)
+        m["accuracy"] = max(0.05, parent["accuracy"] - 0.5 * s ** 4 - rng.uniform(0, 0.01))
         m[contract.METRIC_SIZE] = parent[contract.METRIC_SIZE] * (1 - 0.5 * s)
     elif spec is not None and spec.operation == "quantize":
         m[contract.METRIC_SIZE] = parent[contract.METRIC_SIZE] / 4
