@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,7 +84,7 @@ def bench_behaviours(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, flo
     from dash_app.figures import behaviours as fig
     from dash_app.source import DataSource
     from dash_app.views.behaviours import _rows_response
-    from mlflow_cc.comparison import load_behaviour_set
+    from mlflow_cc.comparison import PreviewIndex, load_behaviour_set
     from mlflow_cc.reader import ExperimentReader
 
     reader = ExperimentReader(exp_id, uri)
@@ -100,10 +101,18 @@ def bench_behaviours(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, flo
             "metric": "confidence", "relative": True, "drill": None, "flagged": False}
     request = {"startRow": 0, "endRow": BLOCK, "sortModel": [{"colId": f"v{len(run_ids) - 1}", "sort": "asc"}],
                "filterModel": {}}
-    t3 = time.perf_counter()
-    response = _rows_response(source, bctx, request)
-    body = json.dumps(response)
-    t4 = time.perf_counter()
+    # The first page after the comparison is computed: the instance table for this metric, the
+    # sort, the page, its previews and flags. Median of 3, each with those caches emptied.
+    times = []
+    for _ in range(3):
+        data._tables.clear()
+        data.preview_index = PreviewIndex(reader.client, data.dataset.run_id) if data.dataset else None
+        t3 = time.perf_counter()
+        response = _rows_response(source, bctx, request)
+        body = json.dumps(response)
+        t4 = time.perf_counter()
+        times.append(t4 - t3)
+    first_page = statistics.median(times)
     table = data.table("instances", "confidence", True)
     columns = fig.column_defs(models, mode="instances", metric="confidence", relative=True,
                               summaries=data.summaries("confidence", True), higher_is_better=True,
@@ -111,8 +120,9 @@ def bench_behaviours(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, flo
     assert len(response["rowData"]) == BLOCK and response["rowCount"] == len(table)
     payload = len(body) + len(json.dumps(columns))
     return {"behaviours_load_ms": round(1000 * (t1 - t0), 1), "behaviours_compare_ms": round(1000 * (t2 - t1), 1),
-            "behaviours_first_page_ms": round(1000 * (t4 - t3), 1),
-            "behaviours_cold_first_page_ms": round(1000 * (t4 - t0), 1), "payload_kb": round(payload / 1024, 1)}
+            "behaviours_first_page_ms": round(1000 * first_page, 1),
+            "behaviours_cold_first_page_ms": round(1000 * (t2 - t0 + first_page), 1),
+            "payload_kb": round(payload / 1024, 1)}
 
 
 def transformer_weights(rng: np.random.Generator, params: int) -> dict[str, np.ndarray]:

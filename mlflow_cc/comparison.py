@@ -265,6 +265,13 @@ class BehaviourSet:
             sort_by = None  # instances keep the dataset's order
         return page(table, sort_by=sort_by, ascending=ascending, filters=known, offset=offset, limit=limit)
 
+    def preview_kind(self) -> str | None:
+        """"image" or "text" (the kind of the first instance's preview), None without previews."""
+        if self.behaviours is None or not len(self.behaviours.instances):
+            return None
+        first = self.previews([str(self.behaviours.instances["instance_id"].iloc[0])])
+        return next(iter(first.values()))[0] if first else None
+
     def previews(self, instance_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """(kind, value) previews of the given instances, by id (a page's worth)."""
         if self.preview_index is not None:

@@ -71,7 +71,7 @@ def model_column_width(n_models: int, room: int = 1310) -> int:
 
 def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, relative: bool,
                 summaries: Sequence[Mapping[str, Any]], higher_is_better: bool, scale: float,
-                base_scale: float | None = None) -> list[dict[str, Any]]:
+                base_scale: float | None = None, preview_kind: str | None = None) -> list[dict[str, Any]]:
     """Columns: the row label (and preview, true label for instances), then one per model.
 
     ``models``: per model (base first) ``name``, ``run_id``; ``summaries``: per model
@@ -84,7 +84,8 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, 
     cols: list[dict[str, Any]] = []
     if mode == "instances":
         cols.append({"headerName": "preview", "colId": "preview", "field": "pv", "cellRenderer": "CmpPreview",
-                     "width": 110, "pinned": "left", "sortable": False, "filter": False})
+                     "width": 260 if preview_kind == "text" else 80, "pinned": "left", "sortable": False,
+                     "filter": False})
         cols.append({"headerName": "true label", "field": "name", "colId": "name", "cellRenderer": "CmpRowName",
                      "width": 120, "pinned": "left", "sortable": True,
                      "filter": "agTextColumnFilter", "filterParams": {"filterOptions": ["contains", "equals"],

@@ -177,7 +177,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         base_scale = fig.bar_scale(table, 1, metric, False) if relative else None
         columns = fig.column_defs(models, mode=rows, metric=metric, relative=relative,
                                   summaries=data.summaries(metric, relative),
-                                  higher_is_better=data.higher_is_better(metric), scale=scale, base_scale=base_scale)
+                                  higher_is_better=data.higher_is_better(metric), scale=scale, base_scale=base_scale,
+                                  preview_kind=data.preview_kind() if rows == "instances" else None)
         sort, filters = _initial_sort_filter(state, current, key)
         for col in columns:
             for col_id, ascending in sort:
