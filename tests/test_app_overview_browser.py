@@ -110,7 +110,10 @@ def settle(page: Any, quiet_s: float = 0.4, timeout: float = 15.0) -> None:
         elif quiet_since is None:
             quiet_since = now
         elif now - quiet_since >= quiet_s:
-            return
+            # and the main thread has drawn what arrived (two animation frames)
+            page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            if not page.evaluate("() => window.__inflight || 0"):
+                return
         time.sleep(0.05)
 
 
@@ -308,5 +311,8 @@ def test_new_run_appears_without_losing_the_selection(page: Any, study: dict[str
                            f" const t = g.data.find(d => d.name === 'models');"
                            f" return Array.from(t.customdata).includes('{child.run_id}'); }}",
                            timeout=15_000)
-    assert child.run_id in ids_in(page, "ov-scatter", "models")
+    page.wait_for_function(f"() => {{ const g = document.querySelector('#ov-scatter .js-plotly-plot');"
+                           f" const t = g.data.find(d => d.name === 'models');"
+                           f" return Array.from(t.customdata).includes('{child.run_id}'); }}",
+                           timeout=15_000)
     wait_selected(page, "ov-map", {ids["mag90"]})

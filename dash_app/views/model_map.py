@@ -22,11 +22,14 @@ GROW = {"ov-add-parents": "parents", "ov-add-children": "children",
         "ov-add-ancestors": "ancestors", "ov-add-descendants": "descendants"}
 
 
-def layout() -> html.Div:
+def layout(first: tuple[Any, str] | None = None, view: dict[str, Any] | None = None,
+           version: str | None = None) -> html.Div:
+    """The map card; ``first`` (figure, info) is the map already drawn for the page's URL."""
+    fig, info = first if first is not None else (None, "")
     return html.Div(className="cc-card cc-map-card", children=[
         html.Div(className="cc-card-head", children=[
             html.H3("Model Map"),
-            html.Span(id="ov-map-info", className="cc-muted"),
+            html.Span(info, id="ov-map-info", className="cc-muted"),
         ]),
         html.Div(className="cc-toolbar", children=[
             html.Button("+ Parents", id="ov-add-parents"),
@@ -40,9 +43,10 @@ def layout() -> html.Div:
             html.Button("Focus subtree", id="ov-focus"),
             html.Button("Show all", id="ov-unfocus"),
         ]),
-        dcc.Store(id="ov-map-drawn"),
+        dcc.Store(id="ov-map-drawn", data=[view, version] if first is not None else None),
         html.Div(className="cc-map-scroll", children=[
-            dcc.Graph(id="ov-map", config=GRAPH_CONFIG, className="cc-map-graph"),
+            dcc.Graph(id="ov-map", config=GRAPH_CONFIG, className="cc-map-graph",
+                      **({"figure": fig} if fig is not None else {})),
         ]),
     ])
 
@@ -65,27 +69,34 @@ def hover_of(source: DataSource, forest: Forest, experiment: str, ids: Iterable[
     return done
 
 
+def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str]:
+    """The map figure for ``state`` and its one-line summary."""
+    forest = source.forest(state["experiment"])
+    infos = source.metric_info(state["experiment"])
+    lay = layout_of(source, forest, state)
+    hover = hover_of(source, forest, state["experiment"], lay.x)
+    fig = map_figure_for(forest, infos, state, hover, lay)
+    info = f"{len(lay.x)} of {len(forest)} models shown"
+    if lay.collapsed:
+        info += f" · {len(lay.collapsed)} subtrees collapsed (click ▸ to expand)"
+    if lay.focus:
+        info += f" · focused on {forest.nodes[lay.focus].name}"
+    return fig, info
+
+
+# The map goes first: the scatterplot (thousands of points) is asked for once the map's
+# figure is on its way (``ov-map-drawn``), so the browser draws the map meanwhile.
 def register(app: Dash, source: DataSource) -> None:
 
-    # The map goes first: the scatterplot (thousands of points) is asked for once the map's
-    # figure is on its way (``ov-map-drawn``), so the browser draws the map meanwhile.
     @app.callback(Output("ov-map", "figure"), Output("ov-map-info", "children"),
                   Output("ov-map-drawn", "data"),
-                  Input("ov-view", "data"), Input("ov-version", "data"))
-    def render(state: dict[str, Any], _version: str | None) -> tuple[Any, str, Any]:
+                  Input("ov-view", "data"), Input("ov-version", "data"), prevent_initial_call=True)
+    def render(state: dict[str, Any], version: str | None) -> tuple[Any, str, Any]:
+        """Redraw on a change (the page's first map comes with the layout)."""
         if not state or not state.get("ready"):
             raise PreventUpdate
-        forest = source.forest(state["experiment"])
-        infos = source.metric_info(state["experiment"])
-        lay = layout_of(source, forest, state)
-        hover = hover_of(source, forest, state["experiment"], lay.x)
-        fig = map_figure_for(forest, infos, state, hover, lay)
-        info = f"{len(lay.x)} of {len(forest)} models shown"
-        if lay.collapsed:
-            info += f" · {len(lay.collapsed)} subtrees collapsed (click ▸ to expand)"
-        if lay.focus:
-            info += f" · focused on {forest.nodes[lay.focus].name}"
-        return fig, info, [state, _version]
+        fig, info = draw(source, state)
+        return fig, info, [state, version]
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True),
                   Input("ov-pick", "data"), State("ov-state", "data"), prevent_initial_call=True)

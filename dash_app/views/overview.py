@@ -8,6 +8,7 @@ scatterplot, filters, details) render from it and write user actions into it.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from dash import (
     ClientsideFunction,
@@ -21,14 +22,60 @@ from dash import (
     no_update,
 )
 from dash.exceptions import PreventUpdate
+from flask import has_request_context, request
 from mlflow.exceptions import MlflowException
 
 from dash_app import state as st
 from dash_app.figures.encoding import default_metrics
 from dash_app.source import DataSource
 from dash_app.views import details, filters, model_map, scatter
+from mlflow_cc.errors import MlflowCCError
+from mlflow_cc.lineage import Forest
 
 TITLE = "Compression Overview"
+
+
+def page_query() -> str | None:
+    """The page's own query string when the layout is requested by that page (its Referer).
+
+    Lets the first response carry the map for the URL's state instead of waiting for a
+    chain of callbacks; ``None`` outside a request or without a Referer.
+    """
+    if not has_request_context() or not request.referrer:
+        return None
+    return "?" + urlsplit(request.referrer).query
+
+
+def initial_state(source: DataSource, search: str | None) -> dict[str, Any]:
+    """The view state a URL asks for, completed with defaults (an unknown experiment: the default)."""
+    state = st.empty_state()
+    state.update(st.parse_query(search or ""))
+    state["ready"] = True
+    try:
+        reader = source.reader(state.get("experiment"))
+    except MlflowCCError:
+        reader = source.reader(None)
+    state["experiment"] = reader.experiment_id
+    state["from_url"] = (search or "").lstrip("?")
+    return with_defaults(source, state)
+
+
+def with_defaults(source: DataSource, state: dict[str, Any]) -> dict[str, Any]:
+    """Fill colour, size and axes the experiment does not have with its defaults."""
+    forest = source.forest(state["experiment"])
+    names = forest.metric_names()
+    defaults = default_metrics(forest, source.metric_info(state["experiment"]))
+    for key in ("color", "size", "x", "y"):
+        if state.get(key) not in names:
+            state[key] = defaults[key]
+    return state
+
+
+def version_of(experiment: str, forest: Forest) -> str:
+    """A string that changes when models, statuses or metrics change."""
+    running = sum(1 for n in forest.nodes.values() if n.is_running)
+    metrics = sum(len(n.metrics) for n in forest.nodes.values())
+    return f"{experiment}:{len(forest)}:{running}:{metrics}"
 
 
 def layout(source: DataSource) -> html.Div:
@@ -41,28 +88,42 @@ def layout(source: DataSource) -> html.Div:
     else:
         status = ""
     options = [{"label": e["name"], "value": e["id"]} for e in exps]
+    state, view, version, first_map = st.empty_state(), None, None, None
+    search = page_query()
+    if search is not None:
+        try:
+            state = initial_state(source, search)
+            view = st.overview_part(state)
+            version = version_of(state["experiment"], source.forest(state["experiment"]))
+            first_map = model_map.draw(source, view)
+        except (MlflowCCError, MlflowException, LookupError):
+            state = st.empty_state()  # the callbacks try again and report
+    metric_opts = ([{"label": n, "value": n} for n in source.forest(state["experiment"]).metric_names()]
+                   if state.get("ready") else [])
     return html.Div(className="cc-overview", children=[
         dcc.Location(id="ov-url-in", refresh=False),
         dcc.Location(id="ov-url-out", refresh=False),
-        dcc.Store(id="ov-state", data=st.empty_state()),
-        dcc.Store(id="ov-view"),
-        dcc.Store(id="ov-version"),
+        dcc.Store(id="ov-state", data=state),
+        dcc.Store(id="ov-view", data=view),
+        dcc.Store(id="ov-version", data=version),
         dcc.Store(id="ov-pick"),
         dcc.Interval(id="ov-interval", interval=3000),
         html.Div(className="cc-controls", children=[
             html.Label(["Experiment", dcc.Dropdown(id="ov-experiment", options=options, clearable=False,
-                                                   value=source.default_experiment,
+                                                   value=state.get("experiment") or source.default_experiment,
                                                    className="cc-dd cc-dd-wide")]),
-            html.Label(["Colour", dcc.Dropdown(id="ov-color", clearable=False, className="cc-dd")]),
-            html.Label(["Size", dcc.Dropdown(id="ov-size", clearable=False, className="cc-dd")]),
+            html.Label(["Colour", dcc.Dropdown(id="ov-color", clearable=False, className="cc-dd",
+                                               options=metric_opts, value=state.get("color"))]),
+            html.Label(["Size", dcc.Dropdown(id="ov-size", clearable=False, className="cc-dd",
+                                             options=metric_opts, value=state.get("size"))]),
             html.Label(["Columns", dcc.RadioItems(
-                id="ov-layout", value="operation", inline=True, className="cc-radio",
+                id="ov-layout", value=state.get("layout") or "operation", inline=True, className="cc-radio",
                 options=[{"label": "by operation", "value": "operation"},
                          {"label": "by step", "value": "step"}])]),
         ]),
         html.Div(id="ov-status", className="cc-status", children=status or "reading the experiment…"),
         html.Div(className="cc-main", children=[
-            html.Div(className="cc-left", children=[model_map.layout()]),
+            html.Div(className="cc-left", children=[model_map.layout(first_map, view, version)]),
             html.Div(className="cc-right", children=[scatter.layout(), filters.layout(),
                                                      details.layout()]),
         ]),
@@ -87,29 +148,23 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         if not state.get("ready"):
             if search is None:
                 raise PreventUpdate  # the Location has not reported the URL yet
-            state.update(st.parse_query(search))
-            state["ready"] = True
-            new_exp = True
-        elif trig == "ov-url-in":
-            raise PreventUpdate  # our own URL write coming back
-        elif trig == "ov-experiment":
-            new_exp = exp != state.get("experiment")
-            if not new_exp:
+            state = initial_state(source, search)
+        elif trig == "ov-url-in" or trig is None:
+            # The page was drawn from its Referer; re-read once if the URL says otherwise.
+            if state.get("url_checked") or search is None:
                 raise PreventUpdate
-            state.update(st.empty_state(), ready=True, experiment=exp)
+            if (search or "").lstrip("?") != state.get("from_url"):
+                state = initial_state(source, search)
+            state["url_checked"] = True
+        elif trig == "ov-experiment":
+            if exp == state.get("experiment"):
+                raise PreventUpdate
+            state = dict(st.empty_state(), ready=True, experiment=exp)
+            state = with_defaults(source, state)
         else:
-            new_exp = False
             state.update(color=color, size=size, layout=lay or "operation")
-        if new_exp:
-            reader = source.reader(state.get("experiment"))
-            state["experiment"] = reader.experiment_id
-        forest = source.forest(state["experiment"])
-        infos = source.metric_info(state["experiment"])
-        names = forest.metric_names()
-        defaults = default_metrics(forest, infos)
-        for key in ("color", "size", "x", "y"):
-            if state.get(key) not in names:
-                state[key] = defaults[key]
+            state = with_defaults(source, state)
+        names = source.forest(state["experiment"]).metric_names()
         opts = [{"label": n, "value": n} for n in names]
         return (state, state["experiment"], state["color"], state["size"], state["layout"], opts, opts)
 
@@ -137,10 +192,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         if not state or not state.get("ready"):
             return no_update, refresh_ms
         forest = source.refresh(state["experiment"]) if _n else source.forest(state["experiment"])
-        running = sum(1 for n in forest.nodes.values() if n.is_running)
-        metrics = sum(len(n.metrics) for n in forest.nodes.values())
-        new = f"{state['experiment']}:{len(forest)}:{running}:{metrics}:{id(forest)}"
-        if version and version.rsplit(":", 1)[0] == new.rsplit(":", 1)[0]:
+        new = version_of(state["experiment"], forest)
+        if version == new:
             return no_update, refresh_ms
         return new, refresh_ms
 
