@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -81,3 +82,34 @@ def test_snapshots_never_cross_users_and_die_with_access(store: AuthStore, tmp_p
     admin_api.revoke_experiment(BOB[0], store.alice_exp)  # access withdrawn
     with pytest.raises(MlflowCCError, match="not found"):
         ExperimentReader(store.alice_exp, client=bob, snapshot=snapshots).forest()
+
+
+def _signed_app(store: AuthStore, tmp_path: Path) -> Any:
+    """A minimal Dash app behind the sign-in, to drive with Flask's test client."""
+    from dash import Dash, html
+
+    from dash_app.auth import install_auth
+    from dash_app.sessions import SessionStore
+
+    app = Dash(__name__)
+    app.layout = html.Div("inside")
+    install_auth(app, store.url, SessionStore(tmp_path / "sessions.sqlite", secret=b"s" * 32))
+    return app.server.test_client()
+
+
+def test_sign_in_flow_keeps_credentials_on_the_server(store: AuthStore, tmp_path: Path) -> None:
+    web = _signed_app(store, tmp_path)
+    resp = web.get("/?experiment=1")
+    assert resp.status_code == 302 and resp.headers["Location"].startswith("/login?next=/%3Fexperiment")
+    assert web.post("/_dash-update-component", json={}).status_code == 401
+    bad = web.post("/login", data={"username": "alice", "password": "not-her-password", "next": "/"})
+    assert bad.status_code == 401 and b"did not accept" in bad.data and b"not-her-password" not in bad.data
+    good = web.post("/login", data={"username": ALICE[0], "password": ALICE[1], "next": "//evil.example/x"})
+    assert good.status_code == 302 and good.headers["Location"] == "/"  # never off-site
+    cookie = good.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and ALICE[1] not in cookie
+    page = web.get("/")
+    assert page.status_code == 200 and ALICE[1].encode() not in page.data
+    assert page.headers["X-Frame-Options"] == "DENY"
+    web.get("/logout")
+    assert web.get("/").status_code == 302
