@@ -176,7 +176,7 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
             best = f" · best {info.format_value(s.best)}" if info and s.best is not None else ""
             labels.append(f"+{s.count}{best}")
         traces.append(go.Scatter(
-            x=[layout.x[r] + 0.2 for r in cids], y=[layout.y[r] for r in cids], mode="markers+text",
+            x=[layout.x[r] + 0.3 for r in cids], y=[layout.y[r] for r in cids], mode="markers+text",
             marker={"symbol": "triangle-right", "size": 11, "color": "#5b6b7f"},
             text=labels, textposition="middle right", textfont={"size": 10, "color": "#38485c"},
             customdata=[f"expand:{r}" for r in cids],
