@@ -242,6 +242,7 @@ def test_flag_written_in_one_session_is_seen_in_another(stores: dict[str, Any], 
         page_a.locator("#cmp-flag-note").fill(note)
         page_a.locator("#cmp-flag-add").click()
         page_a.wait_for_function("() => document.querySelector('#cmp-flag-msg').innerText.includes('saved')")
+        page_a.wait_for_selector(f".cmp-beh .ag-row[row-id='{instance}'] .cmp-flag", timeout=10000)  # ⚑ marker
         # The other session sees it without reloading (the list is re-read every few seconds).
         page_b.wait_for_function("(n) => document.querySelector('#cmp-flag-list').innerText.includes(n)",
                                  arg=note, timeout=20000)

@@ -188,4 +188,20 @@
   dagcomponentfuncs.CmpTreeName = CmpTreeName;
   dagcomponentfuncs.CmpLayer = CmpLayer;
   window.ccComparison = {BUCKET_COLORS: BUCKET_COLORS, BUCKET_NAMES: BUCKET_NAMES, SVG: SVG};
+
+  // After a flag is written, reload the Behaviours grid's loaded blocks so the ⚑ markers appear.
+  window.dash_clientside = Object.assign({}, window.dash_clientside, {
+    cmp: {
+      refreshRows: function (version) {
+        var el = document.querySelector(".cmp-beh .cmp-grid");
+        if (version && el && window.dash_ag_grid) {
+          try {
+            var api = dash_ag_grid.getApi(JSON.parse(el.id));
+            if (api) { api.refreshInfiniteCache(); }
+          } catch (e) { /* the grid is being replaced: it loads fresh rows anyway */ }
+        }
+        return window.dash_clientside.no_update;
+      }
+    }
+  });
 })();

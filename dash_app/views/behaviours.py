@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 import dash_ag_grid as dag
-from dash import ALL, Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import ALL, ClientsideFunction, Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dash_app.figures import behaviours as fig
@@ -315,6 +315,10 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         run_id, flag_target = json.loads(target)
         flag = source.flags(cmp["experiment"]).add(run_id, note or "", flag_target)
         return flag.id, "", "flag saved to the model's MLflow run"
+
+    app.clientside_callback(ClientsideFunction(namespace="cmp", function_name="refreshRows"),
+                            Output("cmp-flag-msg", "title"), Input("cmp-flag-version", "data"),
+                            prevent_initial_call=True)
 
     @app.callback(Output("cmp-flag-list", "children"),
                   Input("cmp-ctx", "data"), Input("cmp-flag-version", "data"), Input("cmp-flag-interval", "n_intervals"),
