@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from mlflow_cc.layer_compare import CHANGE_BUCKETS, CHANGE_THRESHOLDS
 
 #: Colours of the change buckets (the same list is in assets/comparison.js).
@@ -90,18 +92,16 @@ def rows_payload(rows: Sequence[Mapping[str, Any]], run_ids: Sequence[str], show
 
 
 def _scale_hist(hist: Sequence[Sequence[int]]) -> list[list[int]]:
-    totals = [sum(b) for b in hist]
-    top = max(totals) if totals else 0
+    arr = np.asarray(hist, dtype=np.int64)
+    if arr.size == 0:
+        return []
+    top = int(arr.sum(axis=1).max())
     if top <= 0:
-        return [[0] * len(b) for b in hist]
-    out = []
-    for b in hist:
-        # Round up so that a bin with any values stays visible; trailing zero buckets are dropped.
-        scaled = [(int(c) * 100 + top - 1) // top for c in b]
-        while scaled and scaled[-1] == 0:
-            scaled.pop()
-        out.append(scaled)
-    return out
+        return [[] for _ in range(arr.shape[0])]
+    # Round up so that a bin with any values stays visible; trailing zero buckets are dropped.
+    scaled = (arr * 100 + top - 1) // top
+    lengths = np.where(scaled > 0, np.arange(1, arr.shape[1] + 1), 0).max(axis=1)
+    return [row[:n] for row, n in zip(scaled.tolist(), lengths.tolist())]
 
 
 def _round(value: Any) -> float | None:
