@@ -46,7 +46,7 @@ from safetensors.numpy import save_file
 from mlflow_cc import contract
 from mlflow_cc.artifact_files import artifact_path, get_run
 from mlflow_cc.errors import ArtifactError
-from mlflow_cc.upload import upload
+from mlflow_cc.upload import local_artifact_root, publish_local, upload
 
 #: Parquet key-value metadata key holding the dataset's class names (JSON list).
 CLASS_NAMES_KEY = b"mlflow_cc.class_names"
@@ -229,13 +229,23 @@ def log_layers(run_id: str, summary: pd.DataFrame, weights: Mapping[str, np.ndar
         tensors["activations"] = _float32_tensors("activation", activations, flat=True,
                                                   allow_nonfinite=allow_nonfinite)
     layers_dir = posixpath.dirname(contract.ARTIFACT_LAYER_SUMMARY)
-    with tempfile.TemporaryDirectory(prefix="mlflow-cc-") as tmp:
+    # On a local artifact store, stage next to the destination and rename into place:
+    # weights are the bulk of a model, and a second full copy doubled the capture time.
+    local_root = local_artifact_root(client, run_id)
+    staging_parent = None
+    if local_root is not None:
+        staging_parent = local_root / posixpath.dirname(layers_dir)
+        staging_parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".mlflow-cc-staging-", dir=staging_parent) as tmp:
         folder = Path(tmp) / posixpath.basename(layers_dir)
         folder.mkdir()
         for kind, arrays in tensors.items():
             save_file(arrays, str(folder / posixpath.basename(TENSOR_KINDS[kind])), metadata=meta or None)
         pq.write_table(table, folder / posixpath.basename(contract.ARTIFACT_LAYER_SUMMARY))
-        upload(client, run_id, str(folder), layers_dir, folder=True)
+        if local_root is None:
+            upload(client, run_id, str(folder), layers_dir, folder=True)
+        else:
+            publish_local(folder, local_root / layers_dir)
 
 
 # =============================================================================

@@ -19,8 +19,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import threading
 import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
@@ -101,3 +105,27 @@ def _attempts() -> int:
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= 500 else text[:497] + "..."
+
+
+def local_artifact_root(client: MlflowClient, run_id: str) -> Path | None:
+    """The run's artifact folder when the store keeps artifacts on this machine's disk."""
+    uri = client.get_run(run_id).info.artifact_uri or ""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        return None
+    return Path(urllib.request.url2pathname(parsed.path))
+
+
+def publish_local(staged: Path, destination: Path) -> None:
+    """Move a staged folder into place with a rename (same filesystem): complete or absent.
+
+    A folder logged before is replaced (moved aside first, then removed), as a re-upload would.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if destination.exists():
+        old = destination.with_name(f".{destination.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+        os.replace(destination, old)
+    os.replace(staged, destination)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
