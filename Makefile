@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | md5sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8050
+EXPERIMENT ?= digits-compression
 
 .PHONY: demo test install chromium postgres lint team
 
@@ -27,7 +28,7 @@ postgres:
 
 demo: install
 	$(VENV)/bin/mlflow-cc demo
-	$(VENV)/bin/mlflow-cc ui --host $(HOST) --port $(PORT)
+	$(VENV)/bin/mlflow-cc ui --experiment $(EXPERIMENT) --host $(HOST) --port $(PORT)
 
 test: install chromium postgres
 	$(PY) -m pytest -q -p no:cacheprovider tests
