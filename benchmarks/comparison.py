@@ -37,12 +37,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
 
-from mlflow_cc.artifact_io import log_dataset, log_layers, log_outputs, summarize_tensor  # noqa: E402
-from mlflow_cc.tracking import derive_model, log_base_model  # noqa: E402
+from mlflow_cc.artifact_io import log_dataset, log_layers, log_outputs, summarize_tensor
+from mlflow_cc.tracking import derive_model, log_base_model
 
 BLOCK = 100
 

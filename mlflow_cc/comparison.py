@@ -648,7 +648,7 @@ class Comparisons:
     def __init__(self, client: MlflowClient, datasets: Callable[[], Mapping[str, str]] | None = None,
                  size: int = 8) -> None:
         self.client = client
-        self._datasets = datasets or (lambda: {})
+        self._datasets = datasets or dict
         self._size = size
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[Hashable, ...], Any] = OrderedDict()
@@ -779,5 +779,16 @@ def _matcher(pattern: str) -> Callable[[str], bool]:
     return lambda name: pat in name.lower()
 
 
-__all__ = ["CHANGE_BUCKETS", "ROW_MODES", "LAYER_KINDS", "BehaviourSet", "Comparisons", "Drill", "LayerSet",
-           "default_base", "load_behaviour_set", "load_layer_set", "ordered_models"]
+__all__ = [
+    "CHANGE_BUCKETS",
+    "LAYER_KINDS",
+    "ROW_MODES",
+    "BehaviourSet",
+    "Comparisons",
+    "Drill",
+    "LayerSet",
+    "default_base",
+    "load_behaviour_set",
+    "load_layer_set",
+    "ordered_models",
+]

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -84,7 +84,7 @@ def add_flag(client: MlflowClient, run_id: str, note: str, target: str = MODEL_T
         raise ValueError(f"flag target must be 'model' or 'instance:<id>', not {target!r}")
     flag = Flag(id=uuid.uuid4().hex[:12], run_id=run_id, target=target, note=note,
                 user=(user or current_user())[:100],
-                time=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                time=datetime.now(UTC).isoformat(timespec="seconds"))
     value = json.dumps({"target": flag.target, "note": flag.note, "user": flag.user, "time": flag.time})
     client.set_tag(run_id, contract.TAG_FLAG_PREFIX + flag.id, value)
     return flag

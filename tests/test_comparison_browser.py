@@ -13,15 +13,16 @@ Every page must keep the browser console free of errors.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
-
 from browser import Browser, launch, serve
 from comparison_fixtures import log_models
+from mlflow.tracking import MlflowClient
+
 from dash_app.app import create_app
 from mlflow_cc import contract
 from mlflow_cc.artifact_io import load_outputs
@@ -143,7 +144,7 @@ def _grid(page: Any, selector: str, min_rows: int = 1, timeout_s: float = 60) ->
 def test_bias_study_rare_subgroup_error_increase_at_90(stores: dict[str, Any], browser: Browser) -> None:
     from mlflow_cc.studies import bias_study
 
-    exp, ids, names = _experiment(stores["uri_a"], bias_study.EXPERIMENT)
+    exp, ids, _ = _experiment(stores["uri_a"], bias_study.EXPERIMENT)
     ctx, page, errors = _open(browser, _url(stores["a"], exp, ids, "rows=subgroups&rel=rel&metric=correct"))
     try:
         data = _grid(page, BEH_GRID, 2)

@@ -7,14 +7,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from comparison_fixtures import log_models
 from mlflow.tracking import MlflowClient
 
-from comparison_fixtures import log_models
 from dash_app.figures import behaviours as bfig
 from dash_app.figures import layers as lfig
 from mlflow_cc import contract
-from mlflow_cc.comparison import Comparisons, Drill, default_base, load_behaviour_set, load_layer_set
-from mlflow_cc.flags import FlagBoard, add_flag, instance_target, parse_flags, read_flags
+from mlflow_cc.comparison import (
+    Comparisons,
+    Drill,
+    default_base,
+    load_behaviour_set,
+    load_layer_set,
+)
+from mlflow_cc.flags import (
+    FlagBoard,
+    add_flag,
+    instance_target,
+    parse_flags,
+    read_flags,
+)
 from mlflow_cc.reader import ExperimentReader
 
 
@@ -150,8 +162,8 @@ def test_figure_helpers() -> None:
 
 def test_shape_differs_is_shown_not_raised(logged, sqlite_uri: str) -> None:
     import pandas as pd
-
     from comparison_fixtures import layer_arrays
+
     from mlflow_cc.artifact_io import log_layers, summarize_tensor
     from mlflow_cc.tracking import derive_model
 
