@@ -166,9 +166,9 @@ class FlagBoard:
                 self._cache.pop(next(iter(self._cache)))
         return flags
 
-    def add(self, run_id: str, note: str, target: str = MODEL_TARGET) -> Flag:
+    def add(self, run_id: str, note: str, target: str = MODEL_TARGET, user: str | None = None) -> Flag:
         """Write a flag and forget cached reads (so this session sees it at once)."""
-        flag = add_flag(self.client, run_id, note, target)
+        flag = add_flag(self.client, run_id, note, target, user=user)
         with self._lock:
             self._cache.clear()
         return flag

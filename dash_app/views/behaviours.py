@@ -29,6 +29,7 @@ from dash import (
 )
 from dash.exceptions import PreventUpdate
 
+from dash_app.auth import current_session
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
 from mlflow_cc.behaviours import registered_metrics
@@ -324,7 +325,9 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         if not (note or "").strip():
             return no_update, no_update, "write a short note first"
         run_id, flag_target = json.loads(target)
-        flag = source.flags(cmp["experiment"]).add(run_id, note or "", flag_target)
+        session = current_session()  # the signed-in user on a team server; else the default user
+        flag = source.flags(cmp["experiment"]).add(run_id, note or "", flag_target,
+                                                   user=session.username if session is not None else None)
         return flag.id, "", "flag saved to the model's MLflow run"
 
     app.clientside_callback(ClientsideFunction(namespace="cmp", function_name="refreshRows"),
