@@ -167,6 +167,22 @@ def log_layer_models(uri: str, models: int, params: int) -> tuple[list[str], int
     return run_ids, total
 
 
+def peak_rss_kb() -> int:
+    """This process's peak resident memory, KiB.
+
+    Linux's ``VmHWM`` (reset by exec); ``ru_maxrss`` is not, so in a child started from
+    a large parent it would report the parent's size at fork.
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def layers_child(uri: str, run_ids: list[str]) -> None:
     """Run in a fresh process: the streaming comparison and the tree rows; print time and peak RSS."""
     from mlflow_cc.comparison import load_layer_set
@@ -178,7 +194,7 @@ def layers_child(uri: str, run_ids: list[str]) -> None:
     rows = layers.rows(flat=True, sort_model="any")
     t2 = time.perf_counter()
     assert layers.problem is None and rows
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kb()
     print(json.dumps({"layers_s": round(t1 - t0, 2), "layers_rows_ms": round(1000 * (t2 - t1), 1),
                       "layers_peak_mb": round(peak_kb / 1024, 1)}))
 
