@@ -16,7 +16,7 @@ COLORSCALE: list[list[float | str]] = [[0.0, "#e4e7ec"], [0.35, "#9db3cf"], [0.7
                                        [1.0, "#0b2545"]]
 MISSING_COLOR = "#c9c9c9"
 SELECT_COLOR = "#f26b1d"
-NODE_PX = (7.0, 26.0)
+NODE_PX = (10.0, 28.0)  # the smallest model must stay clickable
 
 
 def escape(text: object) -> str:
