@@ -185,11 +185,17 @@ class ExperimentReader:
 
     def _incremental_fetch(self) -> None:
         self._changed = False
+        since = self._max_start
         running = [rid for rid, n in self._runs.items() if n.is_running and not n.external]
-        count = self._ingest(self._search(f"attributes.start_time >= {self._max_start}"))
-        for i in range(0, len(running), 100):
-            ids = ", ".join(f"'{rid}'" for rid in running[i:i + 100])
-            count += self._ingest(self._search(f"attributes.run_id IN ({ids})"))
+        try:
+            count = self._ingest(self._search(f"attributes.start_time >= {since}"))
+            for i in range(0, len(running), 100):
+                ids = ", ".join(f"'{rid}'" for rid in running[i:i + 100])
+                count += self._ingest(self._search(f"attributes.run_id IN ({ids})"))
+        except BaseException:
+            # Pages come newest first: a fetch cut short must not skip the older new runs next time.
+            self._max_start = since
+            raise
         self.last_fetch_count = count
         self._rebuild()
         self._save_snapshot()

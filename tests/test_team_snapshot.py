@@ -35,11 +35,8 @@ def _only_file(store: SnapshotStore) -> Path:
     return files[0]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_reopen_loads_snapshot_then_asks_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest,
-                                               experiment_name: str) -> None:
-    uri = request.getfixturevalue("study_uri" if backend == "sqlite" else "postgres_server")
-    uri = uri if isinstance(uri, str) else uri.url
+def test_reopen_loads_snapshot_then_asks_store(study_uri: str, tmp_path: Path, experiment_name: str) -> None:
+    uri = study_uri
     store = SnapshotStore(tmp_path / "snapshots")
     built = build_study_shape(experiment_name, tracking_uri=uri)
     first = ExperimentReader(experiment_name, uri, snapshot=store)
@@ -129,3 +126,7 @@ def test_snapshot_over_http_reopens_with_one_refresh(postgres_server: MlflowServ
     reopened = ExperimentReader(exp, postgres_server.url, snapshot=store)
     assert len(reopened.forest()) == 60 and reopened.opened_from_snapshot
     assert reopened.last_fetch_count == 1  # only the newest run seen, re-read to catch ties
+    late = build_random_forest(client, exp, 1, roots=1, seed=9)[0]
+    again = ExperimentReader(exp, postgres_server.url, snapshot=store)
+    assert again.forest()[late].name == "model-0" and again.opened_from_snapshot
+    assert _records(again) == _records(ExperimentReader(exp, postgres_server.url))
