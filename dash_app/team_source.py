@@ -48,7 +48,8 @@ class ResilientSource(DataSource):
         try:
             return super().reader(experiment)
         except Exception as exc:
-            raise self._classify(exc) from exc
+            self._reraise(exc)
+            raise
 
     def experiments(self) -> list[dict[str, Any]]:
         """The experiments this user can read (the last list read, while the store is away)."""
@@ -64,7 +65,8 @@ class ResilientSource(DataSource):
         try:
             return reader.forest()
         except Exception as exc:
-            raise self._classify(exc) from exc
+            self._reraise(exc)
+            raise
 
     def refresh(self, experiment: str | None) -> Forest:
         """New runs from the store; the forest already read while the store does not answer."""
@@ -72,12 +74,18 @@ class ResilientSource(DataSource):
         try:
             forest = reader.refresh()
         except Exception as exc:
-            err = self._classify(exc)
-            if reader.last_forest is None:
-                raise err from exc
+            if reader.last_forest is None or self._classify(exc) is exc:
+                self._reraise(exc)
+                raise
             return reader.last_forest
         self.health.mark_up()
         return forest
+
+    def _reraise(self, exc: Exception) -> None:
+        """Raise the clear "unreachable" error for an outage (the caller re-raises anything else)."""
+        err = self._classify(exc)
+        if err is not exc:
+            raise err from exc
 
     def _classify(self, exc: Exception) -> Exception:
         """Record an unreachable store; returns the exception to raise (unchanged, or a clear one)."""
