@@ -217,6 +217,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         changes = fig.changes_summary(models, data.prediction_changes(top=5))
         notes = [f"{m['name']}: outputs {data.unavailable[m['run_id']]}" for m in models
                  if m["run_id"] in data.unavailable]
+        if rows == "subgroups" and not data.subgroup_attributes():
+            notes.insert(0, "this dataset has no subgroup attributes (meta_<name> columns of its instances)")
         status = ("; ".join(notes)) if notes else ""
         ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
                     "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,
