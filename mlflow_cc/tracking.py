@@ -35,6 +35,7 @@ from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
 from mlflow_cc.errors import LineageError, OperationError
+from mlflow_cc.lineage import default_model_name
 from mlflow_cc.metric_info import MetricInfo, validate
 from mlflow_cc.upload import artifacts_failed, upload
 
@@ -188,7 +189,7 @@ def derive_model(parent: str | ModelRun, operation: str, params: Mapping[str, Pa
         {"run_id": _check_source(client, uri, src, what=f"input {role!r}"), "role": str(role)}
         for role, src in (inputs or {}).items()
     ]
-    label = name or _default_name(operation, op_params)
+    label = name or default_model_name(operation, op_params)
     run_tags = {
         contract.TAG_PARENT: parent_id,
         contract.TAG_SCHEMA: str(contract.SCHEMA_VERSION),
@@ -310,10 +311,3 @@ def _step_of(run: Any) -> int:
     except ValueError:
         # A plain MLflow parent without our step tag: one above its own parent, if any.
         return 1 if contract.TAG_PARENT in run.data.tags else 0
-
-
-def _default_name(operation: str, params: Mapping[str, ParamValue]) -> str:
-    # Short: the MLflow UI and the app show the parent chain already.
-    args = ", ".join(str(v) for _, v in sorted(params.items()))
-    return f"{operation}({args})" if args else operation
-

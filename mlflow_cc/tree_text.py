@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterator, Mapping
 
-from mlflow_cc.lineage import Forest, ModelNode
+from mlflow_cc.lineage import Forest, ModelNode, default_model_name
 from mlflow_cc.metric_info import MetricInfo, info_for
 
 
@@ -28,7 +28,9 @@ def forest_lines(forest: Forest, infos: Mapping[str, MetricInfo]) -> Iterator[st
 
 
 def _describe(node: ModelNode, metrics: list[str], infos: Mapping[str, MetricInfo]) -> str:
-    parts = [node.name, node.label()]
+    parts = [node.label()]
+    if node.operation is None or node.name != default_model_name(node.operation, node.op_params):
+        parts.insert(0, node.name)  # a name the user chose says something the label does not
     values = [f"{m}={info_for(infos, m).format_value(node.metrics[m])}" for m in metrics if m in node.metrics]
     if values:
         parts.append(" ".join(values))
