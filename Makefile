@@ -9,6 +9,10 @@ PORT ?= 8050
 EXPERIMENT ?= digits-compression
 
 .PHONY: demo test install chromium postgres lint team
+# Plotly's cartesian bundle (1.5 MB, every trace type the app draws) instead of the full 4.8 MB
+# one: the browser evaluates it in a third of the time. Fetched from the npm registry at install,
+# matched to the installed plotly's plotly.js version; without npm the app uses Dash's full bundle.
+PLOTLY_BUNDLE := dash_app/assets/vendor/plotly-cartesian.min.js
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +21,14 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q "torch==2.13.0" -e ".[torch,dev]"
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(PLOTLY_BUNDLE)
+
+$(PLOTLY_BUNDLE): $(STAMP)
+	@mkdir -p $(dir $@)
+	@v=$$($(PY) -c "import plotly.offline as o; print(o.get_plotlyjs_version())"); tmp=$$(mktemp -d); \
+	if command -v npm >/dev/null && (cd $$tmp && npm pack -q plotly.js-cartesian-dist-min@$$v >/dev/null 2>&1 && tar xzf *.tgz); \
+	then cp $$tmp/package/plotly-cartesian.min.js $@; echo "plotly.js $$v cartesian bundle installed"; \
+	else echo "npm or the bundle unavailable: the app uses Dash's full Plotly bundle"; fi; rm -rf $$tmp
 
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -66,7 +66,7 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
             texts = [f"<b>{escape(n.name)}</b><br>{escape(n.label())}" for n in nodes]
             template = (f"%{{hovertext}}<br>{escape(x)}: %{{x:{_d3(xi)}}}<br>"
                         f"{escape(y)}: %{{y:{_d3(yi)}}}<extra></extra>")
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(go.Scatter(
             x=np.fromiter((xs[r] for r in group), float, len(group)),
             y=np.fromiter((ys[r] for r in group), float, len(group)), mode="markers",
             marker={"color": colors_for(enc.color_t(n) for n in nodes),
@@ -76,7 +76,7 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
             showlegend=False, name=name))
     sel = [r for r in ids if r in selected]
     if sel:
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(go.Scatter(
             x=[xs[r] for r in sel], y=[ys[r] for r in sel], mode="markers",
             marker={"symbol": "circle-open", "color": SELECT_COLOR, "line": {"width": 2.5},
                     "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel]},
