@@ -288,6 +288,15 @@ def test_screenshots_both_tabs(stores: dict[str, Any], browser: Browser, count: 
         page.reload()
         _grid(page, LAY_GRID, 8)
         assert "open=" in page.url and "ctab=layers" in page.url
+        # Collapse everything, then open one module with a click on its name.
+        page.locator("#cmp-lay-collapse").click()
+        page.wait_for_function(f"() => {{ const r = ({GRID_ROWS})({LAY_GRID!r}); return r && r.rows.length === 2; }}")
+        page.locator("#cmp-lay-grid .ag-center-cols-viewport .ag-row, #cmp-lay-grid .ag-pinned-left-cols-container"
+                     " .ag-row").filter(has_text="encoder").first.locator(".cmp-tree").click()
+        page.wait_for_function(f"() => {{ const r = ({GRID_ROWS})({LAY_GRID!r});"
+                               " return r && r.rows.some(x => x.id === 'encoder.layer'); }")
+        toggle = page.locator("#cmp-lay-grid .cmp-tree").filter(has_text="encoder").first
+        assert "▾" in toggle.inner_text()
     finally:
         ctx.close()
     assert errors == [], errors

@@ -45,7 +45,7 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, show: str,
     """The module name column (tree), then one column per model (base first)."""
     width = layer_column_width(len(models))
     cols: list[dict[str, Any]] = [{
-        "headerName": "module", "field": "label", "colId": "label", "cellRenderer": "CmpTreeName",
+        "headerName": "module", "field": "id", "colId": "label", "cellRenderer": "CmpTreeName",
         "width": 340 if len(models) <= 6 else 260, "pinned": "left", "sortable": False, "filter": False}]
     for i, model in enumerate(models):
         run_id = str(model["run_id"])

@@ -45,8 +45,10 @@ def layout() -> html.Div:
         html.Div(id="cmp-lay-status", className="cmp-status"),
         dag.AgGrid(id=GRID, className="ag-theme-alpine cmp-grid", rowData=[], columnDefs=[],
                    defaultColDef={"resizable": True, "suppressHeaderMenuButton": True, "suppressMovable": True},
-                   dashGridOptions={"headerHeight": 44, "rowHeight": 34, "getRowId": {"function": "params.data.id"},
-                                    "animateRows": False, "suppressCellFocus": True},
+                   # No getRowId: a module keeps its id while its cells change (base, sort, expanded),
+                   # and AG Grid would keep the old drawing; new rows are drawn afresh.
+                   dashGridOptions={"headerHeight": 44, "rowHeight": 34, "animateRows": False,
+                                    "suppressCellFocus": True},
                    style={"height": "560px", "width": "100%"}),
     ])
 
@@ -149,7 +151,7 @@ def register(app: Dash, source: DataSource,
             if data is None:
                 raise PreventUpdate
             return data.all_parents()
-        if not click or click.get("colId") != "label" or click.get("rowId") is None:
+        if not click or click.get("colId") != "label" or not click.get("value"):
             raise PreventUpdate
-        node = str(click["rowId"])
+        node = str(click["value"])  # the name column's value is the module's id
         return [n for n in opened if n != node] if node in opened else [*opened, node]
