@@ -300,3 +300,28 @@ def test_screenshots_both_tabs(stores: dict[str, Any], browser: Browser, count: 
     finally:
         ctx.close()
     assert errors == [], errors
+
+
+def test_changing_the_base_recomputes(stores: dict[str, Any], browser: Browser) -> None:
+    logged = stores["synthetic"]
+    ids = logged.run_ids[:4]
+    ctx, page, errors = _open(browser, _url(stores["a"], logged.experiment_id, ids, "rows=classes&rel=rel"))
+    try:
+        before = _grid(page, BEH_GRID, 10)["rows"]
+        assert all(r["v0"] > 0.5 for r in before)  # the default base: the root, absolute correctness
+        old_grid = page.evaluate("() => document.querySelector('.cmp-beh .cmp-grid').id")
+        page.locator("#cmp-base").click()
+        page.get_by_text("prune(sparsity=0.25)").last.click()
+        page.wait_for_function(f"() => location.search.includes('base={ids[3]}')")
+        page.wait_for_function("(old) => { const el = document.querySelector('.cmp-beh .cmp-grid');"
+                               " return el && el.id !== old; }", arg=old_grid)
+        after = _grid(page, BEH_GRID, 10)["rows"]
+        titles = page.evaluate("() => { const el = document.querySelector('.cmp-beh .cmp-grid');"
+                               " return dash_ag_grid.getApi(JSON.parse(el.id)).getColumnDefs()"
+                               ".map(c => (c.headerComponentParams || {}).title || ''); }")
+        assert ids[3] in titles[2]  # the new base is the first model column
+        # Relative to the most-pruned model, the root is better: positive deltas.
+        assert sum(r["v1"] for r in after) > 0
+    finally:
+        ctx.close()
+    assert errors == [], errors
