@@ -78,21 +78,18 @@ def experiment_name(request: pytest.FixtureRequest) -> str:
     return f"{request.node.name[:40]}-{uuid.uuid4().hex[:6]}"
 
 
-#: Debian's Chromium, as set up on these machines (never `playwright install`).
-CHROMIUM_PATH = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-
-
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """A real headless Chromium driven by Playwright, once per session."""
-    from playwright.sync_api import sync_playwright
+    """A real headless Chromium (Debian's, via Playwright) for one test module.
 
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
+    Module scope: Playwright's sync API allows one running instance per thread, so
+    modules must not hold one open across the session.
+    """
+    from browser import launch
+
+    b = launch()
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="session")

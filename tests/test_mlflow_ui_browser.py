@@ -14,7 +14,7 @@ def test_runs_are_nested_in_mlflow_ui(mlflow_server: MlflowServer, browser, scre
                                       experiment_name: str) -> None:
     build_study_shape(experiment_name, tracking_uri=mlflow_server.url)
     exp_id = mlflow.MlflowClient(mlflow_server.url).get_experiment_by_name(experiment_name).experiment_id
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = browser.browser.new_page(viewport={"width": 1400, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(f"{mlflow_server.url}/#/experiments/{exp_id}/runs", wait_until="load")
