@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import Browser, ServedApp, launch, serve
+from browser import Browser, ServedApp, serve
 
 from dash_app.app import create_app
 from dash_app.state import parse_query
@@ -68,13 +68,6 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     served = serve(create_app(reader, refresh_ms=1000))
     yield {"uri": uri, "ids": ids, "served": served, "reader": reader}
     served.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    b = launch()
-    yield b
-    b.close()
 
 
 @pytest.fixture

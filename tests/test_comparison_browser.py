@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from browser import Browser, launch, serve
+from browser import Browser, serve
 from comparison_fixtures import log_models
 from mlflow.tracking import MlflowClient
 
@@ -106,13 +106,6 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     yield {"a": app_a, "b": app_b, "uri_a": uri_a, "uri_b": uri_b, **out}
     app_a.stop()
     app_b.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    b = launch()
-    yield b
-    b.close()
 
 
 def _open(browser: Browser, url: str, width: int = 1600, height: int = 1000) -> tuple[Any, Any, list[str]]:
