@@ -74,7 +74,6 @@ def install_auth(app: Dash, tracking_uri: str, sessions: SessionStore | None = N
     store = sessions or SessionStore()
     server: flask.Flask = app.server
 
-    @server.before_request
     def _require_sign_in() -> Any:
         flask.g.cc_session = None
         if flask.request.path in OPEN_PATHS:
@@ -87,6 +86,15 @@ def install_auth(app: Dash, tracking_uri: str, sessions: SessionStore | None = N
             return flask.redirect(f"{LOGIN_PATH}?next={quote(full, safe='/')}")
         flask.g.cc_session = session
         return None
+
+    # First of all before-request hooks. Dash's own first-request hook draws the layout, which
+    # reads the store as the user: it waits for the first signed-in request (not the login form).
+    hooks = server.before_request_funcs.setdefault(None, [])
+    dash_setup = getattr(app, "_setup_server", None)
+    for i, hook in enumerate(hooks):
+        if dash_setup is not None and hook == dash_setup:
+            hooks[i] = lambda: dash_setup() if flask.g.get("cc_session") is not None else None
+    hooks.insert(0, _require_sign_in)
 
     @server.route(LOGIN_PATH, methods=["GET", "POST"])
     def _login() -> Any:

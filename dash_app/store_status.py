@@ -18,6 +18,7 @@ from mlflow_cc.store_health import StoreHealth
 
 CHECK_MS = 2500
 HIDDEN = {"display": "none"}
+USER_STYLE = {"color": "#d8d8d8", "fontSize": "13px", "marginLeft": "16px"}
 SHOWN = {"display": "block", "background": "#fff4d6", "color": "#6b4b00", "border": "1px solid #e0b44c",
          "padding": "6px 12px", "margin": "4px 12px", "borderRadius": "4px", "fontSize": "14px"}
 
@@ -25,9 +26,9 @@ SHOWN = {"display": "block", "background": "#fff4d6", "color": "#6b4b00", "borde
 def layout(source: Any) -> html.Div:
     """The banner (hidden while the store answers) and, when signed in, the user and a sign-out link."""
     session = current_session()
-    user = [] if session is None else [html.Span(className="cc-user", children=[
+    user = [] if session is None else [html.Span(className="cc-user", style=USER_STYLE, children=[
         "Signed in as ", html.B(session.username, id="cc-user-name"), " · ",
-        html.A("Sign out", href=LOGOUT_PATH, id="cc-sign-out")])]
+        html.A("Sign out", href=LOGOUT_PATH, id="cc-sign-out", style={"color": "#9cc9ff"})])]
     return html.Div(className="cc-status", children=[
         *user,
         html.Div(id="cc-store-status", role="status", style=HIDDEN, **{"aria-live": "polite"}),
