@@ -28,6 +28,7 @@ from dash import (
     no_update,
 )
 from dash.exceptions import PreventUpdate
+from mlflow.exceptions import MlflowException
 
 from dash_app.auth import current_session
 from dash_app.figures import behaviours as fig
@@ -328,8 +329,11 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             return no_update, no_update, "write a short note first"
         run_id, flag_target = json.loads(target)
         session = current_session()  # the signed-in user on a team server; else the default user
-        flag = source.flags(cmp["experiment"]).add(run_id, note or "", flag_target,
-                                                   user=session.username if session is not None else None)
+        try:
+            flag = source.flags(cmp["experiment"]).add(run_id, note or "", flag_target,
+                                                       user=session.username if session is not None else None)
+        except MlflowException as exc:  # MLflow decides who may write (e.g. READ-only: PERMISSION_DENIED)
+            return no_update, no_update, f"not saved: MLflow refused the write ({exc.error_code})"
         return flag.id, "", "flag saved to the model's MLflow run"
 
     app.clientside_callback(ClientsideFunction(namespace="cmp", function_name="refreshRows"),
