@@ -260,6 +260,18 @@ def test_refine_comparison_when_two_variables_are_not_enough(page: Any, study: d
     page.wait_for_selector(".cc-refine", timeout=10_000)
     assert "Refine Comparison" in page.inner_text("#ov-details")
     shot(page, "overview-refine.png")
+    before = set(ids_in(page, "ov-map", "selected"))
+    # Pick the first value of the first variable, apply: the selection narrows to the models
+    # that take that value, in the map as well.
+    page.locator(".cc-refine-row button").first.click()
+    page.locator(".dash-dropdown-content input[type=checkbox]").first.click()
+    page.keyboard.press("Escape")
+    page.click("#ov-refine-apply")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and set(ids_in(page, "ov-map", "selected")) == before:
+        time.sleep(0.1)
+    after = set(ids_in(page, "ov-map", "selected"))
+    assert after and after < before
 
 
 def test_copied_url_reopens_the_same_view(page: Any, study: dict[str, Any], browser: Browser) -> None:
