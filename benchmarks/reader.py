@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlflow.entities import ViewType  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.entities import ViewType
+from mlflow.tracking import MlflowClient
 
-from mlflow_cc.reader import PAGE_SIZE, ExperimentReader  # noqa: E402
-from mlflow_cc.synthetic import build_random_forest  # noqa: E402
+from mlflow_cc.reader import PAGE_SIZE, ExperimentReader
+from mlflow_cc.synthetic import build_random_forest
 
 
 def floor_fetch(client: MlflowClient, exp_id: str) -> int:

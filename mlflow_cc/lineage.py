@@ -7,8 +7,9 @@ repair is reported in :attr:`Forest.warnings`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 
 def default_model_name(operation: str, params: Mapping[str, Any]) -> str:

@@ -50,8 +50,8 @@ class MlflowServer:
 
 
 def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, log_path: Path | None,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from mlflow_cc import contract
 
@@ -37,7 +38,7 @@ class MetricInfo:
             return format_bytes(value)
         try:
             if self.format.endswith("d"):
-                text = format(int(round(value)), self.format)
+                text = format(round(value), self.format)
             else:
                 text = format(value, self.format)
         except (ValueError, TypeError):
@@ -58,7 +59,7 @@ def validate(name: str, direction: str, primary: bool) -> None:
     if direction not in ("max", "min"):
         raise ValueError(f"metric {name!r}: direction must be 'max' or 'min', not {direction!r}")
     if not isinstance(primary, bool):
-        raise ValueError(f"metric {name!r}: primary must be True or False")
+        raise TypeError(f"metric {name!r}: primary must be True or False")
 
 
 def parse_experiment_tags(tags: Mapping[str, str]) -> tuple[dict[str, MetricInfo], list[str]]:

@@ -52,9 +52,9 @@ def node_from_run(run: Run) -> ModelNode | None:
         try:
             parsed = json.loads(raw_params)
             if not isinstance(parsed, dict):
-                raise ValueError("not a JSON object")
+                raise TypeError("not a JSON object")
             op_params = parsed
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             problems.append(f"operation parameters tag is unreadable ({exc})")
     if not op_params:  # written by hand as op.<name> params only
         op_params = {k[len(contract.PARAM_OPERATION_PREFIX):]: _typed(v) for k, v in params.items()

@@ -83,7 +83,7 @@ def build_study_shape(experiment: str, *, seed: int = 0, tracking_uri: str | Non
         out["base"] = (base.run_id, None, metrics)
     runs: dict[str, ModelRun | str] = {"base": base}
     for spec in STUDY_SPECS:
-        parent_id, _, parent_metrics = out[spec.parent]
+        _, _, parent_metrics = out[spec.parent]
         with derive_model(runs[spec.parent], spec.operation, spec.params, name=spec.key,
                           tracking_uri=tracking_uri) as child:
             metrics = _metrics(rng, parent_metrics, spec)

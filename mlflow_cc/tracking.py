@@ -26,10 +26,12 @@ import math
 import os
 import time
 import urllib.parse
-from typing import Any, Mapping
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
 
 import mlflow
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -87,7 +89,7 @@ class ModelRun:
     def set_tag(self, key: str, value: str) -> None:
         self.client.set_tag(self.run_id, key, value)
 
-    def add_inputs(self, inputs: Mapping[str, str | "ModelRun"]) -> None:
+    def add_inputs(self, inputs: Mapping[str, str | ModelRun]) -> None:
         """Record extra lineage inputs, ``{role: run}``, e.g. ``{"teacher": teacher_run}``."""
         run = self.client.get_run(self.run_id)
         current = json.loads(run.data.tags.get(contract.TAG_INPUTS, "[]"))
@@ -139,12 +141,12 @@ class ModelRun:
         finally:
             self.end("FAILED")
 
-    def __enter__(self) -> "ModelRun":
+    def __enter__(self) -> Self:
         self.activate()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: Any) -> None:
+                 tb: TracebackType | None) -> None:
         if exc is None:
             self.end("FINISHED")
         else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from mlflow_cc.lineage import Forest, ModelNode, default_model_name
 from mlflow_cc.metric_info import MetricInfo, info_for

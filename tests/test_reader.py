@@ -113,9 +113,8 @@ def test_parent_in_another_experiment_is_followed(sqlite_uri: str) -> None:
 
 def test_running_and_failed_runs_are_marked(sqlite_uri: str) -> None:
     base = cc.log_base_model("base", experiment="e")  # still running
-    with pytest.raises(ValueError):
-        with cc.derive_model(base, "prune", {"sparsity": 0.5}):
-            raise ValueError("bad mask")
+    with pytest.raises(ValueError), cc.derive_model(base, "prune", {"sparsity": 0.5}):
+        raise ValueError("bad mask")
     forest = ExperimentReader("e").forest()
     assert forest[base.run_id].is_running
     failed = [n for n in forest if n.is_failed]
@@ -174,7 +173,7 @@ def test_tree_cli_text_and_json(sqlite_uri: str) -> None:
     assert q["params"] == {"bits": 8, "method": "dynamic"} and q["status"] == "FINISHED"
     assert set(q["metrics"]) >= {"accuracy", "size_bytes"}
     bad = subprocess.run([sys.executable, "-m", "mlflow_cc.cli", "tree", "-e", "missing"], env=env,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert bad.returncode != 0 and "experiment 'missing' not found" in bad.stderr
 
 

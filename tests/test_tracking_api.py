@@ -34,7 +34,7 @@ def test_base_and_derived_runs_carry_lineage(sqlite_uri: str) -> None:
 
 
 def test_nested_derivation_in_one_process(sqlite_uri: str) -> None:
-    with cc.log_base_model("base", experiment="e") as base:
+    with cc.log_base_model("base", experiment="e") as base:  # noqa: SIM117 - nesting is the point
         with cc.derive_model(base, "quantize", {"bits": 8}) as q:
             with cc.derive_model(q, "finetune", {"epochs": 1}) as ft:
                 assert mlflow.active_run().info.run_id == ft.run_id
@@ -134,10 +134,10 @@ def test_invalid_operation_is_refused_before_writing(sqlite_uri: str, operation:
 def test_failure_marks_run_failed_with_reason(sqlite_uri: str) -> None:
     with cc.log_base_model("base", experiment="e") as base:
         pass
-    with pytest.raises(RuntimeError, match="out of memory"):
-        with cc.derive_model(base, "prune", {"sparsity": 0.9}) as child:
-            child.log_metric("accuracy", 0.1)
-            raise RuntimeError("out of memory")
+    with pytest.raises(RuntimeError, match="out of memory"), \
+            cc.derive_model(base, "prune", {"sparsity": 0.9}) as child:
+        child.log_metric("accuracy", 0.1)
+        raise RuntimeError("out of memory")
     run = MlflowClient().get_run(child.run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags[contract.TAG_FAILURE] == "RuntimeError: out of memory"
