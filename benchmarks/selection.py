@@ -15,7 +15,8 @@ import random
 import statistics
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mlflow_cc.lineage import Forest, ModelNode, build_forest
 from mlflow_cc.selection_vars import explain_selection
