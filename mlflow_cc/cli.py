@@ -67,7 +67,6 @@ def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, m
     """Serve the Compress and Compare app."""
     from mlflow.tracking import MlflowClient
 
-    from dash_app.app import create_app
     from dash_app.serving import (
         Settings,
         UnsafeBindError,
@@ -75,6 +74,7 @@ def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, m
         exec_gunicorn,
         gunicorn_env,
     )
+    from dash_app.wsgi import build_app
     from mlflow_cc.reader import list_experiments
 
     auth = auth or Settings.from_env().auth
@@ -93,7 +93,9 @@ def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, m
             if not exps:
                 raise click.ClickException("no experiments in the store yet; run `mlflow-cc demo` first")
             experiment = exps[0]["id"]
-        app = create_app(experiment=experiment, tracking_uri=tracking_uri, mlflow_ui_url=mlflow_ui_url)
+        # The same app as a team deployment (reader snapshots, store status strip), one process.
+        app = build_app(Settings(tracking_uri=tracking_uri, auth="none", allow_remote=allow_remote,
+                                 experiment=experiment, mlflow_ui_url=mlflow_ui_url, refresh_ms=3000))
     except MlflowCCError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"mlflow-cc app: http://{host}:{port}/")

@@ -113,3 +113,60 @@ def test_sign_in_flow_keeps_credentials_on_the_server(store: AuthStore, tmp_path
     assert page.headers["X-Frame-Options"] == "DENY"
     web.get("/logout")
     assert web.get("/").status_code == 302
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
+def test_two_users_see_different_experiments_in_the_browser(store: AuthStore, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from browser import launch, serve
+
+    from dash_app.serving import Settings
+    from dash_app.sessions import SessionStore
+    from dash_app.wsgi import build_app
+
+    monkeypatch.setenv("MLFLOW_CC_CACHE_DIR", str(tmp_path / "cache"))
+    admin = client_for_user(store.url, "admin", ADMIN_PW)
+    run_ids = {}
+    for exp, name in ((store.alice_exp, "alice-model"), (store.bob_exp, "bob-model")):
+        run = admin.create_run(exp, run_name=name, tags={contract.TAG_KIND: contract.KIND_MODEL})
+        admin.log_metric(run.info.run_id, "accuracy", 0.9)
+        admin.set_terminated(run.info.run_id)
+        run_ids[name] = run.info.run_id
+    settings = Settings(tracking_uri=store.url, auth="mlflow", allow_remote=False, experiment=None,
+                        mlflow_ui_url=None, refresh_ms=2000)
+    served = serve(build_app(settings, sessions=SessionStore(tmp_path / "sessions.sqlite", secret=b"b" * 32)))
+    chromium = launch()
+    try:
+        for (user, password), mine, theirs, their_exp in ((ALICE, "alice-model", "bob-model", store.bob_exp),
+                                                          (BOB, "bob-model", "alice-model", store.alice_exp)):
+            context = chromium.browser.new_context(viewport={"width": 1400, "height": 900})
+            page = context.new_page()
+            js_errors: list[str] = []
+            page.on("pageerror", lambda e, errs=js_errors: errs.append(str(e)))
+            page.goto(f"{served.url}/?sel={run_ids[mine]}")
+            page.wait_for_selector("#login-submit")
+            page.fill("#username", user)
+            page.fill("#password", password)
+            page.click("#login-submit")
+            my_study, their_study = f"{user}-study", f"{'bob' if user == 'alice' else 'alice'}-study"
+            status = f"() => (document.querySelector('#ov-status') || {{innerText: ''}}).innerText.includes('{my_study}')"
+            page.wait_for_function(status, timeout=60_000)
+            page.wait_for_function(f"() => document.body.innerText.includes({mine!r})", timeout=30_000)
+            body, html = page.inner_text("body"), page.content()
+            assert f"Signed in as {user}" in body.replace("\n", " ")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(Path(__file__).resolve().parents[1] / "screenshots" / f"team-{user}.png"))
+            assert theirs not in html and their_study not in html  # nothing of the other user's
+            assert password not in page.url and password not in html
+            assert "mlflow_cc_session" not in page.evaluate("() => document.cookie")  # HttpOnly
+            cookies = context.cookies()
+            assert cookies and all(password not in c["value"] for c in cookies)
+            # Asking for the other user's experiment by URL shows nothing of it.
+            page.goto(f"{served.url}/?experiment={their_exp}&sel={run_ids[theirs]}")
+            page.wait_for_function(status, timeout=60_000)
+            assert theirs not in page.content()
+            assert js_errors == []
+            context.close()
+    finally:
+        chromium.close()
+        served.stop()
