@@ -71,7 +71,7 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
             y=np.fromiter((ys[r] for r in group), float, len(group)), mode="markers",
             marker={"color": colors_for(enc.color_t(n) for n in nodes),
                     "size": np.fromiter((enc.node_px(n) for n in nodes), np.float32, len(group)).round(1),
-                    "opacity": opacity, "line": {"color": "#ffffff", "width": 1}},
+                    "opacity": opacity, "line": {"color": "#ffffff", "width": 1 if full else 0}},
             customdata=group, hovertext=texts, hovertemplate=template,
             showlegend=False, name=name))
     sel = [r for r in ids if r in selected]
