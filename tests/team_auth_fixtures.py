@@ -38,7 +38,8 @@ class AuthStore:
 
 def auth_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStore]:
     """Use as a module-scoped fixture body (``yield from auth_store(...)``)."""
-    pytest.importorskip("flask_wtf", reason="MLflow's basic-auth app needs mlflow[auth] (Flask-WTF)")
+    import flask_wtf  # noqa: F401 - MLflow's basic-auth app needs mlflow[auth]; fail loudly without it
+
     from mlflow_cc.auth_server import AuthAdmin, start_basic_auth_server
 
     name, uri = create_postgres_database("mlflowcc_auth")

@@ -20,8 +20,6 @@ from mlflow_cc.reader import ExperimentReader
 from mlflow_cc.synthetic import build_study_shape
 from mlflow_cc.tracking import derive_model
 
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
-
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 EXPERIMENT = "overview-browser"
 

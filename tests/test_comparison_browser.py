@@ -28,8 +28,6 @@ from mlflow_cc import contract
 from mlflow_cc.artifact_io import load_outputs
 from mlflow_cc.reader import ExperimentReader
 
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
-
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 SYNTHETIC = "comparison-12"
 QUANT = "comparison-quantized"

@@ -20,8 +20,6 @@ from dash_app.wsgi import build_app
 from mlflow_cc.local_server import MlflowServer, free_port, wait_healthy
 from mlflow_cc.synthetic import build_random_forest
 
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
@@ -82,7 +80,6 @@ def test_server_restart_while_the_app_is_open(postgres_server: MlflowServer, exp
         wait_healthy(postgres_server.url, postgres_server.process, postgres_server.log_path, 90)
 
 
-@pytest.mark.skipif(not Path(sys.executable).with_name("gunicorn").exists(), reason="needs gunicorn")
 def test_gunicorn_workers_share_the_snapshot_cache(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)

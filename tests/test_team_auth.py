@@ -115,7 +115,6 @@ def test_sign_in_flow_keeps_credentials_on_the_server(store: AuthStore, tmp_path
     assert web.get("/").status_code == 302
 
 
-@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
 def test_two_users_see_different_experiments_in_the_browser(store: AuthStore, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from browser import launch, serve

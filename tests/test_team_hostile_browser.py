@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,8 +16,6 @@ from dash_app.app import create_app
 from mlflow_cc import contract
 from mlflow_cc.artifact_io import log_dataset, log_outputs
 from mlflow_cc.reader import ExperimentReader
-
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs Debian chromium")
 
 #: Each payload sets window.__pwned if it ever runs as code or markup.
 IMG = '<img src=x onerror="window.__pwned=(window.__pwned||0)+1">'

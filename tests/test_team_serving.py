@@ -37,7 +37,6 @@ def test_cli_says_why_it_will_not_bind_the_network(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "refusing to serve on 0.0.0.0" in result.output
 
 
-@pytest.mark.skipif(not Path(sys.executable).with_name("gunicorn").exists(), reason="needs gunicorn")
 def test_gunicorn_refuses_a_network_bind_without_sign_in() -> None:
     env = {**os.environ, **gunicorn_env(host="0.0.0.0", port=free_port(), workers=2, auth="none",
                                         allow_remote=False, tracking_uri="sqlite:////nonexistent/x.db")}
