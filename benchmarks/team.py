@@ -35,25 +35,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlflow.entities import ViewType
+from floor import floor_fetch
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc.reader import PAGE_SIZE, ExperimentReader
+from mlflow_cc.reader import ExperimentReader
 from mlflow_cc.snapshot import SnapshotStore
 
 EXPERIMENT = "team-bench"
-
-
-def floor_fetch(client: MlflowClient, exp_id: str) -> int:
-    """What any reader must at least do: page through every run."""
-    count, token = 0, None
-    while True:
-        page = client.search_runs([exp_id], run_view_type=ViewType.ACTIVE_ONLY, max_results=PAGE_SIZE,
-                                  page_token=token)
-        count += len(page)
-        token = page.token
-        if not token:
-            return count
 
 
 def _build_part(args: tuple[str, str, int, int]) -> int:
