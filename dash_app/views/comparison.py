@@ -78,7 +78,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         if new["message"]:
             summary: Any = new["message"]
         else:
-            n = len(new["models"])
+            n = sum(1 for m in new["models"] if m["run_id"] != new["base"])
             summary = f"{n} model{'s' if n != 1 else ''} compared against the base"
         return new, options, new["base"], summary
 
