@@ -26,7 +26,7 @@ install: $(STAMP) $(PLOTLY_BUNDLE)
 $(PLOTLY_BUNDLE): $(STAMP)
 	@mkdir -p $(dir $@)
 	@v=$$($(PY) -c "import plotly.offline as o; print(o.get_plotlyjs_version())"); tmp=$$(mktemp -d); \
-	if command -v npm >/dev/null && (cd $$tmp && npm pack -q plotly.js-cartesian-dist-min@$$v >/dev/null 2>&1 && tar xzf *.tgz); \
+	if command -v npm >/dev/null && (cd $$tmp && timeout 180 npm pack -q plotly.js-cartesian-dist-min@$$v >/dev/null 2>&1 && tar xzf *.tgz); \
 	then cp $$tmp/package/plotly-cartesian.min.js $@; echo "plotly.js $$v cartesian bundle installed"; \
 	else echo "npm or the bundle unavailable: the app uses Dash's full Plotly bundle"; fi; rm -rf $$tmp
 
