@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,16 +53,6 @@ def auth_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStore]:
         admin.grant_experiment(BOB[0], bob_exp, "EDIT")
         yield AuthStore(server, alice_exp, bob_exp)
     finally:
-        _stop_fast(server)
+        server.stop(grace_s=3)  # it can take 20 s to wind down by itself
         drop_postgres_database(name)
 
-
-def _stop_fast(server: MlflowServer) -> None:
-    """SIGTERM, then SIGKILL after 3 s (the server can take 20 s to wind down by itself)."""
-    if server.process.poll() is None:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
