@@ -33,6 +33,7 @@ from mlflow.exceptions import MlflowException
 from dash_app.auth import current_session
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
+from dash_app.state_patch import patch_changes
 from mlflow_cc.behaviours import registered_metrics
 from mlflow_cc.comparison import BehaviourSet, Drill
 from mlflow_cc.flags import MODEL_TARGET, Flag, instance_target
@@ -153,7 +154,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             new.update(bsort=None, bfilter=None)  # what the columns mean changed
         if new == state:
             raise PreventUpdate
-        return new
+        return patch_changes(state, new)
 
     @app.callback(Output("cmp-beh-grid-wrap", "children"), Output("cmp-beh-ctx", "data"),
                   Output("cmp-beh-metric", "options"), Output("cmp-beh-crumb", "children"),
@@ -248,7 +249,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                 bfilter = json.dumps(request.get("filterModel"), separators=(",", ":")) \
                     if request.get("filterModel") else None
                 if (state.get("bsort") or None, state.get("bfilter") or None) != (bsort or None, bfilter):
-                    new_state = dict(state, bsort=bsort or None, bfilter=bfilter)
+                    new_state = patch_changes(state, dict(state, bsort=bsort or None, bfilter=bfilter))
         return responses, new_state
 
     @app.callback(Output("cmp-beh-drill", "data", allow_duplicate=True),

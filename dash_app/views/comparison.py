@@ -16,6 +16,7 @@ from dash.exceptions import PreventUpdate
 from dash_app import state as st
 from dash_app.figures.behaviours import short_names
 from dash_app.source import DataSource
+from dash_app.state_patch import patch_changes
 from dash_app.views import behaviours, layers
 from mlflow_cc.comparison import default_base, ordered_models
 
@@ -109,7 +110,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             new["tab"] = URL_TAB if app_tab == TAB_VALUE else None
         if new == state:
             raise PreventUpdate
-        return new
+        return patch_changes(state, new)
 
     @app.callback(Output("cmp-url-out", "search"), Input("ov-state", "data"), prevent_initial_call=True)
     def to_url(state: dict[str, Any] | None) -> str:

@@ -17,6 +17,7 @@ from dash.exceptions import PreventUpdate
 
 from dash_app.figures import layers as fig
 from dash_app.source import DataSource
+from dash_app.state_patch import patch_changes
 from mlflow_cc.comparison import LayerSet
 
 GRID = "cmp-lay-grid"
@@ -89,7 +90,7 @@ def register(app: Dash, source: DataSource,
                    open=list(opened or []))
         if new == state:
             raise PreventUpdate
-        return new
+        return patch_changes(state, new)
 
     @app.callback(Output(GRID, "rowData"), Output(GRID, "columnDefs"), Output("cmp-lay-legend", "children"),
                   Output("cmp-lay-status", "children"), Output("cmp-lay-poll", "disabled"),
