@@ -14,7 +14,7 @@ For a ResNet-50-sized model (25.6M parameters, built from plain torch layers, ra
 Then ``--models`` such models (the base and magnitude-pruned copies) are logged, and two fresh
 subprocesses each report their peak RSS above their RSS after imports (MB = 2**20 bytes):
 
-- ``compare_peak_mb``: :func:`mlflow_cc.layer_compare.compare_layer_runs` of the base against the
+- ``compare_peak_mb``: :func:`mlflow_cc.analysis.layer_compare.compare_layer_runs` of the base against the
   others, streamed one tensor at a time from the logged safetensors;
 - ``naive_peak_mb``: loading all the models' weights at once (``safetensors.numpy.load_file``);
 - ``compare_ratio`` = compare_peak_mb / naive_peak_mb (target <= 0.25).
@@ -42,7 +42,7 @@ from torch import nn
 
 import mlflow_cc as cc
 from mlflow_cc import contract
-from mlflow_cc.artifact_files import artifact_path
+from mlflow_cc.artifacts.files import artifact_path
 from mlflow_cc.torch.effective import make_pruning_permanent
 from mlflow_cc.torch.layers import log_layers
 from mlflow_cc.torch.pruning import apply_pruning, prunable_tensors
@@ -99,7 +99,7 @@ sys.path.insert(0, {root!r})
 import numpy as np, mlflow
 from mlflow.tracking import MlflowClient
 from safetensors.numpy import load_file
-from mlflow_cc.layer_compare import compare_layer_runs
+from mlflow_cc.analysis.layer_compare import compare_layer_runs
 def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20

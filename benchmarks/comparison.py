@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc.artifact_io import log_dataset, log_layers, log_outputs, summarize_tensor
-from mlflow_cc.tracking import derive_model, log_base_model
+from mlflow_cc.artifacts import log_dataset, log_layers, log_outputs, summarize_tensor
+from mlflow_cc.track.tracking import derive_model, log_base_model
 
 BLOCK = 100
 
@@ -81,11 +81,11 @@ def log_behaviour_models(uri: str, instances: int, models: int) -> tuple[str, li
 
 
 def bench_behaviours(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, float]:
+    from dash_app.comparison import PreviewIndex, load_behaviour_set
     from dash_app.figures import behaviours as fig
     from dash_app.source import DataSource
-    from dash_app.views.behaviours import _rows_response
-    from mlflow_cc.comparison import PreviewIndex, load_behaviour_set
-    from mlflow_cc.reader import ExperimentReader
+    from dash_app.views.behaviours_grid import _rows_response
+    from mlflow_cc.read.reader import ExperimentReader
 
     reader = ExperimentReader(exp_id, uri)
     source = DataSource(lambda e: ExperimentReader(e, uri), reader)
@@ -185,7 +185,7 @@ def peak_rss_kb() -> int:
 
 def layers_child(uri: str, run_ids: list[str]) -> None:
     """Run in a fresh process: the streaming comparison and the tree rows; print time and peak RSS."""
-    from mlflow_cc.comparison import load_layer_set
+    from dash_app.comparison import load_layer_set
 
     client = MlflowClient(uri)
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc.reader import PAGE_SIZE
+from mlflow_cc.read.reader import PAGE_SIZE
 
 
 def floor_fetch(client: MlflowClient, exp_id: str) -> int:

@@ -29,6 +29,7 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 from mlflow.tracking import MlflowClient
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 EXPERIMENT = "overview-benchmark"
@@ -46,8 +47,8 @@ MAP_PAINTED = """() => {
 
 
 def build_store(store: Path, n: int) -> str:
-    from mlflow_cc.synthetic import build_random_forest
-    from mlflow_cc.tracking import set_metric_info
+    from mlflow_cc.track.tracking import set_metric_info
+    from testing.synthetic import build_random_forest
 
     uri = f"sqlite:///{store / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -71,9 +72,9 @@ def server_side(uri: str) -> dict[str, float]:
     from dash_app.figures.hover import hover_texts
     from dash_app.figures.overview import overview_figures
     from dash_app.state import empty_state
+    from mlflow_cc.analysis.selection import explain_selection
     from mlflow_cc.metric_info import info_for
-    from mlflow_cc.reader import ExperimentReader
-    from mlflow_cc.selection_vars import explain_selection
+    from mlflow_cc.read.reader import ExperimentReader
 
     reader = ExperimentReader(EXPERIMENT, uri)
     t = time.perf_counter()
@@ -108,7 +109,7 @@ def browser_side(uri: str) -> dict[str, float]:
     from browser import launch, serve
 
     from dash_app.app import create_app
-    from mlflow_cc.reader import ExperimentReader
+    from mlflow_cc.read.reader import ExperimentReader
 
     reader = ExperimentReader(EXPERIMENT, uri)
     reader.forest()  # warmed, as the paper's server has its JSON

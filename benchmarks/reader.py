@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from floor import floor_fetch
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc.reader import ExperimentReader
-from mlflow_cc.synthetic import build_random_forest
+from mlflow_cc.read.reader import ExperimentReader
+from testing.synthetic import build_random_forest
 
 
 def main() -> None:

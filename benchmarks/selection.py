@@ -1,6 +1,6 @@
 """Selection Details time: explain 300 selected models of a 5,000-model forest (in memory).
 
-The forest has the shape of ``mlflow_cc.synthetic.build_random_forest`` (4 base models,
+The forest has the shape of ``testing.synthetic.build_random_forest`` (4 base models,
 prune/quantize/finetune/calibrate with parameters, depth up to 6, parents drawn from the
 last 200 models) but is built as ModelNodes, without a store. Three selections of 300:
 random models (the hard case: many variables, Refine), whole subtrees, and one
@@ -15,37 +15,14 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from mlflow_cc.lineage import Forest, ModelNode, build_forest
-from mlflow_cc.selection_vars import explain_selection
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's testing/ package
 
-
-def random_forest(n: int, *, max_depth: int = 6, roots: int = 4, seed: int = 0) -> Forest:
-    """``n`` models in the shape build_random_forest writes to a store."""
-    rng = random.Random(seed)
-    ops: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("prune", lambda: {"method": rng.choice(["global_magnitude", "global_gradient"]),
-                           "sparsity": rng.choice([0.3, 0.5, 0.7, 0.9])}),
-        ("quantize", lambda: {"bits": rng.choice([8, 4])}),
-        ("finetune", lambda: {"epochs": rng.choice([1, 2, 4])}),
-        ("calibrate", lambda: {"batches": rng.choice([4, 8])})]
-    nodes: list[ModelNode] = []
-    depth: dict[str, int] = {}
-    for i in range(n):
-        rid = f"run{i:05d}"
-        if i < roots:
-            nodes.append(ModelNode(rid, f"model-{i}", "1", start_time=i))
-            depth[rid] = 0
-            continue
-        candidates = [m.run_id for m in nodes[-200:] if depth[m.run_id] < max_depth]
-        parent = rng.choice(candidates or [m.run_id for m in nodes[:roots]])
-        op, params = rng.choice(ops)
-        nodes.append(ModelNode(rid, f"model-{i}", "1", declared_parent_id=parent, operation=op,
-                               op_params=params(), start_time=i))
-        depth[rid] = depth[parent] + 1
-    return build_forest(nodes)
+from mlflow_cc.analysis.selection import explain_selection
+from mlflow_cc.read.lineage import Forest
+from testing.synthetic import random_forest
 
 
 def time_ms(forest: Forest, selected: list[str], repeats: int = 5) -> tuple[float, dict[str, Any]]:

@@ -38,14 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from floor import floor_fetch
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc.reader import ExperimentReader
-from mlflow_cc.snapshot import SnapshotStore
+from mlflow_cc.read.reader import ExperimentReader
+from mlflow_cc.read.snapshot import SnapshotStore
 
 EXPERIMENT = "team-bench"
 
 
 def _build_part(args: tuple[str, str, int, int]) -> int:
-    from mlflow_cc.synthetic import build_random_forest
+    from testing.synthetic import build_random_forest
 
     uri, exp_id, n, seed = args
     return len(build_random_forest(MlflowClient(uri), exp_id, n, max_depth=6, seed=seed))
@@ -55,7 +55,7 @@ def build_database(runs: int) -> str:
     """A fresh PostgreSQL database with ``runs`` model runs in ``team-bench``; its URI."""
     import psycopg2
 
-    from mlflow_cc.local_server import create_postgres_database
+    from testing.local_server import create_postgres_database
 
     name, uri = create_postgres_database("mlflowcc_bench")
     conn = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
@@ -73,8 +73,8 @@ def build_database(runs: int) -> str:
 
 
 def measure_writers(url: str, writers: int, models: int) -> dict[str, int]:
-    from mlflow_cc.concurrent_writers import run_writers
-    from mlflow_cc.tracking import log_base_model
+    from mlflow_cc.track.tracking import log_base_model
+    from testing.concurrent_writers import run_writers
 
     name = f"team-writers-{uuid.uuid4().hex[:6]}"
     with log_base_model("base", experiment=name, tracking_uri=url) as base:
@@ -99,7 +99,7 @@ def reopen_child(url: str, experiment: str, snapshot_dir: str) -> None:
 
 
 def measure_reading(url: str, backend_uri: str, repeats: int) -> dict[str, float]:
-    from mlflow_cc.synthetic import build_random_forest
+    from testing.synthetic import build_random_forest
 
     client = MlflowClient(url)
     exp_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
@@ -149,7 +149,7 @@ def main() -> None:
     if args.reopen_child:
         reopen_child(*args.reopen_child)
         return
-    from mlflow_cc.local_server import start_mlflow_server
+    from testing.local_server import start_mlflow_server
 
     backend_uri = args.backend_uri or build_database(args.runs)
     with tempfile.TemporaryDirectory() as work:

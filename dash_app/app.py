@@ -15,7 +15,7 @@ from dash import Dash, dcc, html
 
 from dash_app.source import DataSource, ReaderFactory
 from dash_app.views import comparison, overview
-from mlflow_cc.reader import ExperimentReader
+from mlflow_cc.read.reader import ExperimentReader
 
 VIEWS: list[ModuleType] = [overview, comparison]
 

@@ -2,7 +2,7 @@
 
 Against an ``mlflow server --app-name basic-auth``, :func:`install_auth` puts a login
 form in front of the whole app. The form's password goes to the server in the POST
-body only, is checked against MLflow (:func:`mlflow_cc.user_client.check_credentials`)
+body only, is checked against MLflow (:func:`mlflow_cc.read.user_client.check_credentials`)
 and is kept server-side (:mod:`dash_app.sessions`); the browser gets an HttpOnly,
 SameSite cookie holding a random session id. Each request then runs as its user
 (:func:`current_session`), and the app reads the store with that user's own client,
@@ -21,7 +21,7 @@ import flask
 from dash import Dash
 
 from dash_app.sessions import Session, SessionStore
-from mlflow_cc.user_client import SignInError, check_credentials
+from mlflow_cc.read.user_client import SignInError, check_credentials
 
 COOKIE = "mlflow_cc_session"
 LOGIN_PATH = "/login"

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mlflow_cc.lineage import Forest
+from mlflow_cc.read.lineage import Forest
 
 #: Spreadsheet programs run cells starting with these as formulas.
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from mlflow_cc.artifact_files import cache_dir
+from mlflow_cc.artifacts.files import cache_dir
 
 SECRET_ENV = "MLFLOW_CC_SECRET_KEY"
 #: Sign-ins last this long (seconds) without use; each request extends them.

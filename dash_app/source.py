@@ -8,15 +8,16 @@ replaces whenever a refresh finds a change.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from mlflow_cc.comparison import Comparisons
-from mlflow_cc.flags import FlagBoard
-from mlflow_cc.lineage import Forest
+from cachetools import LRUCache
+
+from dash_app.comparison import Comparisons
 from mlflow_cc.metric_info import MetricInfo
-from mlflow_cc.reader import ExperimentReader, list_experiments
+from mlflow_cc.read.lineage import Forest
+from mlflow_cc.read.reader import ExperimentReader, list_experiments
+from mlflow_cc.track.flags import FlagBoard
 
 ReaderFactory = Callable[[str], ExperimentReader]
 
@@ -36,8 +37,7 @@ class DataSource:
         self._factory = factory
         self._readers: dict[str, ExperimentReader] = {}
         self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[Hashable, ...], Any] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: LRUCache[tuple[Hashable, ...], Any] = LRUCache(maxsize=cache_size)
         self.default_experiment: str | None = None
         if first is not None:
             self._readers[first.experiment_id] = first
@@ -94,23 +94,21 @@ class DataSource:
         """``compute()`` once per (forest object, key)."""
         full = (id(forest), *key)
         with self._lock:
-            if full in self._cache and self._cache[full][0] is forest:
-                self._cache.move_to_end(full)
-                return self._cache[full][1]
+            hit = self._cache.get(full)
+        if hit is not None and hit[0] is forest:
+            return hit[1]
         value = compute()
         with self._lock:
             self._cache[full] = (forest, value)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
         return value
 
     # -- Performance Comparison ------------------------------------------------------
     def comparisons(self, experiment: str | None) -> Comparisons:
-        """Cached behaviour and layer comparisons of the experiment's store (see mlflow_cc.comparison)."""
+        """Cached behaviour and layer comparisons of the experiment's store (see dash_app.comparison)."""
         return self._comparison_pair(experiment)[0]
 
     def flags(self, experiment: str | None) -> FlagBoard:
-        """Review flags of the experiment's runs, read with a short time-to-live (see mlflow_cc.flags)."""
+        """Review flags of the experiment's runs, read with a short time-to-live (see mlflow_cc.track.flags)."""
         return self._comparison_pair(experiment)[1]
 
     def _comparison_pair(self, experiment: str | None) -> tuple[Comparisons, FlagBoard]:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from mlflow_cc.lineage import Forest
+from mlflow_cc.read.lineage import Forest
 
 #: The Performance Comparison's keys (dash_app/views/comparison.py): the app tab, the base, its
 #: own tab; Behaviours rows, metric, relative, sort, filters, drill, flagged-only; Layers show,

@@ -1,7 +1,7 @@
 """The app's status strip: "store unreachable, retrying" and who is signed in.
 
 Every few seconds the browser asks the server whether the tracking store answers
-(:class:`~mlflow_cc.store_health.StoreHealth`); while it does not, a banner says so
+(:class:`~mlflow_cc.read.store_health.StoreHealth`); while it does not, a banner says so
 and that the models shown are those read before. Nothing else on the page changes,
 so the user's selection, filters and tab survive an outage; the banner goes away by
 itself when the store is back.
@@ -14,7 +14,7 @@ from typing import Any
 from dash import Dash, Input, Output, dcc, html
 
 from dash_app.auth import LOGOUT_PATH, current_session
-from mlflow_cc.store_health import StoreHealth
+from mlflow_cc.read.store_health import StoreHealth
 
 CHECK_MS = 2500
 HIDDEN = {"display": "none"}

@@ -3,7 +3,7 @@
 * :class:`ResilientSource` is a :class:`~dash_app.source.DataSource` that, when the
   tracking store stops answering, keeps serving the last forest it read (views keep
   the user's state; no callback fails) and records it in a
-  :class:`~mlflow_cc.store_health.StoreHealth` for the "store unreachable, retrying"
+  :class:`~mlflow_cc.read.store_health.StoreHealth` for the "store unreachable, retrying"
   banner. The next refresh after the store returns brings everything up to date.
 * :class:`UserSources` routes each request to the current user's own
   ResilientSource, whose readers use that user's MLflow client (and snapshots keyed by
@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from cachetools import LRUCache
 from mlflow.tracking import MlflowClient
 
 from dash_app.auth import current_session
 from dash_app.source import DataSource, ReaderFactory
 from mlflow_cc.errors import StoreUnreachableError
-from mlflow_cc.lineage import Forest
-from mlflow_cc.reader import ExperimentReader, list_experiments
-from mlflow_cc.store_health import StoreHealth, is_unreachable
-from mlflow_cc.user_client import client_for_user
+from mlflow_cc.read.lineage import Forest
+from mlflow_cc.read.reader import ExperimentReader, list_experiments
+from mlflow_cc.read.store_health import StoreHealth, is_unreachable
+from mlflow_cc.read.user_client import client_for_user
 
 
 class ResilientSource(DataSource):
@@ -108,7 +108,7 @@ class UserSources:
         self._snapshot = snapshot
         self._max_users = max_users
         self._lock = threading.Lock()
-        self._sources: OrderedDict[str, ResilientSource] = OrderedDict()
+        self._sources: LRUCache[str, ResilientSource] = LRUCache(maxsize=max_users)
 
     def for_current_user(self) -> ResilientSource:
         session = current_session()
@@ -123,9 +123,6 @@ class UserSources:
                 factory = _user_factory(client, self._snapshot)
                 source = ResilientSource(factory, client, self.health, self._ui_url)
                 self._sources[key] = source
-                while len(self._sources) > self._max_users:
-                    self._sources.popitem(last=False)
-            self._sources.move_to_end(key)
             return source
 
     @property

@@ -5,7 +5,7 @@ Configured by environment variables (:mod:`dash_app.serving`): ``MLFLOW_TRACKING
 ``MLFLOW_CC_EXPERIMENT``, ``MLFLOW_CC_MLFLOW_UI_URL``, ``MLFLOW_CC_REFRESH_MS``,
 ``MLFLOW_CC_CACHE_DIR`` (reader snapshots and sessions, shared by the workers) and
 ``MLFLOW_CC_SECRET_KEY``. The app's MLflow HTTP requests get short timeouts and one
-retry (:func:`mlflow_cc.store_health.configure_app_http`), so a tracking server that
+retry (:func:`mlflow_cc.read.store_health.configure_app_http`), so a tracking server that
 goes away shows as "store unreachable, retrying" within seconds.
 """
 
@@ -23,8 +23,8 @@ from dash_app.auth import install_auth
 from dash_app.serving import Settings
 from dash_app.sessions import SessionStore
 from dash_app.team_source import ResilientSource, UserSources
-from mlflow_cc.reader import ExperimentReader
-from mlflow_cc.store_health import StoreHealth, configure_app_http
+from mlflow_cc.read.reader import ExperimentReader
+from mlflow_cc.read.store_health import StoreHealth, configure_app_http
 
 
 def build_app(settings: Settings | None = None, *, sessions: SessionStore | None = None,

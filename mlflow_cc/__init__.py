@@ -7,11 +7,16 @@ Read side: :class:`ExperimentReader` builds the provenance :class:`Forest`.
 from __future__ import annotations
 
 from mlflow_cc.errors import ArtifactError, LineageError, MlflowCCError, OperationError
-from mlflow_cc.lineage import Forest, LineageWarning, ModelNode, build_forest
 from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.notebook import show
-from mlflow_cc.reader import ExperimentReader
-from mlflow_cc.tracking import ModelRun, derive_model, log_base_model, set_metric_info
+from mlflow_cc.read.lineage import Forest, LineageWarning, ModelNode, build_forest
+from mlflow_cc.read.reader import ExperimentReader
+from mlflow_cc.track.tracking import (
+    ModelRun,
+    derive_model,
+    log_base_model,
+    set_metric_info,
+)
 
 __version__ = "0.1.0"
 

@@ -21,8 +21,8 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def tree(experiment: str, tracking_uri: str | None, as_json: bool) -> None:
     """Print an experiment's provenance forest, one model a line."""
-    from mlflow_cc.reader import ExperimentReader
-    from mlflow_cc.tree_text import forest_lines
+    from mlflow_cc.read.reader import ExperimentReader
+    from mlflow_cc.read.tree_text import forest_lines
 
     try:
         reader = ExperimentReader(experiment, tracking_uri)
@@ -44,7 +44,7 @@ def tree(experiment: str, tracking_uri: str | None, as_json: bool) -> None:
 @click.option("--only", multiple=True, help="Build only these case studies (by name).")
 def demo(tracking_uri: str | None, only: tuple[str, ...]) -> None:
     """Build the example experiments into the store (skipping those already there)."""
-    from mlflow_cc.demo import build_demo
+    from mlflow_cc.studies.demo import build_demo
 
     for name, status in build_demo(tracking_uri, only=only or None):
         click.echo(f"{name}: {status}")
@@ -75,7 +75,7 @@ def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, m
         gunicorn_env,
     )
     from dash_app.wsgi import build_app
-    from mlflow_cc.reader import list_experiments
+    from mlflow_cc.read.reader import list_experiments
 
     auth = auth or Settings.from_env().auth
     allow_remote = allow_remote or Settings.from_env().allow_remote

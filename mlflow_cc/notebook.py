@@ -16,7 +16,7 @@ def show(experiment: str | None = None, tracking_uri: str | None = None, *, port
 
     from dash_app.app import create_app
     from mlflow_cc.errors import MlflowCCError
-    from mlflow_cc.reader import list_experiments
+    from mlflow_cc.read.reader import list_experiments
 
     if experiment is None:
         exps = list_experiments(MlflowClient(tracking_uri))

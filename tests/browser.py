@@ -10,7 +10,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from mlflow_cc.local_server import free_port
+from testing.local_server import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc.artifact_io import log_dataset, log_layers, log_outputs, summarize_tensor
-from mlflow_cc.tracking import derive_model, log_base_model
+from mlflow_cc.artifacts import log_dataset, log_layers, log_outputs, summarize_tensor
+from mlflow_cc.track.tracking import derive_model, log_base_model
 
 CLASSES = [f"class {i}" for i in range(10)]
 

@@ -13,7 +13,7 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-from mlflow_cc.local_server import (
+from testing.local_server import (
     MlflowServer,
     create_postgres_database,
     drop_postgres_database,

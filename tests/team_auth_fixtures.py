@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_cc.local_server import (
+from mlflow_cc.read.user_client import client_for_user
+from testing.local_server import (
     MlflowServer,
     create_postgres_database,
     drop_postgres_database,
 )
-from mlflow_cc.user_client import client_for_user
 
 ADMIN_PW = "admin-password-1"
 ALICE = ("alice", "alice-password-1")
@@ -37,7 +37,7 @@ def auth_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStore]:
     """Use as a module-scoped fixture body (``yield from auth_store(...)``)."""
     import flask_wtf  # noqa: F401 - MLflow's basic-auth app needs mlflow[auth]; fail loudly without it
 
-    from mlflow_cc.auth_server import AuthAdmin, start_basic_auth_server
+    from testing.auth_server import AuthAdmin, start_basic_auth_server
 
     name, uri = create_postgres_database("mlflowcc_auth")
     work: Path = tmp_path_factory.mktemp("auth-server")

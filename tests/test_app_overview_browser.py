@@ -16,9 +16,9 @@ from browser import Browser, ServedApp, serve
 
 from dash_app.app import create_app
 from dash_app.state import parse_query
-from mlflow_cc.reader import ExperimentReader
-from mlflow_cc.synthetic import build_study_shape
-from mlflow_cc.tracking import derive_model
+from mlflow_cc.read.reader import ExperimentReader
+from mlflow_cc.track.tracking import derive_model
+from testing.synthetic import build_study_shape
 
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 EXPERIMENT = "overview-browser"

@@ -13,11 +13,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from mlflow_cc import artifact_io as aio
+from mlflow_cc import artifacts as aio
 from mlflow_cc import contract
-from mlflow_cc.artifact_files import CACHE_DIR_ENV, MAX_MB_ENV
+from mlflow_cc.artifacts.files import CACHE_DIR_ENV, MAX_MB_ENV
 from mlflow_cc.errors import ArtifactError
-from mlflow_cc.local_server import MlflowServer
+from testing.local_server import MlflowServer
 
 IDS = ["a", "b", "c", "d"]
 LOGITS = np.array([[2.0, 0.0, -1.0], [0.1, 0.3, 0.2], [-1.0, -2.0, 5.0], [0.0, 0.0, 1.0]])

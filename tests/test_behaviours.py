@@ -11,10 +11,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc import artifact_io as aio
-from mlflow_cc import behaviours as bh
-from mlflow_cc.artifact_io import Outputs
-from mlflow_cc.behaviours import column, compare_behaviours, page
+from mlflow_cc import artifacts as aio
+from mlflow_cc.analysis import behaviours as bh
+from mlflow_cc.analysis.behaviour_runs import compare_behaviour_runs
+from mlflow_cc.analysis.behaviours import column, compare_behaviours, page
+from mlflow_cc.artifacts import Outputs
 from mlflow_cc.errors import ArtifactError
 
 LN3 = math.log(3.0)
@@ -213,7 +214,7 @@ def test_from_logged_outputs_in_a_real_store(sqlite_uri: str, tmp_path: Path) ->
         aio.log_outputs(runs[name], IDS, logits, LABELS, predictions=np.array(preds), dataset="toy",
                         dataset_run_id=ds, client=client)
     (Path(client.get_run(runs["broken"]).info.artifact_uri) / "mlflow_cc/outputs.parquet").write_bytes(b"PAR1")
-    result = bh.compare_behaviour_runs(client, runs["base"], [runs["base"], runs["pruned"], runs["none"],
+    result = compare_behaviour_runs(client, runs["base"], [runs["base"], runs["pruned"], runs["none"],
                                                               runs["broken"]])
     assert result.models == [runs["base"], runs["pruned"]]
     assert result.unavailable == {runs["none"]: "not logged", runs["broken"]: "unreadable"}
@@ -224,4 +225,4 @@ def test_from_logged_outputs_in_a_real_store(sqlite_uri: str, tmp_path: Path) ->
     assert _col(result, "kl", runs["pruned"])[3] == pytest.approx(0.5 * LN3, rel=1e-6)
     assert result.instance_table(relative=True) is result.instance_table(relative=True)  # cached for paging
     with pytest.raises(ArtifactError):
-        bh.compare_behaviour_runs(client, runs["none"], [runs["base"]])
+        compare_behaviour_runs(client, runs["none"], [runs["base"]])

@@ -25,8 +25,8 @@ from mlflow.tracking import MlflowClient
 
 from dash_app.app import create_app
 from mlflow_cc import contract
-from mlflow_cc.artifact_io import load_outputs
-from mlflow_cc.reader import ExperimentReader
+from mlflow_cc.artifacts import load_outputs
+from mlflow_cc.read.reader import ExperimentReader
 
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 SYNTHETIC = "comparison-12"

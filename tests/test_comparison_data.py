@@ -10,24 +10,24 @@ import pytest
 from comparison_fixtures import log_models
 from mlflow.tracking import MlflowClient
 
-from dash_app.figures import behaviours as bfig
-from dash_app.figures import layers as lfig
-from mlflow_cc import contract
-from mlflow_cc.comparison import (
+from dash_app.comparison import (
     Comparisons,
     Drill,
     default_base,
     load_behaviour_set,
     load_layer_set,
 )
-from mlflow_cc.flags import (
+from dash_app.figures import behaviours as bfig
+from dash_app.figures import layers as lfig
+from mlflow_cc import contract
+from mlflow_cc.read.reader import ExperimentReader
+from mlflow_cc.track.flags import (
     FlagBoard,
     add_flag,
     instance_target,
     parse_flags,
     read_flags,
 )
-from mlflow_cc.reader import ExperimentReader
 
 
 @pytest.fixture
@@ -164,8 +164,8 @@ def test_shape_differs_is_shown_not_raised(logged, sqlite_uri: str) -> None:
     import pandas as pd
     from comparison_fixtures import layer_arrays
 
-    from mlflow_cc.artifact_io import log_layers, summarize_tensor
-    from mlflow_cc.tracking import derive_model
+    from mlflow_cc.artifacts import log_layers, summarize_tensor
+    from mlflow_cc.track.tracking import derive_model
 
     weights = layer_arrays(np.random.default_rng(5))
     weights["head.weight"] = weights["head.weight"][:6]  # structured pruning: 4 output rows removed

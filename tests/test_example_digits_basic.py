@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_cc.reader import ExperimentReader
+from mlflow_cc.read.reader import ExperimentReader
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits_basic.py"
 

@@ -15,11 +15,11 @@ from dash_app.figures.model_map import map_figure
 from dash_app.figures.overview import front_ids, overview_figures
 from dash_app.selection_table import selection_csv
 from dash_app.state import empty_state, excluded_ids, grow, parse_query, pick, to_query
-from mlflow_cc.lineage import Forest, ModelNode, build_forest
-from mlflow_cc.map_layout import layout_forest
+from mlflow_cc.analysis.map_layout import layout_forest
+from mlflow_cc.analysis.selection import explain_selection
 from mlflow_cc.metric_info import MetricInfo
-from mlflow_cc.selection_vars import explain_selection
-from mlflow_cc.synthetic import STUDY_SPECS
+from mlflow_cc.read.lineage import Forest, ModelNode, build_forest
+from testing.synthetic import STUDY_SPECS
 
 INFOS = {"accuracy": MetricInfo("accuracy", "max", "", ".1%", True),
          "size_bytes": MetricInfo("size_bytes", "min", "B", "bytes", False),

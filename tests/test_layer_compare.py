@@ -11,10 +11,14 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc import artifact_io as aio
+from mlflow_cc import artifacts as aio
 from mlflow_cc import contract
-from mlflow_cc import layer_compare as lc
-from mlflow_cc.layer_compare import ArraySource, compare_layer_runs, compare_layers
+from mlflow_cc.analysis import layer_compare as lc
+from mlflow_cc.analysis.layer_compare import (
+    ArraySource,
+    compare_layer_runs,
+    compare_layers,
+)
 
 BASE = np.array([1, 1, 1, 1, 1, 2, 0, 0], dtype=np.float32)
 MODEL = np.array([1, 1.005, 1.05, 1.2, 3, 0, 0, 0.5], dtype=np.float32)

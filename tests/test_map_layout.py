@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
-from mlflow_cc.lineage import Forest, ModelNode, build_forest
-from mlflow_cc.map_layout import layout_forest, operation_keys, param_sort_key
+from mlflow_cc.analysis.map_layout import layout_forest, operation_keys, param_sort_key
+from mlflow_cc.read.lineage import Forest, ModelNode, build_forest
+from testing.synthetic import random_forest
 
 
 def node(rid: str, parent: str | None = None, op: str | None = None, t: int = 0,
@@ -99,19 +99,6 @@ def test_conflicting_operation_orders_do_not_break_layout() -> None:
     assert set(lay.x) == set(f.nodes)
     assert len({c.label for c in lay.columns}) == len(lay.columns)
     assert all(lay.x[p] < lay.x[c] for p, c in lay.edges)
-
-
-def random_forest(n: int, seed: int = 0) -> Forest:
-    rng = random.Random(seed)
-    ops = ["prune", "quantize", "finetune", "calibrate"]
-    nodes = [node(f"r{i}", t=i) for i in range(4)]
-    depth = {f"r{i}": 0 for i in range(4)}
-    for i in range(4, n):
-        parent = rng.choice([x.run_id for x in nodes[-200:] if depth[x.run_id] < 6] or ["r0"])
-        rid = f"m{i}"
-        nodes.append(node(rid, parent, rng.choice(ops), i, sparsity=rng.choice([0.3, 0.5])))
-        depth[rid] = depth[parent] + 1
-    return build_forest(nodes)
 
 
 def test_layout_of_5000_models_is_fast() -> None:

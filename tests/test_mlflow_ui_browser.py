@@ -6,8 +6,8 @@ from pathlib import Path
 
 import mlflow
 
-from mlflow_cc.local_server import MlflowServer
-from mlflow_cc.synthetic import build_study_shape
+from testing.local_server import MlflowServer
+from testing.synthetic import build_study_shape
 
 
 def test_runs_are_nested_in_mlflow_ui(mlflow_server: MlflowServer, browser, screenshot_dir: Path,

@@ -8,8 +8,8 @@ import sys
 import time
 import urllib.request
 
-from mlflow_cc.local_server import free_port
-from mlflow_cc.synthetic import build_study_shape
+from testing.local_server import free_port
+from testing.synthetic import build_study_shape
 
 
 def test_show_serves_the_app_on_loopback(sqlite_uri: str) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from mlflow_cc.pareto import dominators, pareto_front
+from mlflow_cc.analysis.pareto import dominators, pareto_front
 
 
 def brute_front(points: list[tuple[str, Any, Any]], x_max: bool, y_max: bool) -> set[str]:

@@ -12,8 +12,8 @@ from mlflow.tracking import MlflowClient
 
 import mlflow_cc as cc
 from mlflow_cc import contract
-from mlflow_cc.reader import ExperimentReader
-from mlflow_cc.synthetic import STUDY_SPECS, build_study_shape
+from mlflow_cc.read.reader import ExperimentReader
+from testing.synthetic import STUDY_SPECS, build_study_shape
 
 
 def test_study_shape_rebuilt_exactly(store_uri: str, experiment_name: str) -> None:

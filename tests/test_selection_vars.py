@@ -8,15 +8,11 @@ from typing import Any
 
 import pytest
 
-from mlflow_cc import selection_vars
-from mlflow_cc.lineage import Forest, ModelNode, build_forest
-from mlflow_cc.selection_vars import (
-    Explanation,
-    _CutTree,
-    _Search,
-    explain_selection,
-    refine,
-)
+from mlflow_cc.analysis.selection import Explanation, explain_selection, refine
+from mlflow_cc.analysis.selection import search as selection_search
+from mlflow_cc.analysis.selection.cut_tree import _CutTree
+from mlflow_cc.analysis.selection.search import _Search
+from mlflow_cc.read.lineage import Forest, ModelNode, build_forest
 
 Row = tuple[str, str | None, str | None, dict[str, Any]]
 
@@ -29,7 +25,7 @@ def forest_of(rows: list[Row]) -> Forest:
 
 
 def study_rows() -> list[Row]:
-    """The paper's first study task in miniature (the shape of mlflow_cc.synthetic.STUDY_SPECS,
+    """The paper's first study task in miniature (the shape of testing.synthetic.STUDY_SPECS,
     copied so these tests do not move when the case-study fixtures do)."""
     q8 = {"bits": 8, "method": "dynamic"}
     rows: list[Row] = [("base", None, None, {}), ("q8", "base", "quantize", q8)]
@@ -261,7 +257,7 @@ def test_search_finds_the_cheapest_walk(seed: int, monkeypatch: pytest.MonkeyPat
     best = exact._solve(start, 0)
     assert best == brute_cost(_Search(tree), start)
     # With no budget at all the greedy walk is complete, and never cheaper.
-    monkeypatch.setattr(selection_vars, "SEARCH_BUDGET", -1)
+    monkeypatch.setattr(selection_search, "SEARCH_BUDGET", -1)
     greedy = _Search(tree)
     assert greedy._solve(start, 0) >= best
     assert greedy.best_walk()

@@ -11,15 +11,15 @@ from mlflow.tracking import MlflowClient
 from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 from mlflow_cc import contract
-from mlflow_cc.artifact_io import (
+from mlflow_cc.artifacts import (
     load_dataset,
     load_layer_summary,
     load_outputs,
     open_tensors,
 )
-from mlflow_cc.demo import build_demo
-from mlflow_cc.reader import ExperimentReader
+from mlflow_cc.read.reader import ExperimentReader
 from mlflow_cc.studies import transformer_repair
+from mlflow_cc.studies.demo import build_demo
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -18,8 +18,8 @@ from mlflow.tracking import MlflowClient
 import mlflow_cc as cc
 from dash_app.serving import Settings, gunicorn_env
 from dash_app.wsgi import build_app
-from mlflow_cc.local_server import MlflowServer, free_port, wait_healthy
-from mlflow_cc.synthetic import build_random_forest
+from testing.local_server import MlflowServer, free_port, wait_healthy
+from testing.synthetic import build_random_forest
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from team_auth_fixtures import ADMIN_PW, ALICE, BOB, AuthStore, auth_store
 
 from mlflow_cc import contract
 from mlflow_cc.errors import MlflowCCError
-from mlflow_cc.flags import add_flag
-from mlflow_cc.reader import ExperimentReader, list_experiments
-from mlflow_cc.snapshot import SnapshotStore
-from mlflow_cc.user_client import SignInError, check_credentials, client_for_user
+from mlflow_cc.read.reader import ExperimentReader, list_experiments
+from mlflow_cc.read.snapshot import SnapshotStore
+from mlflow_cc.read.user_client import SignInError, check_credentials, client_for_user
+from mlflow_cc.track.flags import add_flag
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_parent_in_an_unreadable_experiment_is_reported(store: AuthStore) -> Non
 
 
 def test_snapshots_never_cross_users_and_die_with_access(store: AuthStore, tmp_path: Path) -> None:
-    from mlflow_cc.auth_server import AuthAdmin
+    from testing.auth_server import AuthAdmin
 
     snapshots = SnapshotStore(tmp_path / "snapshots")
     admin_api = AuthAdmin(store.url, ADMIN_PW)

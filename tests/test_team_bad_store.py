@@ -12,8 +12,7 @@ from mlflow.tracking import MlflowClient
 
 import mlflow_cc as cc
 from mlflow_cc import contract
-from mlflow_cc.artifact_files import artifact_path, safe_artifact_path
-from mlflow_cc.artifact_io import (
+from mlflow_cc.artifacts import (
     load_dataset,
     load_layer_summary,
     load_outputs,
@@ -22,9 +21,10 @@ from mlflow_cc.artifact_io import (
     open_tensors,
     summarize_tensor,
 )
+from mlflow_cc.artifacts.files import artifact_path, safe_artifact_path
 from mlflow_cc.errors import ArtifactError
-from mlflow_cc.local_server import MlflowServer
-from mlflow_cc.reader import ExperimentReader
+from mlflow_cc.read.reader import ExperimentReader
+from testing.local_server import MlflowServer
 
 
 def _log_model(uri: str, parent: cc.ModelRun, name: str) -> cc.ModelRun:

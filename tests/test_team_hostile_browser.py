@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from dash_app.app import create_app
 from mlflow_cc import contract
-from mlflow_cc.artifact_io import log_dataset, log_outputs
-from mlflow_cc.reader import ExperimentReader
+from mlflow_cc.artifacts import log_dataset, log_outputs
+from mlflow_cc.read.reader import ExperimentReader
 
 #: Each payload sets window.__pwned if it ever runs as code or markup.
 IMG = '<img src=x onerror="window.__pwned=(window.__pwned||0)+1">'

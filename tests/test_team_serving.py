@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from dash_app.serving import UnsafeBindError, check_bind, gunicorn_env, is_loopback
 from dash_app.sessions import SessionStore
 from mlflow_cc.cli import main as cli
-from mlflow_cc.local_server import free_port
+from testing.local_server import free_port
 
 
 @pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.3.4.5", True), ("::1", True),

@@ -11,10 +11,10 @@ from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
 from mlflow.tracking import MlflowClient
 
 import mlflow_cc as cc
-from mlflow_cc.local_server import MlflowServer
-from mlflow_cc.reader import ExperimentReader
-from mlflow_cc.snapshot import SNAPSHOT_VERSION, SnapshotStore, node_record
-from mlflow_cc.synthetic import build_study_shape
+from mlflow_cc.read.reader import ExperimentReader
+from mlflow_cc.read.snapshot import SNAPSHOT_VERSION, SnapshotStore, node_record
+from testing.local_server import MlflowServer
+from testing.synthetic import build_study_shape
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_snapshot_over_http_reopens_with_one_refresh(postgres_server: MlflowServ
                                                      experiment_name: str) -> None:
     client = MlflowClient(postgres_server.url)
     exp = client.create_experiment(experiment_name)
-    from mlflow_cc.synthetic import build_random_forest
+    from testing.synthetic import build_random_forest
 
     build_random_forest(client, exp, 60, seed=3)
     store = SnapshotStore(tmp_path / "snapshots")

@@ -12,12 +12,12 @@ from safetensors.numpy import load_file
 
 import mlflow_cc as cc
 from mlflow_cc import contract
-from mlflow_cc.artifact_io import load_outputs, log_outputs, open_tensors
-from mlflow_cc.concurrent_writers import TENSORS, expected_arrays, run_writers
+from mlflow_cc.artifacts import load_outputs, log_outputs, open_tensors
 from mlflow_cc.errors import ArtifactError
-from mlflow_cc.fault_proxy import FaultProxy
-from mlflow_cc.local_server import MlflowServer
-from mlflow_cc.reader import ExperimentReader
+from mlflow_cc.read.reader import ExperimentReader
+from testing.concurrent_writers import TENSORS, expected_arrays, run_writers
+from testing.fault_proxy import FaultProxy
+from testing.local_server import MlflowServer
 
 WRITERS, MODELS_EACH = 8, 25
 #: Writers retry quickly in tests (MLflow's defaults wait up to minutes, right for real servers).

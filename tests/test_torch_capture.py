@@ -12,7 +12,7 @@ from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 import mlflow_cc as cc
 from mlflow_cc import contract
-from mlflow_cc.artifact_io import (
+from mlflow_cc.artifacts import (
     load_dataset,
     load_layer_summary,
     load_outputs,

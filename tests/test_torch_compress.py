@@ -13,7 +13,7 @@ from torch import nn
 from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 from mlflow_cc import contract
-from mlflow_cc.artifact_io import load_layer_summary, load_outputs, open_tensors
+from mlflow_cc.artifacts import load_layer_summary, load_outputs, open_tensors
 from mlflow_cc.errors import OperationError
 from mlflow_cc.studies.sentence_data import embed, load_minilm, tokenize
 from mlflow_cc.torch import (

@@ -76,7 +76,7 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, 
 
     ``models``: per model (base first) ``name``, ``run_id``; ``summaries``: per model
     the dataset-wide ``value``, histogram ``counts`` and ``missing`` reason (see
-    :meth:`mlflow_cc.comparison.BehaviourSet.summaries`).
+    :meth:`dash_app.comparison.BehaviourSet.summaries`).
     """
     number_filter = {"filter": "agNumberColumnFilter",
                      "filterParams": {"filterOptions": ["greaterThan", "lessThan", "inRange", "equals", "notEqual"],
@@ -175,7 +175,7 @@ _NUMBER_OPS = {"greaterThan": ">", "greaterThanOrEqual": ">=", "lessThan": "<", 
 
 
 def filter_spec(filter_model: Mapping[str, Any] | None) -> list[tuple[str, str, Any]]:
-    """AG Grid's ``filterModel`` as ``(column, op, value)`` filters for :func:`mlflow_cc.behaviours.page`.
+    """AG Grid's ``filterModel`` as ``(column, op, value)`` filters for :func:`mlflow_cc.analysis.behaviours.page`.
 
     Number filters (one condition; ``inRange`` gives two) and text ``contains`` /
     ``equals``; anything else is ignored.

@@ -9,8 +9,8 @@ from typing import Any
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import COLORSCALE, escape
-from mlflow_cc.lineage import Forest
 from mlflow_cc.metric_info import MetricInfo
+from mlflow_cc.read.lineage import Forest
 
 #: Qualitative colours for the second variable.
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from plotly.colors import sample_colorscale
 
-from mlflow_cc.lineage import Forest, ModelNode
 from mlflow_cc.metric_info import MetricInfo, info_for
+from mlflow_cc.read.lineage import Forest, ModelNode
 
 #: Light (worse) to dark (better), close to the paper's grey-to-black map.
 COLORSCALE: list[list[float | str]] = [[0.0, "#e4e7ec"], [0.35, "#9db3cf"], [0.7, "#3f6aa1"],

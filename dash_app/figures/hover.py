@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from dash_app.figures.encoding import escape
-from mlflow_cc.lineage import Forest, ModelNode
 from mlflow_cc.metric_info import MetricInfo, info_for
+from mlflow_cc.read.lineage import Forest, ModelNode
 
 
 def metric_order(forest: Forest, infos: Mapping[str, MetricInfo]) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from mlflow_cc.layer_compare import CHANGE_BUCKETS, CHANGE_THRESHOLDS
+from mlflow_cc.analysis.layer_compare import CHANGE_BUCKETS, CHANGE_THRESHOLDS
 
 #: Colours of the change buckets (the same list is in assets/comparison.js).
 BUCKET_COLORS = ("#c6dbef", "#fdd49e", "#fc8d59", "#d7301f", "#54278f", "#bdbdbd")

@@ -27,9 +27,9 @@ from dash_app.figures.encoding import (
     colorscale_for,
     escape,
 )
-from mlflow_cc.lineage import Forest
-from mlflow_cc.map_layout import MapLayout
+from mlflow_cc.analysis.map_layout import MapLayout
 from mlflow_cc.metric_info import MetricInfo, info_for
+from mlflow_cc.read.lineage import Forest
 
 COLOR_BINS = 12
 #: Half edge width, in rows, for the smallest and largest size metric.

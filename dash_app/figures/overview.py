@@ -15,10 +15,10 @@ from dash_app.figures.hover import hover_texts
 from dash_app.figures.model_map import map_figure
 from dash_app.figures.scatter import FULL_HOVER_MAX, scatter_figure
 from dash_app.state import excluded_ids
-from mlflow_cc.lineage import Forest
-from mlflow_cc.map_layout import DEFAULT_BUDGET, MapLayout, layout_forest
+from mlflow_cc.analysis.map_layout import DEFAULT_BUDGET, MapLayout, layout_forest
+from mlflow_cc.analysis.pareto import pareto_front
 from mlflow_cc.metric_info import MetricInfo, info_for
-from mlflow_cc.pareto import pareto_front
+from mlflow_cc.read.lineage import Forest
 
 #: A selection this small is always made visible (e.g. one model opened from an MLflow link);
 #: a bigger one (all descendants of a root) would defeat the collapsing.

@@ -8,8 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import SELECT_COLOR, Encoding, colors_for, escape
-from mlflow_cc.lineage import Forest
 from mlflow_cc.metric_info import MetricInfo, info_for
+from mlflow_cc.read.lineage import Forest
 
 FRONT_COLOR = "#d62728"
 #: Above this many models the scatterplot's tooltips are short (name, operation, x, y):

@@ -14,11 +14,12 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
+from dash_app.comparison import default_base, ordered_models
 from dash_app.figures.behaviours import short_names
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
 from dash_app.views import behaviours, layers
-from mlflow_cc.comparison import default_base, ordered_models
+from dash_app.views.prologue import require_ready
 
 TITLE = "Performance Comparison"
 TAB_VALUE = __name__
@@ -70,8 +71,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                   Output("cmp-models", "children"),
                   Input("ov-state", "data"), State("cmp-ctx", "data"))
     def on_state(state: dict[str, Any] | None, current: dict[str, Any] | None) -> tuple[Any, ...]:
-        if not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state)
         new = context(source, state)
         if new == current:
             raise PreventUpdate
@@ -87,8 +87,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                   Input("ov-state", "data"), State("cmp-init", "data"))
     def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
         """Controls from the URL, once per page load."""
-        if done or not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state, not done)
         tab = TAB_VALUE if state.get("tab") == URL_TAB else no_update
         return state.get("ctab") if state.get("ctab") in ("behaviours", "layers") else "behaviours", tab, True
 
@@ -98,8 +97,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     def write(base: str | None, ctab: str | None, app_tab: str | None, state: dict[str, Any] | None,
               done: bool | None) -> dict[str, Any]:
         """User changes of the base and the tabs go into the shared state (and so the URL)."""
-        if not done or not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state, done)
         new = dict(state)
         trig = ctx.triggered_id
         if trig == "cmp-base" and base:

@@ -10,9 +10,10 @@ from dash.exceptions import PreventUpdate
 from dash_app.figures.details import details_figure, value_label
 from dash_app.selection_table import selection_csv, selection_rows
 from dash_app.source import DataSource
-from mlflow_cc.lineage import Forest
+from dash_app.views.prologue import require_ready, view_data
+from mlflow_cc.analysis.selection import Explanation, explain_selection, refine
 from mlflow_cc.metric_info import MetricInfo, info_for
-from mlflow_cc.selection_vars import Explanation, explain_selection, refine
+from mlflow_cc.read.lineage import Forest
 
 MAX_ROWS = 60
 GRAPH_CONFIG = {"displaylogo": False,
@@ -46,10 +47,7 @@ def register(app: Dash, source: DataSource) -> None:
     @app.callback(Output("ov-details", "children"), Input("ov-view", "data"),
                   Input("ov-version", "data"))
     def render(state: dict[str, Any], _v: Any) -> Any:
-        if not state or not state.get("ready"):
-            raise PreventUpdate
-        forest = source.forest(state["experiment"])
-        infos = source.metric_info(state["experiment"])
+        forest, infos = view_data(source, state)
         ids = [r for r in state.get("sel") or [] if r in forest.nodes]
         if not ids:
             return html.P("Select models in the map or the scatterplot: click, shift-click to add, "
@@ -102,8 +100,7 @@ def register(app: Dash, source: DataSource) -> None:
     @app.callback(Output("ov-csv", "data"), Input("ov-csv-btn", "n_clicks"),
                   State("ov-state", "data"), prevent_initial_call=True)
     def download(n: int | None, state: dict[str, Any]) -> Any:
-        if not n or not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state, n)
         forest = source.forest(state["experiment"])
         ids = [r for r in state.get("sel") or [] if r in forest.nodes] or list(forest.nodes)
         links = {r: source.run_url(state["experiment"], r) for r in ids}

@@ -10,8 +10,9 @@ from dash.exceptions import PreventUpdate
 from dash_app import state as st
 from dash_app.figures.filters import histogram_figure
 from dash_app.source import DataSource
-from mlflow_cc.lineage import Forest
+from dash_app.views.prologue import require_ready, view_data
 from mlflow_cc.metric_info import info_for
+from mlflow_cc.read.lineage import Forest
 
 HIST_CONFIG = {"displayModeBar": False}
 BINS = 24
@@ -73,8 +74,7 @@ def register(app: Dash, source: DataSource) -> None:
                   State({"type": "ov-filter-hist", "metric": ALL}, "id"))
     def panels(state: dict[str, Any], ids: list[dict[str, str]]) -> Any:
         """(Re)build the panels only when the set of filtered metrics changes."""
-        if not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state)
         wanted = list((state.get("filters") or {}).keys())
         if wanted == [i["metric"] for i in ids or []]:
             return no_update
@@ -86,10 +86,7 @@ def register(app: Dash, source: DataSource) -> None:
                   Input({"type": "ov-filter-hist", "metric": ALL}, "id"),
                   Input("ov-view", "data"), Input("ov-version", "data"))
     def figures(ids: list[dict[str, str]], state: dict[str, Any], _v: Any) -> tuple[Any, ...]:
-        if not state or not state.get("ready"):
-            raise PreventUpdate
-        forest = source.forest(state["experiment"])
-        infos = source.metric_info(state["experiment"])
+        forest, infos = view_data(source, state)
         flt = state.get("filters") or {}
         figs, ranges = [], []
         for i in ids:
@@ -117,8 +114,7 @@ def register(app: Dash, source: DataSource) -> None:
 
         Brushing drops models outside the budget from the selection (they are unselectable).
         """
-        if not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state)
         trig = ctx.triggered_id
         flt = dict(state.get("filters") or {})
         if trig == "ov-filter-add":

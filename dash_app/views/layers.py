@@ -2,7 +2,7 @@
 
 The tree is expanded and collapsed on the server: the grid receives only the visible rows
 (``rowData``) and a click on a module's name toggles it. Comparisons of large models take
-seconds: they run in a background thread (see :meth:`mlflow_cc.comparison.Comparisons.layers_in_background`)
+seconds: they run in a background thread (see :meth:`dash_app.comparison.Comparisons.layers_in_background`)
 while an interval shows progress.
 """
 
@@ -15,10 +15,11 @@ import dash_ag_grid as dag
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from dash_app.comparison import LayerSet
 from dash_app.figures import layers as fig
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
-from mlflow_cc.comparison import LayerSet
+from dash_app.views.prologue import require_ready
 
 GRID = "cmp-lay-grid"
 
@@ -70,8 +71,7 @@ def register(app: Dash, source: DataSource,
                   Input("ov-state", "data"), State("cmp-lay-init", "data"), prevent_initial_call="initial_duplicate")
     def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
         """Controls from the URL, once per page load (the sort options with them, so the value sticks)."""
-        if done or not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state, not done)
         show = state.get("lshow") if state.get("lshow") in ("sparsity", "weights", "activations") else "weights"
         view = "list" if state.get("lview") == "list" else "tree"
         options = sort_options(context(source, state)["models"])
@@ -84,8 +84,7 @@ def register(app: Dash, source: DataSource,
                   State("ov-state", "data"), State("cmp-lay-init", "data"), prevent_initial_call=True)
     def write(show: str, view: str, sort: str | None, pattern: str | None, opened: list[str] | None,
               state: dict[str, Any] | None, done: bool | None) -> dict[str, Any]:
-        if not done or not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state, done)
         new = dict(state, lshow=show, lview=view, lsort=sort or None, lpat=pattern or None,
                    open=list(opened or []))
         if new == state:

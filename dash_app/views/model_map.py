@@ -12,8 +12,9 @@ from dash_app import state as st
 from dash_app.figures.hover import hover_texts
 from dash_app.figures.overview import map_figure_for, map_layout_for
 from dash_app.source import DataSource
-from mlflow_cc.lineage import Forest
-from mlflow_cc.map_layout import MapLayout
+from dash_app.views.prologue import require_ready
+from mlflow_cc.analysis.map_layout import MapLayout
+from mlflow_cc.read.lineage import Forest
 
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
                 "toImageButtonOptions": {"format": "svg", "filename": "model-map"},
@@ -93,8 +94,7 @@ def register(app: Dash, source: DataSource) -> None:
                   Input("ov-view", "data"), Input("ov-version", "data"), prevent_initial_call=True)
     def render(state: dict[str, Any], version: str | None) -> tuple[Any, str, Any]:
         """Redraw on a change (the page's first map comes with the layout)."""
-        if not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state)
         fig, info = draw(source, state)
         return fig, info, [state, version]
 
@@ -102,8 +102,7 @@ def register(app: Dash, source: DataSource) -> None:
                   Input("ov-pick", "data"), State("ov-state", "data"), prevent_initial_call=True)
     def on_pick(event: dict[str, Any] | None, state: dict[str, Any]) -> dict[str, Any]:
         """A click or box in the map or the scatterplot."""
-        if not event or not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state, event)
         forest = source.forest(state["experiment"])
         excluded = st.excluded_ids(forest, state.get("filters"))
         ids: list[str] = event.get("ids") or []

@@ -29,8 +29,9 @@ from dash_app import state as st
 from dash_app.figures.encoding import default_metrics
 from dash_app.source import DataSource
 from dash_app.views import details, filters, model_map, scatter
+from dash_app.views.prologue import require_ready
 from mlflow_cc.errors import MlflowCCError
-from mlflow_cc.lineage import Forest
+from mlflow_cc.read.lineage import Forest
 
 TITLE = "Compression Overview"
 
@@ -171,8 +172,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     @app.callback(Output("ov-view", "data"), Input("ov-state", "data"), State("ov-view", "data"))
     def view_state(state: dict[str, Any] | None, current: dict[str, Any] | None) -> dict[str, Any]:
         """The overview's part of the state: its figures redraw only when this part changes."""
-        if not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state)
         view = st.overview_part(state)
         if view == current:
             raise PreventUpdate
@@ -180,8 +180,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
 
     @app.callback(Output("ov-url-out", "search"), Input("ov-state", "data"), prevent_initial_call=True)
     def to_url(state: dict[str, Any]) -> str:
-        if not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state)
         return st.to_query(state)
 
     @app.callback(Output("ov-version", "data"), Output("ov-interval", "interval"),
@@ -200,8 +199,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     @app.callback(Output("ov-status", "children"), Input("ov-version", "data"),
                   Input("ov-view", "data"))
     def status(_version: str | None, state: dict[str, Any]) -> Any:
-        if not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state)
         reader = source.reader(state["experiment"])
         forest = reader.forest()
         n = len(forest)

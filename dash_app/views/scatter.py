@@ -10,6 +10,7 @@ from dash.exceptions import PreventUpdate
 from dash_app.figures.overview import scatter_figure_for, scatter_needs_hover
 from dash_app.source import DataSource
 from dash_app.views.model_map import hover_of
+from dash_app.views.prologue import require_ready, view_data
 
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
                 "toImageButtonOptions": {"format": "svg", "filename": "model-scatterplot"}}
@@ -32,10 +33,7 @@ def register(app: Dash, source: DataSource) -> None:
     def render(drawn: list[Any] | None) -> Any:
         """Drawn after the map (see model_map.render), from the same state."""
         state = (drawn or [None])[0]
-        if not state or not state.get("ready"):
-            raise PreventUpdate
-        forest = source.forest(state["experiment"])
-        infos = source.metric_info(state["experiment"])
+        forest, infos = view_data(source, state)
         hover = hover_of(source, forest, state["experiment"], None) if scatter_needs_hover(forest) else {}
         return scatter_figure_for(forest, infos, state, hover)
 
@@ -43,8 +41,7 @@ def register(app: Dash, source: DataSource) -> None:
                   Output("ov-y", "value"), Input("ov-color", "options"), State("ov-state", "data"))
     def axis_options(options: list[dict[str, str]] | None, state: dict[str, Any]) -> tuple[Any, ...]:
         """Metric choices follow the experiment; values come from the state (URL or defaults)."""
-        if not options or not state or not state.get("ready"):
-            raise PreventUpdate
+        require_ready(state, options)
         return options, options, state.get("x"), state.get("y")
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True), Input("ov-x", "value"),

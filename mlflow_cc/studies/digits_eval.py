@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mlflow_cc.artifact_io import image_preview
+from mlflow_cc.artifacts import image_preview
 from mlflow_cc.studies.digits_data import CLASS_NAMES, DigitsSplit
 from mlflow_cc.torch.capture import EvalSet, MetricsFn
 

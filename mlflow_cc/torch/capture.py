@@ -22,13 +22,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from mlflow_cc import artifact_io
+from mlflow_cc import artifacts
 from mlflow_cc.torch.activations import ACTIVATION_CAP, ACTIVATION_INSTANCES
 from mlflow_cc.torch.effective import folded
 from mlflow_cc.torch.evalset import EvalSet, evaluate
 from mlflow_cc.torch.layers import log_layers
 from mlflow_cc.torch.measure import efficiency
-from mlflow_cc.tracking import ModelRun
+from mlflow_cc.track.tracking import ModelRun
 
 #: ``metrics(model, outputs)`` -> user metrics; ``outputs`` holds the evaluation arrays
 #: (``outputs["logits"]`` is (N, K)), or is None when the capture has no evaluation set.
@@ -89,7 +89,7 @@ class Capture:
         eval_set = self.eval_set
         assert eval_set is not None
         extra = dict(eval_set.scores(outputs)) if eval_set.scores is not None else None
-        artifact_io.log_outputs(model_run.run_id, list(eval_set.instance_ids), outputs["logits"],
+        artifacts.log_outputs(model_run.run_id, list(eval_set.instance_ids), outputs["logits"],
                                 eval_set.labels, dataset=eval_set.name,
                                 dataset_run_id=self.dataset_run(model_run),
                                 extra=extra, client=model_run.client)
@@ -101,7 +101,7 @@ class Capture:
         assert eval_set is not None
         key = f"{model_run.tracking_uri}|{model_run.experiment_id}"
         if key not in self._dataset_runs:
-            self._dataset_runs[key] = artifact_io.log_dataset(
+            self._dataset_runs[key] = artifacts.log_dataset(
                 model_run.experiment_id, eval_set.name, eval_set.instances_table(), eval_set.previews,
                 class_names=eval_set.class_names, client=model_run.client)
         return self._dataset_runs[key]

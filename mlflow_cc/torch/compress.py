@@ -1,7 +1,7 @@
 """Compression helpers: apply an operation to a copy of a model and log it as a derived model.
 
 Each helper takes ``(model, parent, ...)`` — ``parent`` is the parent model's
-:class:`~mlflow_cc.tracking.ModelRun` or run id — and returns ``(new_model, model_run)``:
+:class:`~mlflow_cc.track.tracking.ModelRun` or run id — and returns ``(new_model, model_run)``:
 
 - :func:`prune`: global or per-layer magnitude, gradient (|w * dL/dw|) or random pruning,
   excluding module types (``"norm"`` for every normalization layer) and name patterns;
@@ -42,7 +42,7 @@ from mlflow_cc.torch.operations import (
     cross_entropy_loss,
 )
 from mlflow_cc.torch.pruning import LossFn, apply_pruning, prunable_tensors
-from mlflow_cc.tracking import ModelRun, ParamValue, derive_model, log_base_model
+from mlflow_cc.track.tracking import ModelRun, ParamValue, derive_model, log_base_model
 
 Parent = str | ModelRun
 

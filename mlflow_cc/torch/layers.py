@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from mlflow_cc import artifact_io
+from mlflow_cc import artifacts
 from mlflow_cc.torch.activations import (
     ACTIVATION_CAP,
     ACTIVATION_INSTANCES,
@@ -21,14 +21,14 @@ from mlflow_cc.torch.activations import (
 )
 from mlflow_cc.torch.effective import EffectiveTensor, effective_tensors
 from mlflow_cc.torch.evalset import EvalSet
-from mlflow_cc.tracking import ModelRun
+from mlflow_cc.track.tracking import ModelRun
 
 #: Elements per chunk when summarizing a tensor (1 MB of float32: stays in cache).
 _SUMMARY_CHUNK = 1 << 18
 
 
 def tensor_summary(t: EffectiveTensor) -> dict[str, Any]:
-    """One layer-summary row, the columns of :func:`mlflow_cc.artifact_io.summarize_tensor`.
+    """One layer-summary row, the columns of :func:`mlflow_cc.artifacts.summarize_tensor`.
 
     Same statistics (min, max, mean, population std, zeros), computed without a float64 copy
     of the whole tensor: per chunk, numpy's pairwise float32 sums (relative error ~1e-7), the
@@ -67,7 +67,7 @@ def layer_tables(model: nn.Module, weights_exclude: Sequence[str] = ()) -> tuple
         rows.append(tensor_summary(t))
         if not any(fnmatchcase(t.name, pattern) for pattern in weights_exclude):
             weights[t.name] = t.value.numpy()
-    return pd.DataFrame(rows, columns=list(artifact_io.SUMMARY_COLUMNS)), weights
+    return pd.DataFrame(rows, columns=list(artifacts.SUMMARY_COLUMNS)), weights
 
 
 def log_layers(model_run: ModelRun, model: nn.Module, *, eval_set: EvalSet | None = None,
@@ -83,5 +83,5 @@ def log_layers(model_run: ModelRun, model: nn.Module, *, eval_set: EvalSet | Non
         acts = capture_activations(model, eval_set, indices, cap=activation_cap, seed=seed)
         metadata = {"activation_seed": str(seed), "activation_cap": str(activation_cap),
                     "activation_instance_ids": ",".join(str(eval_set.instance_ids[i]) for i in indices)}
-    artifact_io.log_layers(model_run.run_id, summary, weights, acts, metadata=metadata,
+    artifacts.log_layers(model_run.run_id, summary, weights, acts, metadata=metadata,
                            allow_nonfinite=True, client=model_run.client)

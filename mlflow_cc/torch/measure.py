@@ -17,7 +17,7 @@ from torch import nn
 from mlflow_cc import contract
 from mlflow_cc.torch.effective import effective_tensors
 from mlflow_cc.torch.forward import call_model, model_device, to_device
-from mlflow_cc.tracking import ModelRun
+from mlflow_cc.track.tracking import ModelRun
 
 
 def size_bytes(model: nn.Module) -> int:

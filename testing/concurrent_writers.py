@@ -5,7 +5,7 @@ earlier models), each with metrics, per-instance outputs and layers, through the
 public logging API. Everything a writer logs is a deterministic function of
 ``(writer, index)`` (:func:`expected_arrays`), so a checker can recompute it.
 
-    python -m mlflow_cc.concurrent_writers --tracking-uri URI --base RUN_ID --writer 3 --count 25
+    python -m testing.concurrent_writers --tracking-uri URI --base RUN_ID --writer 3 --count 25
 
 prints one JSON line: the records of the models it logged.
 """
@@ -40,8 +40,8 @@ def expected_arrays(writer: int, index: int) -> dict[str, np.ndarray]:
 
 def write_models(tracking_uri: str, base_run_id: str, writer: int, count: int) -> list[dict[str, Any]]:
     """Log ``count`` derived models; returns what each should look like in the store."""
-    from mlflow_cc.artifact_io import log_layers, log_outputs, summarize_tensor
-    from mlflow_cc.tracking import derive_model
+    from mlflow_cc.artifacts import log_layers, log_outputs, summarize_tensor
+    from mlflow_cc.track.tracking import derive_model
 
     rng = np.random.default_rng([writer, 10_000])
     parents = [base_run_id]
@@ -69,7 +69,7 @@ def write_models(tracking_uri: str, base_run_id: str, writer: int, count: int) -
 def run_writers(tracking_uri: str, base_run_id: str, writers: int, count: int, *,
                 env: dict[str, str] | None = None, timeout: float = 600.0) -> list[dict[str, Any]]:
     """Start ``writers`` processes at once and gather their records (raises if one fails)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "mlflow_cc.concurrent_writers", "--tracking-uri",
+    procs = [subprocess.Popen([sys.executable, "-m", "testing.concurrent_writers", "--tracking-uri",
                                tracking_uri, "--base", base_run_id, "--writer", str(w), "--count", str(count)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, **(env or {})})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from mlflow_cc.lineage import Forest, ModelNode, default_model_name
 from mlflow_cc.metric_info import MetricInfo, info_for
+from mlflow_cc.read.lineage import Forest, ModelNode, default_model_name
 
 
 def shown_metrics(forest: Forest, infos: Mapping[str, MetricInfo]) -> list[str]:

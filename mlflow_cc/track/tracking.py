@@ -36,10 +36,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
+from mlflow_cc.artifacts.upload import artifacts_failed, upload
 from mlflow_cc.errors import LineageError, OperationError
-from mlflow_cc.lineage import default_model_name
 from mlflow_cc.metric_info import MetricInfo, validate
-from mlflow_cc.upload import artifacts_failed, upload
+from mlflow_cc.read.lineage import default_model_name
 
 _log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class ModelRun:
         self.client.set_tag(self.run_id, contract.TAG_INPUTS, json.dumps(current))
 
     def log_artifact_file(self, local_path: str, artifact_path: str | None = None) -> None:
-        """Upload a file (retried; on failure the run is marked FAILED, see :mod:`mlflow_cc.upload`)."""
+        """Upload a file (retried; on failure the run is marked FAILED, see :mod:`mlflow_cc.artifacts.upload`)."""
         upload(self.client, self.run_id, local_path, artifact_path)
 
     # -- lifecycle -------------------------------------------------------------

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
+from cachetools import TTLCache
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -147,23 +148,19 @@ class FlagBoard:
     def __init__(self, client: MlflowClient, ttl_s: float = 2.0) -> None:
         self.client = client
         self.ttl_s = ttl_s
-        self._clock = time.monotonic
         self._lock = threading.Lock()
-        self._cache: dict[tuple[str, ...], tuple[float, list[Flag]]] = {}
+        self._cache: TTLCache[tuple[str, ...], list[Flag]] = TTLCache(maxsize=32, ttl=ttl_s, timer=time.monotonic)
 
     def flags(self, run_ids: Iterable[str]) -> list[Flag]:
         """Current flags of the runs (at most ``ttl_s`` old)."""
         key = tuple(sorted(set(run_ids)))
-        now = self._clock()
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None and now - hit[0] < self.ttl_s:
-                return hit[1]
+        if hit is not None:
+            return hit
         flags = read_flags(self.client, key) if key else []
         with self._lock:
-            self._cache[key] = (now, flags)
-            if len(self._cache) > 32:
-                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = flags
         return flags
 
     def add(self, run_id: str, note: str, target: str = MODEL_TARGET, user: str | None = None) -> Flag:

@@ -1,4 +1,4 @@
-"""An on-disk snapshot of what an :class:`~mlflow_cc.reader.ExperimentReader` has read.
+"""An on-disk snapshot of what an :class:`~mlflow_cc.read.reader.ExperimentReader` has read.
 
 A cold open of an experiment pages through every run (about 15 s for 10,000 runs
 over HTTP). With a snapshot, a reopen loads the nodes read last time and asks the
@@ -36,8 +36,8 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc.artifact_files import cache_dir
-from mlflow_cc.lineage import ModelNode
+from mlflow_cc.artifacts.files import cache_dir
+from mlflow_cc.read.lineage import ModelNode
 
 _log = logging.getLogger(__name__)
 

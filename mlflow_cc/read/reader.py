@@ -9,7 +9,7 @@ refresh is a full fetch instead, to pick up deletions and runs whose writer's
 clock lagged behind.
 
 With ``snapshot=True`` (the app does this) what was read is kept on disk
-(:mod:`mlflow_cc.snapshot`), per store, experiment and user: a reopen in a new process
+(:mod:`mlflow_cc.read.snapshot`), per store, experiment and user: a reopen in a new process
 loads it and asks the store for what changed since (one incremental refresh) instead
 of paging through every run again.
 """
@@ -28,9 +28,9 @@ from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
 from mlflow_cc.errors import MlflowCCError
-from mlflow_cc.lineage import Forest, LineageWarning, ModelNode, build_forest
 from mlflow_cc.metric_info import MetricInfo, parse_experiment_tags
-from mlflow_cc.snapshot import Snapshot, SnapshotStore, node_record, user_identity
+from mlflow_cc.read.lineage import Forest, LineageWarning, ModelNode, build_forest
+from mlflow_cc.read.snapshot import Snapshot, SnapshotStore, node_record, user_identity
 
 #: Runs per search_runs page.
 PAGE_SIZE = 1000

@@ -1,6 +1,6 @@
 """Locate one run artifact as a local file: in place for local stores, cached for remote ones.
 
-Readers in :mod:`mlflow_cc.artifact_io` open Parquet and safetensors files by path,
+Readers in :mod:`mlflow_cc.artifacts` open Parquet and safetensors files by path,
 so that safetensors can memory-map them and read one tensor at a time. For a store
 whose artifacts are on this machine (the sqlite default, ``file:`` roots) the
 artifact file is used where it is. For anything else (``mlflow server`` with served

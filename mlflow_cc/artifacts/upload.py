@@ -9,7 +9,7 @@ plainly permanent. PUTs of the same path replace the file, so a retry is safe.
 
 When an upload still fails, the run is marked FAILED with the reason (best effort: if
 the server is gone the run stays RUNNING, which does not look complete either), the
-run id is remembered so that a later :meth:`~mlflow_cc.tracking.ModelRun.end` cannot
+run id is remembered so that a later :meth:`~mlflow_cc.track.tracking.ModelRun.end` cannot
 mark it FINISHED, and :class:`~mlflow_cc.errors.ArtifactError` (reason "not written")
 is raised.
 """

@@ -2,10 +2,10 @@
 
 The analysis is pure numpy/pandas, vectorized over instances and models (no
 per-instance Python loop): 100,000 instances x 12 models compute in about half a
-second. :func:`compare_behaviour_runs` is the thin loader that reads runs' outputs
+second. :mod:`mlflow_cc.analysis.behaviour_runs` is the thin loader that reads runs' outputs
 and their dataset from a store and notes models whose outputs are unavailable.
 
-Given the base model's :class:`~mlflow_cc.artifact_io.Outputs` and several models'
+Given the base model's :class:`~mlflow_cc.artifacts.Outputs` and several models'
 outputs, :func:`compare_behaviours` aligns every model to the base's instances by
 ``instance_id`` (instances a model lacks get NaN; instances only a model has are
 ignored and counted) and computes, per instance and model, each registered metric:
@@ -25,130 +25,55 @@ The result, :class:`Behaviours`, holds one wide per-instance table (a column
 model's value on the server and send one page (:func:`page`), and aggregates per
 class, per subgroup (``meta_<attribute>`` columns of the dataset) and overall, each
 absolute or relative to the base (model minus base).
+
+The metrics live in :mod:`.behaviour_metrics`, paging in :mod:`.table_page`; both are
+re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.tracking import MlflowClient
 
-from mlflow_cc.artifact_io import DatasetInfo, Outputs, load_dataset, load_outputs
-from mlflow_cc.errors import ArtifactError
+from mlflow_cc.analysis.behaviour_metrics import (
+    _REGISTRY,
+    BUILTIN_METRICS,
+    SEP,
+    BehaviourMetric,
+    ModelArrays,
+    register_metric,
+    registered_metrics,
+    unregister_metric,
+)
+from mlflow_cc.analysis.table_page import FILTER_OPS, Page, page
+from mlflow_cc.artifacts import DatasetInfo, Outputs
 
-#: Separator between metric and model key in column names: ``correct|<run id>``.
-SEP = "|"
-
-
-@dataclass(frozen=True)
-class ModelArrays:
-    """One model's outputs aligned to the base's instances (rows missing in the model are NaN).
-
-    ``valid`` marks rows the model has; ``labels`` are the base's true labels (-1 unknown).
-    """
-
-    labels: np.ndarray  # (N,) int64
-    predictions: np.ndarray  # (N,) float64, NaN where not valid
-    logits: np.ndarray  # (N, K) float32, NaN rows where not valid
-    probs: np.ndarray  # (N, K) softmax of logits
-    log_probs: np.ndarray  # (N, K) log-softmax of logits
-    valid: np.ndarray  # (N,) bool
-
-
-MetricFn = Callable[[ModelArrays, ModelArrays], Any]
-
-
-@dataclass(frozen=True)
-class BehaviourMetric:
-    """A comparison metric: ``fn(base, model)`` returns (N,) values, or one float if not per instance."""
-
-    name: str
-    fn: MetricFn
-    per_instance: bool = True
-    higher_is_better: bool = True
-    description: str = ""
+__all__ = [
+    "BUILTIN_METRICS",
+    "FILTER_OPS",
+    "SEP",
+    "BehaviourMetric",
+    "Behaviours",
+    "ModelArrays",
+    "Page",
+    "column",
+    "compare_behaviours",
+    "page",
+    "register_metric",
+    "registered_metrics",
+    "unregister_metric",
+]
 
 
-_REGISTRY: dict[str, BehaviourMetric] = {}
 
 
-def register_metric(name: str, fn: MetricFn, *, per_instance: bool = True, higher_is_better: bool = True,
-                    description: str = "", replace: bool = False) -> BehaviourMetric:
-    """Add a comparison metric that every later :func:`compare_behaviours` computes.
-
-    ``fn(base, model)`` gets two :class:`ModelArrays` aligned by instance. Per-instance
-    metrics return an (N,) float array (NaN = not defined for that instance); the
-    per-class and per-subgroup values are their means. Metrics with
-    ``per_instance=False`` return one float for the instances they are given (e.g. a
-    macro F1); they are computed per group by calling ``fn`` on each group's rows.
-    """
-    if not name or SEP in name:
-        raise ValueError(f"metric name must be non-empty and not contain {SEP!r}: {name!r}")
-    if name in _REGISTRY and not replace:
-        raise ValueError(f"metric {name!r} is already registered (pass replace=True)")
-    metric = BehaviourMetric(name, fn, per_instance, higher_is_better, description)
-    _REGISTRY[name] = metric
-    return metric
 
 
-def unregister_metric(name: str) -> None:
-    """Remove a registered metric (built-ins included)."""
-    _REGISTRY.pop(name, None)
 
-
-def registered_metrics() -> dict[str, BehaviourMetric]:
-    """The registered metrics by name, built-ins first."""
-    return dict(_REGISTRY)
-
-
-def _with_label(model: ModelArrays) -> np.ndarray:
-    return (model.labels >= 0) & model.valid
-
-
-def _correct(base: ModelArrays, model: ModelArrays) -> np.ndarray:
-    out = (model.predictions == model.labels).astype(np.float64)
-    return np.where(_with_label(model), out, np.nan)
-
-
-def _flip(base: ModelArrays, model: ModelArrays) -> np.ndarray:
-    return np.where(model.valid & base.valid, (model.predictions != base.predictions).astype(np.float64), np.nan)
-
-
-def _confidence(base: ModelArrays, model: ModelArrays) -> np.ndarray:
-    k = model.probs.shape[1]
-    ok = _with_label(model) & (model.labels < k)
-    idx = np.clip(model.labels, 0, max(k - 1, 0))
-    picked = np.take_along_axis(model.probs, idx[:, None], axis=1)[:, 0] if k else np.full(len(idx), np.nan)
-    return np.where(ok, picked, np.nan)
-
-
-def _logit_mse(base: ModelArrays, model: ModelArrays) -> np.ndarray:
-    if base.logits.shape[1] != model.logits.shape[1]:
-        return np.full(len(model.valid), np.nan)  # different class sets: not comparable
-    return np.mean((model.logits - base.logits) ** 2, axis=1)
-
-
-def _kl(base: ModelArrays, model: ModelArrays) -> np.ndarray:
-    if base.logits.shape[1] != model.logits.shape[1]:
-        return np.full(len(model.valid), np.nan)
-    return np.sum(base.probs * (base.log_probs - model.log_probs), axis=1)
-
-
-BUILTIN_METRICS = ("correct", "flip", "confidence", "logit_mse", "kl")
-register_metric("correct", _correct, higher_is_better=True, description="prediction equals the true label")
-register_metric("flip", _flip, higher_is_better=False, description="prediction differs from the base's")
-register_metric("confidence", _confidence, higher_is_better=True,
-                description="softmax probability of the true label")
-register_metric("logit_mse", _logit_mse, higher_is_better=False,
-                description="mean squared logit difference to the base")
-register_metric("kl", _kl, higher_is_better=False, description="KL(base softmax || model softmax), nats")
-
-
-# =============================================================================
 @dataclass
 class Behaviours:
     """Behaviour metrics of several models against a base, ready to aggregate and page.
@@ -378,40 +303,6 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
                       class_names=names, missing=missing, extra=extra, notes=notes, _arrays=arrays)
 
 
-def compare_behaviour_runs(client: MlflowClient, base_run_id: str, run_ids: Sequence[str], *,
-                           metrics: Sequence[str] | None = None) -> Behaviours:
-    """:func:`compare_behaviours` over runs' logged outputs, keyed by run id.
-
-    The dataset (subgroups, class names, previews) comes from the base's dataset run. A
-    model whose outputs are not logged or unreadable is left out and listed in
-    ``unavailable`` with the reason; a base without outputs raises :class:`ArtifactError`.
-    """
-    base = load_outputs(client, base_run_id)
-    models: dict[str, Outputs] = {}
-    unavailable: dict[str, str] = {}
-    for run_id in run_ids:
-        if run_id == base_run_id:
-            continue
-        try:
-            models[run_id] = load_outputs(client, run_id)
-        except ArtifactError as exc:
-            unavailable[run_id] = exc.reason
-    dataset: DatasetInfo | None = None
-    dataset_note = ""
-    if base.dataset_run_id:
-        try:
-            dataset = load_dataset(client, base.dataset_run_id)
-        except ArtifactError as exc:
-            dataset_note = f"dataset {base.dataset or base.dataset_run_id}: {exc.reason}; no subgroups or names"
-    result = compare_behaviours(base, models, base_key=base_run_id, metrics=metrics,
-                                dataset=dataset.instances if dataset else None,
-                                class_names=dataset.class_names if dataset else None)
-    result.unavailable, result.dataset = unavailable, dataset
-    if dataset_note:
-        result.notes[base_run_id].append(dataset_note)
-    return result
-
-
 def _aligned(out: Outputs, ids: np.ndarray, base_index: pd.Index, labels: np.ndarray) -> ModelArrays:
     """``out`` re-ordered to ``ids`` (the base's order, indexed by ``base_index``); rows it lacks are NaN."""
     n = len(ids)
@@ -449,76 +340,3 @@ def _subset(arrays: ModelArrays, rows: np.ndarray) -> ModelArrays:
 def _wide_to_models(row: pd.Series, result: Behaviours) -> pd.DataFrame:
     data = {name: [row[column(name, key)] for key in result.models] for name in result.metrics}
     return pd.DataFrame(data, index=pd.Index(result.models, name="model"))
-
-
-# =============================================================================
-#: Filter operators accepted by :func:`page`.
-FILTER_OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "isnull", "notnull")
-
-
-@dataclass
-class Page:
-    """One page of a table: ``rows`` (at most ``limit``), and ``total`` rows after filtering."""
-
-    rows: pd.DataFrame
-    total: int
-    offset: int
-
-
-def page(table: pd.DataFrame, sort_by: str | None = None, ascending: bool = True,
-         filters: Sequence[tuple[str, str, Any]] = (), offset: int = 0, limit: int = 100,
-         columns: Sequence[str] | None = None) -> Page:
-    """Filter, sort and slice ``table`` on the server; return only the requested rows.
-
-    ``filters``: ``(column, op, value)`` with ``op`` in :data:`FILTER_OPS`, combined
-    with AND. Sorting is stable and puts NaN last in either direction. ``columns``
-    limits the returned columns (the payload sent to a browser).
-    """
-    mask = np.ones(len(table), dtype=bool)
-    for col, op, value in filters:
-        mask &= _filter_mask(table[col], op, value)
-    idx = np.flatnonzero(mask)
-    if sort_by is not None:
-        values = table[sort_by].to_numpy()[idx]
-        if values.dtype.kind in "fiub":
-            values = values.astype(np.float64)
-            nan = np.isnan(values)
-            keyed = np.where(nan, 0.0, values if ascending else -values)
-            order = np.lexsort((keyed, nan))  # NaN last, then by value; lexsort is stable
-        else:
-            keys = pd.Series(values).astype(str).to_numpy()
-            order = np.argsort(keys, kind="stable") if ascending else _stable_descending(keys)
-        idx = idx[order]
-    start = max(int(offset), 0)
-    chosen = idx[start:start + max(int(limit), 0)]
-    rows = table.iloc[chosen]
-    if columns is not None:
-        rows = rows[list(columns)]
-    return Page(rows=rows, total=int(idx.size), offset=start)
-
-
-def _stable_descending(keys: np.ndarray) -> np.ndarray:
-    # Descending while ties keep their original order: sort the reversed array, map back.
-    rev = np.argsort(keys[::-1], kind="stable")[::-1]
-    return len(keys) - 1 - rev
-
-
-def _filter_mask(series: pd.Series, op: str, value: Any) -> np.ndarray:
-    if op == "isnull":
-        return series.isna().to_numpy()
-    if op == "notnull":
-        return series.notna().to_numpy()
-    if op in ("in", "not in"):
-        hit = series.isin(list(value)).to_numpy()
-        return hit if op == "in" else ~hit
-    if op == "contains":
-        return series.astype(str).str.contains(str(value), case=False, regex=False).fillna(False).to_numpy(bool)
-    compare = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
-               ">": np.greater, ">=": np.greater_equal}.get(op)
-    if compare is None:
-        raise ValueError(f"unknown filter operator {op!r}; use one of {FILTER_OPS}")
-    values = series.to_numpy()
-    if values.dtype.kind in "fiub" and isinstance(value, str):
-        value = float(value)  # a value typed into a URL or a grid filter arrives as text
-    with np.errstate(invalid="ignore"):
-        return np.asarray(compare(values, value), dtype=bool) & series.notna().to_numpy()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from mlflow_cc.local_server import MlflowServer, start_mlflow_server
+from testing.local_server import MlflowServer, start_mlflow_server
 
 ADMIN = "admin"
 #: MLflow's permission names.

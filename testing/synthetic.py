@@ -16,7 +16,13 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
-from mlflow_cc.tracking import ModelRun, derive_model, log_base_model, set_metric_info
+from mlflow_cc.read.lineage import Forest, ModelNode, build_forest
+from mlflow_cc.track.tracking import (
+    ModelRun,
+    derive_model,
+    log_base_model,
+    set_metric_info,
+)
 
 
 @dataclass(frozen=True)
@@ -93,12 +99,24 @@ def build_study_shape(experiment: str, *, seed: int = 0, tracking_uri: str | Non
     return out
 
 
-def build_random_forest(client: MlflowClient, experiment_id: str, n: int, *, max_depth: int = 6,
-                        roots: int = 4, seed: int = 0) -> list[str]:
-    """Write ``n`` model runs fast (bare client calls, same tags as the API writes).
+@dataclass(frozen=True)
+class RandomModel:
+    """One model of a random forest: its index, its parent's index (None: a base model),
+    its step, the operation spec (None for a base model) and its metrics."""
 
-    A random tree of depth up to ``max_depth``: prune/quantize/finetune/calibrate with
-    parameters, the built-in metrics and accuracy. Returns the run ids in creation order.
+    index: int
+    parent: int | None
+    step: int
+    spec: Spec | None
+    metrics: dict[str, float]
+
+
+def random_models(n: int, *, max_depth: int = 6, roots: int = 4, seed: int = 0) -> list[RandomModel]:
+    """A random compression forest of ``n`` models (the one generator tests and benchmarks share).
+
+    ``roots`` base models, then each model derives from one of the last 200 whose depth is below
+    ``max_depth``: prune/quantize/finetune/calibrate with parameters, the built-in metrics and
+    accuracy. Deterministic for a seed.
     """
     rng = random.Random(seed)
     ops = [("prune", lambda: {"method": rng.choice(["global_magnitude", "global_gradient"]),
@@ -106,30 +124,49 @@ def build_random_forest(client: MlflowClient, experiment_id: str, n: int, *, max
            ("quantize", lambda: {"bits": rng.choice([8, 4])}),
            ("finetune", lambda: {"epochs": rng.choice([1, 2, 4])}),
            ("calibrate", lambda: {"batches": rng.choice([4, 8])})]
-    ids: list[str] = []
-    info: dict[str, tuple[int, dict[str, float]]] = {}
-    t0 = int(time.time() * 1000)
+    out: list[RandomModel] = []
     for i in range(n):
-        if i < roots or not ids:
-            parent, step, spec, parent_metrics = None, 0, None, None
-        else:
-            candidates = [r for r in ids[-200:] if info[r][0] < max_depth]
-            parent = rng.choice(candidates or ids[:roots])
-            step = info[parent][0] + 1
-            op, pf = rng.choice(ops)
-            spec = Spec(str(i), parent, op, pf())
-            parent_metrics = info[parent][1]
-        metrics = _metrics(rng, parent_metrics, spec)
+        if i < roots or not out:
+            out.append(RandomModel(i, None, 0, None, _metrics(rng, None, None)))
+            continue
+        candidates = [m.index for m in out[-200:] if m.step < max_depth]
+        parent = out[rng.choice(candidates or list(range(min(roots, len(out)))))]
+        op, params = rng.choice(ops)
+        spec = Spec(str(i), str(parent.index), op, params())
+        out.append(RandomModel(i, parent.index, parent.step + 1, spec, _metrics(rng, parent.metrics, spec)))
+    return out
+
+
+def random_forest(n: int, *, max_depth: int = 6, roots: int = 4, seed: int = 0) -> Forest:
+    """:func:`random_models` as an in-memory :class:`Forest` (run ids ``run00000``...), no store."""
+    nodes = [ModelNode(f"run{m.index:05d}", f"model-{m.index}", "1",
+                       declared_parent_id=None if m.parent is None else f"run{m.parent:05d}",
+                       operation=m.spec.operation if m.spec else None,
+                       op_params=dict(m.spec.params) if m.spec else {}, start_time=m.index,
+                       metrics=dict(m.metrics))
+             for m in random_models(n, max_depth=max_depth, roots=roots, seed=seed)]
+    return build_forest(nodes)
+
+
+def build_random_forest(client: MlflowClient, experiment_id: str, n: int, *, max_depth: int = 6,
+                        roots: int = 4, seed: int = 0) -> list[str]:
+    """Write :func:`random_models` to a store fast (bare client calls, same tags as the API writes).
+
+    Returns the run ids in creation order.
+    """
+    ids: list[str] = []
+    t0 = int(time.time() * 1000)
+    for m in random_models(n, max_depth=max_depth, roots=roots, seed=seed):
+        spec, metrics = m.spec, m.metrics
         tags = {contract.TAG_SCHEMA: str(contract.SCHEMA_VERSION), contract.TAG_KIND: contract.KIND_MODEL,
-                contract.TAG_STEP: str(step)}
-        if parent is not None and spec is not None:
-            tags.update({contract.TAG_PARENT: parent, contract.TAG_OPERATION: spec.operation,
+                contract.TAG_STEP: str(m.step)}
+        if m.parent is not None and spec is not None:
+            tags.update({contract.TAG_PARENT: ids[m.parent], contract.TAG_OPERATION: spec.operation,
                          contract.TAG_OPERATION_PARAMS: json.dumps(spec.params, sort_keys=True)})
-        run = client.create_run(experiment_id, run_name=f"model-{i}", tags=tags, start_time=t0 + i)
+        run = client.create_run(experiment_id, run_name=f"model-{m.index}", tags=tags, start_time=t0 + m.index)
         params = [Param(contract.PARAM_OPERATION_PREFIX + k, str(v)) for k, v in (spec.params if spec else {}).items()]
         client.log_batch(run.info.run_id, metrics=[Metric(k, v, t0, 0) for k, v in metrics.items()],
                          params=params, tags=[RunTag("note", "synthetic")])
         client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
         ids.append(run.info.run_id)
-        info[run.info.run_id] = (step, metrics)
     return ids

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mlflow_cc.lineage import Forest
+from mlflow_cc.read.lineage import Forest
 
 Mode = Literal["operation", "step"]
 

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc.artifact_io import open_tensors
+from mlflow_cc.artifacts import open_tensors
 from mlflow_cc.errors import ArtifactError
 
 CHANGE_BUCKETS = ("unchanged", "small", "medium", "large", "zeroed", "not compared")

@@ -1,0 +1,121 @@
+"""Computed comparisons of one store, cached by (kind, base, run ids), with background layer computations and their progress.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
+
+from cachetools import LRUCache
+from mlflow.tracking import MlflowClient
+
+from dash_app.comparison.behaviour_set import BehaviourSet, load_behaviour_set
+from dash_app.comparison.layer_set import LayerSet, load_layer_set
+from mlflow_cc.artifacts import Outputs, load_outputs
+from mlflow_cc.errors import ArtifactError
+
+
+class Comparisons:
+    """Computed comparisons of one store, cached by (kind, base, run ids).
+
+    Outputs are cached per run (a logged artifact does not change); behaviour and
+    layer comparisons per key, least recently used dropped first. Layer comparisons
+    of large models take seconds: :meth:`layers` runs at most one computation per key
+    at a time and reports progress through :meth:`progress`.
+    """
+
+    def __init__(self, client: MlflowClient, datasets: Callable[[], Mapping[str, str]] | None = None,
+                 size: int = 8) -> None:
+        self.client = client
+        self._datasets = datasets or dict
+        self._size = size
+        self._lock = threading.Lock()
+        self._cache: LRUCache[tuple[Hashable, ...], Any] = LRUCache(maxsize=size)
+        self._outputs: LRUCache[str, Outputs | ArtifactError] = LRUCache(maxsize=64)
+        self._key_locks: dict[tuple[Hashable, ...], threading.Lock] = {}
+        self._progress: dict[tuple[Hashable, ...], tuple[int, int]] = {}
+
+    def behaviours(self, base: str, run_ids: Sequence[str]) -> BehaviourSet:
+        """The behaviour comparison of ``run_ids`` against ``base`` (computed once per key)."""
+        key = ("behaviours", base, tuple(dict.fromkeys(run_ids)))
+        return self._get(key, lambda: load_behaviour_set(self.client, base, list(key[2]), self._datasets(),
+                                                        outputs_cache=self._load_outputs))
+
+    def layers(self, base: str, run_ids: Sequence[str], kind: str = "weights") -> LayerSet:
+        """The ``kind`` layer comparison of ``run_ids`` against ``base`` (computed once per key)."""
+        key = (kind, base, tuple(dict.fromkeys(run_ids)))
+
+        def compute() -> LayerSet:
+            def progress(done: int, total: int) -> None:
+                self._progress[key] = (done, total)
+            try:
+                return load_layer_set(self.client, base, list(key[2]), kind, progress=progress)
+            finally:
+                self._progress.pop(key, None)
+        return self._get(key, compute)
+
+    def layers_in_background(self, base: str, run_ids: Sequence[str], kind: str = "weights") -> LayerSet | None:
+        """The layer comparison if cached, else None after starting it in a thread (see :meth:`progress`)."""
+        key = (kind, base, tuple(dict.fromkeys(run_ids)))
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            if key in self._progress or key in self._key_locks:
+                return None  # already being computed
+            self._progress[key] = (0, 0)
+        thread = threading.Thread(target=self._background, args=(base, list(key[2]), kind), daemon=True,
+                                  name=f"mlflow-cc-layers-{kind}")
+        thread.start()
+        return None
+
+    def _background(self, base: str, run_ids: list[str], kind: str) -> None:
+        key = (kind, base, tuple(run_ids))
+        try:
+            self.layers(base, run_ids, kind)
+        except Exception as exc:  # noqa: BLE001 - reported to the app instead of dying silently
+            with self._lock:
+                self._cache[key] = LayerSet(kind, base, list(run_ids), None, {},
+                                            problem=f"layer comparison failed: {exc}")
+        finally:
+            self._progress.pop(key, None)
+
+    def progress(self, base: str, run_ids: Sequence[str], kind: str = "weights") -> tuple[int, int] | None:
+        """(tensors done, total) of a layer comparison being computed, else None."""
+        return self._progress.get((kind, base, tuple(dict.fromkeys(run_ids))))
+
+    def is_cached(self, key_kind: str, base: str, run_ids: Sequence[str]) -> bool:
+        with self._lock:
+            return (key_kind, base, tuple(dict.fromkeys(run_ids))) in self._cache
+
+    def _get(self, key: tuple[Hashable, ...], compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # a second request for the same key waits for the first
+            with self._lock:
+                if key in self._cache:
+                    return self._cache[key]
+            value = compute()
+            with self._lock:
+                self._cache[key] = value
+                self._key_locks.pop(key, None)
+        return value
+
+    def _load_outputs(self, run_id: str) -> Outputs:
+        with self._lock:
+            hit = self._outputs.get(run_id)
+        if hit is None:
+            try:
+                hit = load_outputs(self.client, run_id)
+            except ArtifactError as exc:
+                if exc.reason != "not logged":  # "not logged" may change: a run can still log it
+                    with self._lock:
+                        self._outputs[run_id] = exc
+                raise
+            with self._lock:
+                self._outputs[run_id] = hit
+        if isinstance(hit, ArtifactError):
+            raise hit
+        return hit

@@ -1,0 +1,86 @@
+"""Behaviours of logged runs: read the outputs of a base and several models (and the base's
+dataset) from a store, then compare them (:func:`compare_behaviour_runs`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from mlflow.tracking import MlflowClient
+
+from mlflow_cc.analysis.behaviours import Behaviours, compare_behaviours
+from mlflow_cc.artifacts import DatasetInfo, Outputs, load_dataset, load_outputs
+from mlflow_cc.errors import ArtifactError
+
+
+@dataclass
+class LoadedOutputs:
+    """Outputs of a base and several models, read from a store, with their dataset.
+
+    ``models`` excludes the base; ``unavailable``: run id -> reason ("not logged",
+    "unreadable", "too large") for every run (the base included) whose outputs could not be
+    read; ``dataset_note`` says why a named dataset could not be read ("" if it was).
+    """
+
+    base: Outputs | None
+    models: dict[str, Outputs]
+    unavailable: dict[str, str]
+    dataset: DatasetInfo | None = None
+    dataset_run_id: str | None = None
+    dataset_note: str = ""
+    base_error: ArtifactError | None = None
+
+
+def load_compared_outputs(client: MlflowClient, base_run_id: str, run_ids: Sequence[str], *,
+                          datasets: Mapping[str, str] | None = None,
+                          load: Callable[[str], Outputs] | None = None) -> LoadedOutputs:
+    """Read the outputs of ``base_run_id`` and ``run_ids`` and the base's dataset (the one loader).
+
+    ``datasets``: dataset name -> dataset run id, used when the base's outputs do not name their
+    dataset run. ``load(run_id)``: how to read one run's outputs (default :func:`load_outputs`;
+    a cache may be passed); it raises :class:`ArtifactError`.
+    """
+    read = load or (lambda rid: load_outputs(client, rid))
+    outputs: dict[str, Outputs] = {}
+    unavailable: dict[str, str] = {}
+    base_error: ArtifactError | None = None
+    for run_id in dict.fromkeys([base_run_id, *run_ids]):
+        try:
+            outputs[run_id] = read(run_id)
+        except ArtifactError as exc:
+            unavailable[run_id] = exc.reason
+            if run_id == base_run_id:
+                base_error = exc
+    base = outputs.pop(base_run_id, None)
+    loaded = LoadedOutputs(base, outputs, unavailable, base_error=base_error)
+    if base is None:
+        return loaded
+    loaded.dataset_run_id = base.dataset_run_id or (datasets or {}).get(base.dataset or "")
+    if loaded.dataset_run_id:
+        try:
+            loaded.dataset = load_dataset(client, loaded.dataset_run_id)
+        except ArtifactError as exc:
+            loaded.dataset_note = (f"dataset {base.dataset or loaded.dataset_run_id}: {exc.reason}; "
+                                   "no subgroups or names")
+    return loaded
+
+
+def compare_behaviour_runs(client: MlflowClient, base_run_id: str, run_ids: Sequence[str], *,
+                           metrics: Sequence[str] | None = None) -> Behaviours:
+    """:func:`compare_behaviours` over runs' logged outputs, keyed by run id.
+
+    The dataset (subgroups, class names, previews) comes from the base's dataset run. A
+    model whose outputs are not logged or unreadable is left out and listed in
+    ``unavailable`` with the reason; a base without outputs raises :class:`ArtifactError`.
+    """
+    loaded = load_compared_outputs(client, base_run_id, run_ids)
+    if loaded.base is None:
+        raise loaded.base_error or ArtifactError(f"outputs of run {base_run_id} are not logged", "not logged")
+    dataset = loaded.dataset
+    result = compare_behaviours(loaded.base, loaded.models, base_key=base_run_id, metrics=metrics,
+                                dataset=dataset.instances if dataset else None,
+                                class_names=dataset.class_names if dataset else None)
+    result.unavailable, result.dataset = loaded.unavailable, dataset
+    if loaded.dataset_note:
+        result.notes[base_run_id].append(loaded.dataset_note)
+    return result

@@ -1,0 +1,49 @@
+"""Artifact formats: what a model run stores for comparison, at the numpy level (no torch, no Dash).
+
+Three artifacts, at the paths of :mod:`mlflow_cc.contract`:
+
+* **outputs** (:mod:`.outputs`, one per model run): per-instance predictions on an evaluation
+  set, Parquet with ``instance_id`` (string), ``label`` (int64, nullable), ``prediction``
+  (int64), ``logits`` (fixed-size list of float32, one per class), ``score_<name>``
+  (float64, optional per-instance scores);
+* **dataset** (:mod:`.dataset`, one dataset run per experiment and dataset name): per-instance
+  metadata (``instance_id``, ``label``, ``label_name``, ``meta_<attribute>``) and previews
+  (``instance_id``, ``kind`` "image"|"text", ``value``: base64 PNG or text), stored once and
+  shared by every run that evaluates on the dataset;
+* **layers** (:mod:`.layers`, one per model run): a per-tensor summary table (Parquet), the
+  effective weights and sampled activations (safetensors, float32), read one tensor at a time.
+
+Every write is complete-or-absent: files are written to a temp folder first and handed to
+MLflow in one ``log_artifact(s)`` call, after validation. Nothing is pickled. Readers raise
+:class:`~mlflow_cc.errors.ArtifactError` with reason "not logged", "unreadable" or "too large"
+(see :mod:`.files`, the one door to artifact files).
+
+May import: `mlflow_cc.contract`, `mlflow_cc.errors` only.
+"""
+
+from mlflow_cc.artifacts.dataset import (
+    CLASS_NAMES_KEY,
+    PREVIEW_MAX_SIDE,
+    DatasetInfo,
+    Preview,
+    find_dataset_run,
+    image_preview,
+    load_dataset,
+    log_dataset,
+)
+from mlflow_cc.artifacts.layers import (
+    SUMMARY_COLUMNS,
+    TENSOR_KINDS,
+    TensorFile,
+    load_layer_summary,
+    log_layers,
+    open_tensors,
+    summarize_tensor,
+)
+from mlflow_cc.artifacts.outputs import Outputs, load_outputs, log_outputs
+
+__all__ = [
+    "CLASS_NAMES_KEY", "PREVIEW_MAX_SIDE", "SUMMARY_COLUMNS", "TENSOR_KINDS", "DatasetInfo", "Outputs",
+    "Preview", "TensorFile", "find_dataset_run", "image_preview", "load_dataset", "load_layer_summary",
+    "load_outputs", "log_dataset", "log_layers", "log_outputs", "open_tensors", "summarize_tensor",
+]

@@ -1,0 +1,142 @@
+"""Per-instance outputs of one model run on an evaluation set (``outputs.parquet``): write, validate, read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from mlflow.tracking import MlflowClient
+
+from mlflow_cc import contract
+from mlflow_cc.artifacts.files import artifact_path, get_run
+from mlflow_cc.artifacts.tables import (
+    _instance_ids,
+    _int_vector,
+    _label_array,
+    _log_table,
+    _read_parquet,
+    _require_finite,
+)
+from mlflow_cc.errors import ArtifactError
+
+
+def log_outputs(run_id: str, instance_ids: Sequence[str], logits: np.ndarray,
+                labels: np.ndarray | None = None, *, predictions: np.ndarray | None = None,
+                dataset: str | None = None, dataset_run_id: str | None = None,
+                extra: Mapping[str, np.ndarray] | None = None, allow_nonfinite: bool = False,
+                client: MlflowClient | None = None) -> None:
+    """Log a model's per-instance outputs on an evaluation set to run ``run_id``.
+
+    ``logits``: (N, K) raw scores (logits or log-probabilities; softmax is applied by
+    the analysis). ``labels``: (N,) true class indices, negative or masked = unknown.
+    ``predictions``: (N,) class indices, default ``argmax(logits)``. ``extra``:
+    per-instance float scores stored as ``score_<name>``. ``dataset`` and
+    ``dataset_run_id`` name the dataset (see :func:`log_dataset`) and go in run tags.
+    Raises ``ValueError`` for inconsistent shapes, duplicate ids or non-finite values
+    (unless ``allow_nonfinite``: a broken model's NaN outputs, kept on purpose).
+    """
+    client = client or MlflowClient()
+    ids = _instance_ids(instance_ids)
+    n = len(ids)
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or logits.shape[0] != n or logits.shape[1] < 1:
+        raise ValueError(f"logits must have shape (N={n}, K>=1), not {logits.shape}")
+    logits32 = np.ascontiguousarray(logits, dtype=np.float32)
+    if not allow_nonfinite:
+        _require_finite("logits", logits32)
+    k = logits.shape[1]
+    if predictions is None:
+        pred = logits32.argmax(axis=1).astype(np.int64)
+    else:
+        pred = _int_vector("predictions", predictions, n)
+        if pred.min(initial=0) < 0 or pred.max(initial=0) >= k:
+            raise ValueError(f"predictions must be class indices in [0, {k})")
+    columns: dict[str, pa.Array] = {
+        "instance_id": pa.array(ids, pa.string()),
+        "label": _label_array(labels, n),
+        "prediction": pa.array(pred, pa.int64()),
+        "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits32.ravel(), pa.float32()), k),
+    }
+    for name, values in (extra or {}).items():
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.shape != (n,):
+            raise ValueError(f"extra score {name!r} must have shape ({n},), not {arr.shape}")
+        if not allow_nonfinite:
+            _require_finite(f"extra score {name!r}", arr)
+        columns[f"score_{name}"] = pa.array(arr, pa.float64())
+    _log_table(client, run_id, contract.ARTIFACT_OUTPUTS, pa.table(columns))
+    tags = {contract.TAG_DATASET: dataset, contract.TAG_DATASET_RUN: dataset_run_id}
+    for key, value in tags.items():
+        if value:
+            client.set_tag(run_id, key, value)
+
+
+@dataclass
+class Outputs:
+    """A model's per-instance outputs, as numpy arrays aligned by row.
+
+    ``labels`` uses -1 for an unknown label. ``logits`` is (N, K) float32.
+    """
+
+    instance_ids: np.ndarray  # (N,) object (str)
+    labels: np.ndarray  # (N,) int64, -1 = unknown
+    predictions: np.ndarray  # (N,) int64
+    logits: np.ndarray  # (N, K) float32
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N,) float64
+    dataset: str | None = None
+    dataset_run_id: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.instance_ids)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.logits.shape[1])
+
+
+def load_outputs(client: MlflowClient, run_id: str) -> Outputs:
+    """Read run ``run_id``'s outputs artifact. Raises :class:`ArtifactError`."""
+    run = get_run(client, run_id)
+    path = artifact_path(client, run_id, contract.ARTIFACT_OUTPUTS, run=run)
+    table = _read_parquet(path, f"outputs of run {run_id}", ("instance_id", "prediction", "logits"))
+    n = table.num_rows
+    try:
+        logits = _logits_matrix(table.column("logits"), n)
+        labels = (table.column("label").to_pandas().fillna(-1).to_numpy(np.int64)
+                  if "label" in table.column_names else np.full(n, -1, np.int64))
+        outputs = Outputs(
+            instance_ids=np.asarray(table.column("instance_id").to_pylist(), dtype=object),
+            labels=labels,
+            predictions=table.column("prediction").to_numpy().astype(np.int64),
+            logits=logits,
+            scores={c[len("score_"):]: table.column(c).to_numpy().astype(np.float64)
+                    for c in table.column_names if c.startswith("score_")},
+        )
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise ArtifactError(f"outputs of run {run_id} are malformed: {exc}", "unreadable") from None
+    tags = run.data.tags
+    outputs.dataset = tags.get(contract.TAG_DATASET)
+    outputs.dataset_run_id = tags.get(contract.TAG_DATASET_RUN)
+    return outputs
+
+
+def _logits_matrix(column: pa.ChunkedArray, n: int) -> np.ndarray:
+    arr = column.combine_chunks()
+    if n == 0:
+        width = arr.type.list_size if pa.types.is_fixed_size_list(arr.type) else 0
+        return np.zeros((0, width), np.float32)
+    if pa.types.is_fixed_size_list(arr.type):
+        width = arr.type.list_size
+    elif pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        lengths = np.asarray(pc.list_value_length(arr))
+        if lengths.min() != lengths.max():
+            raise ValueError("logits lists have different lengths")
+        width = int(lengths[0])
+    else:
+        raise ValueError(f"logits column has type {arr.type}, not a list of floats")
+    values = np.asarray(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)
+    return values.reshape(n, width)
