@@ -159,8 +159,8 @@ def bench_behaviours(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, flo
 def cold_child(uri: str, exp_id: str, run_ids: list[str]) -> None:
     """Run in a fresh process with an empty cache folder: the first page with nothing loaded."""
     from dash_app.source import DataSource
-    from dash_app.views.behaviours import _rows_response
-    from mlflow_cc.reader import ExperimentReader
+    from dash_app.views.behaviours_grid import _rows_response
+    from mlflow_cc.read.reader import ExperimentReader
 
     reader = ExperimentReader(exp_id, uri)
     source = DataSource(lambda e: ExperimentReader(e, uri), reader)

@@ -11,7 +11,8 @@ and warm: every call is the full computation.
 
 One JSON line per case: ``case`` (its name), ``selected`` (models in it), ``ms`` (median of 5
 calls of ``explain_selection``, milliseconds), ``variables`` (variables found),
-``comparable`` (at most two variables remain, so the details chart without Refine Comparison). Then the last line:
+``comparable`` (at most two variables remain: a details chart without Refine Comparison).
+Then the last line:
 
 - ``models``: models in the forest; ``selected``: the selection size asked for;
 - ``selection_details_ms`` (ms): the worst case's median. Target <= 200.
