@@ -115,7 +115,7 @@ def _first_page_request(exp_id: str, run_ids: list[str]) -> tuple[dict[str, Any]
 
 
 def bench_behaviours(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, float]:
-    from dash_app.comparison import PreviewIndex, load_behaviour_set
+    from dash_app.comparison.behaviour_set import PreviewIndex, load_behaviour_set
     from dash_app.figures import behaviours as fig
     from dash_app.source import DataSource
     from dash_app.views.behaviours_grid import _rows_response
