@@ -26,7 +26,7 @@ logged, and fresh subprocesses each report their peak RSS above their RSS after 
   computing its difference to the base tensor by tensor, and drop it before the next
   (base + one model resident at a time; ``load_file`` reads the file before copying the
   tensors out, so the model being loaded is briefly resident twice);
-- ``compare_ratio`` = compare_peak_mb / pairwise_peak_mb. Target <= 0.5.
+- ``compare_ratio`` = compare_peak_mb / pairwise_peak_mb. Target <= 0.5 (proposed with this baseline).
   (Before 2026-11 this key was against loading all models at once; that is now
   ``compare_vs_all_ratio``.)
 - ``naive_peak_mb``: loading all ``--models`` models' weights at once;
