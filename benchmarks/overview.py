@@ -48,6 +48,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -227,6 +228,7 @@ def browser_side(uri: str, experiment: str, repeats: int) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
         b.close()
+        shutil.rmtree(cache, ignore_errors=True)
     return {"browser_map_cold_ms": round(cold["all"]), "longest_task_cold_ms": round(cold["longest"]),
             "browser_map_warm_ms": round(statistics.median(w["all"] for w in warm)),
             "longest_task_ms": round(max(w["longest"] for w in warm)),
