@@ -13,22 +13,29 @@ from typing import Any
 
 from dash import Dash, Input, Output, dcc, html
 
-from dash_app.auth import LOGOUT_PATH, current_session
+from dash_app.auth import CSRF_FIELD, LOGOUT_PATH, current_session, logout_token
 from mlflow_cc.read.store_health import StoreHealth
 
 CHECK_MS = 2500
 HIDDEN = {"display": "none"}
 USER_STYLE = {"color": "#d8d8d8", "fontSize": "13px", "marginLeft": "16px"}
+SIGN_OUT_STYLE = {"color": "#9cc9ff", "background": "none", "border": "0", "padding": "0", "cursor": "pointer",
+                  "textDecoration": "underline", "font": "inherit"}
 SHOWN = {"display": "block", "background": "#fff4d6", "color": "#6b4b00", "border": "1px solid #e0b44c",
          "padding": "6px 12px", "margin": "4px 12px", "borderRadius": "4px", "fontSize": "14px"}
 
 
 def layout(source: Any) -> html.Div:
-    """The banner (hidden while the store answers) and, when signed in, the user and a sign-out link."""
+    """The banner (hidden while the store answers) and, when signed in, the user and a sign-out button.
+
+    Signing out is a POST carrying the session's CSRF token (see :mod:`dash_app.auth`).
+    """
     session = current_session()
     user = [] if session is None else [html.Span(className="cc-user", style=USER_STYLE, children=[
         "Signed in as ", html.B(session.username, id="cc-user-name"), " · ",
-        html.A("Sign out", href=LOGOUT_PATH, id="cc-sign-out", style={"color": "#9cc9ff"})])]
+        html.Form(action=LOGOUT_PATH, method="post", style={"display": "inline"}, children=[
+            dcc.Input(type="hidden", name=CSRF_FIELD, value=logout_token() or ""),
+            html.Button("Sign out", id="cc-sign-out", type="submit", style=SIGN_OUT_STYLE)])])]
     return html.Div(className="cc-status", children=[
         *user,
         html.Div(id="cc-store-status", role="status", style=HIDDEN, **{"aria-live": "polite"}),

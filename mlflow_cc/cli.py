@@ -62,8 +62,12 @@ def demo(tracking_uri: str | None, only: tuple[str, ...]) -> None:
               help="mlflow: users sign in with their MLflow accounts (mlflow server --app-name basic-auth). "
                    "Default: $MLFLOW_CC_AUTH, else none (127.0.0.1 only).")
 @click.option("--allow-remote", is_flag=True, help="Serve a non-loopback --host without sign-in (trusted networks only).")
+@click.option("--allowed-hosts", default=None,
+              help="Host names the app answers to besides localhost, 127.0.0.1, ::1 and --host (comma-separated, "
+                   "any port; '*.example.org' for subdomains; '*' for any). Others get 400 (DNS rebinding). "
+                   "Default: $MLFLOW_CC_ALLOWED_HOSTS.")
 def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, mlflow_ui_url: str | None,
-       workers: int, auth: str | None, allow_remote: bool) -> None:
+       workers: int, auth: str | None, allow_remote: bool, allowed_hosts: str | None) -> None:
     """Serve the Compress and Compare app."""
     from mlflow.tracking import MlflowClient
 
@@ -73,12 +77,18 @@ def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, m
         check_bind,
         exec_gunicorn,
         gunicorn_env,
+        parse_hosts,
     )
     from dash_app.wsgi import build_app
     from mlflow_cc.read.reader import list_experiments
 
-    auth = auth or Settings.from_env().auth
-    allow_remote = allow_remote or Settings.from_env().allow_remote
+    try:
+        env_settings = Settings.from_env()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    auth = auth or env_settings.auth
+    allow_remote = allow_remote or env_settings.allow_remote
+    hosts = parse_hosts(allowed_hosts) if allowed_hosts is not None else env_settings.allowed_hosts
     try:
         check_bind(host, auth=auth, allow_remote=allow_remote)
     except UnsafeBindError as exc:
@@ -86,7 +96,8 @@ def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, m
     if workers > 1 or auth == "mlflow":
         click.echo(f"mlflow-cc app (gunicorn, {workers} worker(s), sign-in: {auth}): http://{host}:{port}/")
         exec_gunicorn(gunicorn_env(host=host, port=port, workers=workers, auth=auth, allow_remote=allow_remote,
-                                   tracking_uri=tracking_uri, experiment=experiment, mlflow_ui_url=mlflow_ui_url))
+                                   tracking_uri=tracking_uri, experiment=experiment, mlflow_ui_url=mlflow_ui_url,
+                                   allowed_hosts=hosts))
     try:
         if experiment is None:
             exps = list_experiments(MlflowClient(tracking_uri))
@@ -95,8 +106,9 @@ def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, m
             experiment = exps[0]["id"]
         # The same app as a team deployment (reader snapshots, store status strip), one process.
         app = build_app(Settings(tracking_uri=tracking_uri, auth="none", allow_remote=allow_remote,
-                                 experiment=experiment, mlflow_ui_url=mlflow_ui_url, refresh_ms=3000))
-    except MlflowCCError as exc:
+                                 experiment=experiment, mlflow_ui_url=mlflow_ui_url, refresh_ms=3000,
+                                 allowed_hosts=hosts, bind_host=host, trust_proxy=env_settings.trust_proxy))
+    except (MlflowCCError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"mlflow-cc app: http://{host}:{port}/")
     app.run(host=host, port=port, debug=False)

@@ -77,7 +77,7 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
     fig = go.Figure()
     for i, c in enumerate(ccats):
         ys = [sum(groups[(x, c)]) / len(groups[(x, c)]) if (x, c) in groups else None for x in xcats]
-        text = [info.format_value(v) if v is not None else "" for v in ys]
+        text = [escape(info.format_value(v)) if v is not None else "" for v in ys]
         fig.add_trace(go.Bar(
             x=[escape(x) for x in xcats], y=ys, name=escape(c) if color_name else escape(metric),
             text=text, textposition="outside", cliponaxis=False,

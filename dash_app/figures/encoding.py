@@ -20,8 +20,15 @@ NODE_PX = (10.0, 28.0)  # the smallest model must stay clickable
 
 
 def escape(text: object) -> str:
-    """User text for Plotly hover/labels: Plotly renders some HTML tags, so escape them."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """User text for Plotly text, labels and hover templates, shown as typed.
+
+    Plotly renders a subset of HTML (``<b>``, ``<a href>``, ``<br>``, entities) in every
+    text it draws, and expands ``%{...}`` in hover and text templates; so ``&``, ``<``,
+    ``>`` become entities, and the ``%`` of ``%{`` becomes ``&#37;`` (Plotly shows it as
+    ``%`` without expanding it).
+    """
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("%{", "&#37;{"))
 
 
 @dataclass(frozen=True)

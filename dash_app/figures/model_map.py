@@ -174,7 +174,7 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
         labels = []
         for r in cids:
             s = layout.collapsed[r]
-            best = f" · best {info.format_value(s.best)}" if info and s.best is not None else ""
+            best = f" · best {escape(info.format_value(s.best))}" if info and s.best is not None else ""
             labels.append(f"+{s.count}{best}")
         traces.append(go.Scatter(
             x=[layout.x[r] + 0.3 for r in cids], y=[layout.y[r] for r in cids], mode="markers+text",

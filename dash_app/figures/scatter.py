@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import SELECT_COLOR, Encoding, colors_for, escape
-from mlflow_cc.metric_info import MetricInfo, info_for
+from mlflow_cc.metric_info import MetricInfo, format_problem, info_for
 from mlflow_cc.read.lineage import Forest
 
 FRONT_COLOR = "#d62728"
@@ -32,6 +32,8 @@ def _d3(info: MetricInfo) -> str:
     """A d3 format for a metric in a hover template."""
     if info.format == "bytes":
         return ".3~s"
+    if format_problem(info.format):  # never let a format carry text into the template
+        return ".4g"
     return info.format.lstrip(",") if info.format[-1:] in "%fdgs" else ".4g"
 
 

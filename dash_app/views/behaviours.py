@@ -50,7 +50,7 @@ from dash_app.views.behaviours_grid import (
     _rows_response,
 )
 from dash_app.views.prologue import require_ready
-from mlflow_cc.track.flags import MODEL_TARGET, instance_target
+from mlflow_cc.track.flags import MODEL_TARGET, instance_target, target_problem
 
 
 def layout() -> html.Div:
@@ -310,13 +310,27 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             raise PreventUpdate
         if not (note or "").strip():
             return no_update, no_update, "write a short note first"
-        run_id, flag_target = json.loads(target)
+        try:
+            run_id, flag_target = json.loads(target)
+        except (TypeError, ValueError):
+            return no_update, no_update, "not saved: unknown model"
+        # The run id comes from the browser: it must be a model of the experiment on screen as
+        # this server read it for this user (the user's own reader on a team server).
+        try:
+            problem = target_problem(source.forest(cmp.get("experiment")), run_id, flag_target)
+        except Exception as exc:  # noqa: BLE001 - an experiment this user cannot read, or an outage
+            return no_update, no_update, f"not saved: the experiment could not be read ({type(exc).__name__})"
+        if problem:
+            return no_update, no_update, f"not saved: {problem}"
         session = current_session()  # the signed-in user on a team server; else the default user
         try:
+            # Written with the user's own MLflow client on a team server: MLflow decides.
             flag = source.flags(cmp["experiment"]).add(run_id, note or "", flag_target,
                                                        user=session.username if session is not None else None)
         except MlflowException as exc:  # MLflow decides who may write (e.g. READ-only: PERMISSION_DENIED)
             return no_update, no_update, f"not saved: MLflow refused the write ({exc.error_code})"
+        except Exception as exc:  # noqa: BLE001 - the store went away: say so, never a callback error
+            return no_update, no_update, f"not saved: the tracking store did not answer ({type(exc).__name__})"
         return flag.id, "", "flag saved to the model's MLflow run"
 
     app.clientside_callback(ClientsideFunction(namespace="cmp", function_name="refreshRows"),

@@ -32,6 +32,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
+from mlflow_cc.read.lineage import Forest
 
 #: Longest note kept; MLflow tag values are limited too (8,000 characters).
 MAX_NOTE = 500
@@ -73,6 +74,23 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no user database entry (containers)
         return "unknown"
+
+
+def target_problem(forest: Forest, run_id: object, target: object) -> str | None:
+    """Why a flag on ``run_id`` may not be written from a view of ``forest`` (None when it may).
+
+    The app gets the run id from the browser: it must be a model of the experiment on
+    screen, as the server read it for this user (not an external parent from another
+    experiment), and the target must be the model or one of its instances.
+    """
+    if not isinstance(run_id, str) or not isinstance(target, str):
+        return "not a model of this experiment"
+    node = forest.nodes.get(run_id)
+    if node is None or node.external:
+        return "not a model of this experiment"
+    if target != MODEL_TARGET and not (target.startswith(INSTANCE_PREFIX) and len(target) > len(INSTANCE_PREFIX)):
+        return "not a model or one of its instances"
+    return None
 
 
 def add_flag(client: MlflowClient, run_id: str, note: str, target: str = MODEL_TARGET,
