@@ -14,7 +14,7 @@ from mlflow_cc import contract
 #: The default display format, used in place of an invalid one.
 DEFAULT_FORMAT = ".4g"
 #: Longest unit kept (units are short: "ms", "MB", "tokens/s").
-MAX_UNIT = 32
+MAX_UNIT = 40
 #: The formats the app accepts: "bytes", or a numeric Python format spec that d3 (Plotly's
 #: axis and hover formats) reads the same way: [sign][#][0][width][,][.precision][type].
 #: No fill or alignment characters and no braces, so a format can never carry markup or a

@@ -1,0 +1,48 @@
+"""Call a Dash app's callbacks over HTTP, as a browser (or an attacker's script) would.
+
+The request is built from the app's own ``/_dash-dependencies``, so a test names only the
+output it wants and the values it sends; everything else is sent as ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def _key(item: dict[str, Any]) -> tuple[str, str]:
+    return str(item["id"]), str(item["property"])
+
+
+def _outputs(spec: str) -> list[str]:
+    """The "id.prop" of a callback's output spec ("..a.x...b.y.." for several)."""
+    return spec[2:-2].split("...") if spec.startswith("..") else [spec]
+
+
+def call(web: Any, output: str, values: dict[tuple[str, str], Any], changed: list[str] | None = None,
+         headers: dict[str, str] | None = None) -> Any:
+    """POST the callback whose output spec contains ``output`` ("id.prop"); returns the response.
+
+    ``web`` is a Flask test client; ``values`` maps (id, property) of inputs and states to what
+    the browser would send; ``changed`` the "id.prop" that triggered the call (default: the first input).
+    """
+    deps = web.get("/_dash-dependencies", headers=headers or {}).get_json()
+    matches = [d for d in deps if output in _outputs(d["output"]) and not d.get("clientside_function")]
+    assert len(matches) == 1, f"{len(matches)} server callbacks write {output}"
+    dep = matches[0]
+    multi = dep["output"].startswith("..")
+    out_specs = _outputs(dep["output"])
+    outputs = [{"id": o.rsplit(".", 1)[0], "property": o.rsplit(".", 1)[1]} for o in out_specs]
+    inputs = [{**i, "value": values.get(_key(i))} for i in dep["inputs"]]
+    state = [{**s, "value": values.get(_key(s))} for s in dep["state"]]
+    first = f"{dep['inputs'][0]['id']}.{dep['inputs'][0]['property']}"
+    body = {"output": dep["output"], "outputs": outputs if multi else outputs[0], "inputs": inputs,
+            "state": state, "changedPropIds": changed or [first]}
+    return web.post("/_dash-update-component", data=json.dumps(body), content_type="application/json",
+                    headers=headers or {})
+
+
+def outputs(response: Any) -> dict[str, dict[str, Any]]:
+    """{component id: {property: value}} of a callback's JSON answer."""
+    assert response.status_code == 200, (response.status_code, response.get_data(as_text=True)[:500])
+    return response.get_json()["response"]
