@@ -24,7 +24,7 @@ import mlflow_cc as cc
 from dash_app.serving import Settings
 from dash_app.wsgi import build_app
 from mlflow_cc import contract
-from mlflow_cc.local_server import free_port
+from testing.local_server import free_port
 
 
 @pytest.fixture

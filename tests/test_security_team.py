@@ -22,7 +22,7 @@ from dash_app.serving import Settings
 from dash_app.sessions import SessionStore
 from dash_app.wsgi import build_app
 from mlflow_cc import contract
-from mlflow_cc.user_client import client_for_user
+from mlflow_cc.read.user_client import client_for_user
 
 SECRET = b"Yq3-vN8kT0pLz7RfWm2xJcB5sHdE9uGa"
 
@@ -184,7 +184,7 @@ def test_behind_a_tls_proxy_cookies_are_secure(make_app: Any, monkeypatch: pytes
 
 
 def test_flags_are_written_with_the_users_own_permissions(make_app: Any, store: AuthStore) -> None:
-    from mlflow_cc.auth_server import AuthAdmin
+    from testing.auth_server import AuthAdmin
 
     admin = client_for_user(store.url, "admin", ADMIN_PW)
     shared = admin.create_experiment("shared-study")
