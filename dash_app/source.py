@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
+from pathlib import Path
 from typing import Any
 
 from cachetools import LRUCache
 
 from dash_app.comparison import Comparisons
+from dash_app.comparison.shared import SharedLayerStore
 from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.read.lineage import Forest
 from mlflow_cc.read.reader import ExperimentReader, list_experiments
@@ -44,6 +46,8 @@ class DataSource:
             self.default_experiment = first.experiment_id
         self._ui_url = mlflow_ui_url
         self._comparisons: dict[str, tuple[Comparisons, FlagBoard]] = {}
+        #: Where layer comparisons are shared with the other worker processes (None: this process only).
+        self.shared_layers_dir: Path | None = None
 
     # -- readers -------------------------------------------------------------------
     def reader(self, experiment: str | None) -> ExperimentReader:
@@ -116,6 +120,8 @@ class DataSource:
         with self._lock:
             pair = self._comparisons.get(reader.experiment_id)
             if pair is None:
-                pair = (Comparisons(reader.client, lambda: reader.datasets), FlagBoard(reader.client))
+                shared = (SharedLayerStore(self.shared_layers_dir, reader.tracking_uri)
+                          if self.shared_layers_dir is not None else None)
+                pair = (Comparisons(reader.client, lambda: reader.datasets, shared=shared), FlagBoard(reader.client))
                 self._comparisons[reader.experiment_id] = pair
             return pair

@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from dash_app.auth import current_session
 from dash_app.source import DataSource, ReaderFactory
+from mlflow_cc.artifacts.files import cache_dir
 from mlflow_cc.errors import StoreUnreachableError
 from mlflow_cc.read.lineage import Forest
 from mlflow_cc.read.reader import ExperimentReader, list_experiments
@@ -35,6 +36,8 @@ class ResilientSource(DataSource):
     def __init__(self, factory: ReaderFactory, client: MlflowClient, health: StoreHealth,
                  mlflow_ui_url: str | None = None) -> None:
         super().__init__(factory, None, mlflow_ui_url)
+        # Served by several workers: each layer comparison is computed once for all of them.
+        self.shared_layers_dir = cache_dir() / "layer-comparisons"
         self.client = client
         self.health = health
         self._experiments: list[dict[str, Any]] = []

@@ -20,10 +20,10 @@ def _outputs(spec: str) -> list[str]:
 
 
 def call(web: Any, output: str, values: dict[tuple[str, str], Any], changed: list[str] | None = None,
-         headers: dict[str, str] | None = None) -> Any:
+         headers: dict[str, str] | None = None, query: str = "") -> Any:
     """POST the callback whose output spec contains ``output`` ("id.prop"); returns the response.
 
-    ``web`` is a Flask test client; ``values`` maps (id, property) of inputs and states to what
+    ``web`` is a Flask test client (or an :class:`HttpClient`); ``values`` maps (id, property) of inputs and states to what
     the browser would send; ``changed`` the "id.prop" that triggered the call (default: the first input).
     """
     deps = web.get("/_dash-dependencies", headers=headers or {}).get_json()
@@ -38,7 +38,7 @@ def call(web: Any, output: str, values: dict[tuple[str, str], Any], changed: lis
     first = f"{dep['inputs'][0]['id']}.{dep['inputs'][0]['property']}"
     body = {"output": dep["output"], "outputs": outputs if multi else outputs[0], "inputs": inputs,
             "state": state, "changedPropIds": changed or [first]}
-    return web.post("/_dash-update-component", data=json.dumps(body), content_type="application/json",
+    return web.post(f"/_dash-update-component{query}", data=json.dumps(body), content_type="application/json",
                     headers=headers or {})
 
 
@@ -46,3 +46,38 @@ def outputs(response: Any) -> dict[str, dict[str, Any]]:
     """{component id: {property: value}} of a callback's JSON answer."""
     assert response.status_code == 200, (response.status_code, response.get_data(as_text=True)[:500])
     return response.get_json()["response"]
+
+
+class HttpClient:
+    """The part of Flask's test client that :func:`call` uses, over real HTTP to a running server.
+
+    Every request opens a new connection, so a server with several worker processes hands
+    them to whichever worker accepts first.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 120) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> _Response:
+        import requests
+
+        return _Response(requests.get(self.base_url + path, headers=headers, timeout=self.timeout))
+
+    def post(self, path: str, data: str, content_type: str, headers: dict[str, str] | None = None) -> _Response:
+        import requests
+
+        return _Response(requests.post(self.base_url + path, data=data, timeout=self.timeout,
+                                       headers={**(headers or {}), "Content-Type": content_type}))
+
+
+class _Response:
+    def __init__(self, response: Any) -> None:
+        self._response = response
+        self.status_code = response.status_code
+
+    def get_json(self) -> Any:
+        return self._response.json()
+
+    def get_data(self, as_text: bool = False) -> Any:
+        return self._response.text if as_text else self._response.content

@@ -8,10 +8,12 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 from cachetools import LRUCache
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dash_app.comparison.behaviour_set import BehaviourSet, load_behaviour_set
 from dash_app.comparison.layer_set import LayerSet, load_layer_set
+from dash_app.comparison.shared import SharedLayerStore
 from mlflow_cc.artifacts import Outputs, load_outputs
 from mlflow_cc.errors import ArtifactError
 
@@ -26,8 +28,10 @@ class Comparisons:
     """
 
     def __init__(self, client: MlflowClient, datasets: Callable[[], Mapping[str, str]] | None = None,
-                 size: int = 8) -> None:
+                 size: int = 8, shared: SharedLayerStore | None = None) -> None:
         self.client = client
+        #: Layer comparisons computed once for every worker of the machine (see dash_app.comparison.shared).
+        self.shared = shared
         self._datasets = datasets or dict
         self._size = size
         self._lock = threading.Lock()
@@ -50,10 +54,28 @@ class Comparisons:
             def progress(done: int, total: int) -> None:
                 self._progress[key] = (done, total)
             try:
-                return load_layer_set(self.client, base, list(key[2]), kind, progress=progress)
+                if self.shared is None:
+                    return load_layer_set(self.client, base, list(key[2]), kind, progress=progress)
+
+                def compute_shared(disk_progress: Callable[[int, int], None]) -> LayerSet:
+                    def both(done: int, total: int) -> None:
+                        progress(done, total)
+                        disk_progress(done, total)
+                    return load_layer_set(self.client, base, list(key[2]), kind, progress=both)
+                return self.shared.compute_once(kind, base, _models(base, key[2]), compute_shared,
+                                                verify=lambda: self._may_read(_models(base, key[2])))
             finally:
                 self._progress.pop(key, None)
         return self._get(key, compute)
+
+    def _may_read(self, run_ids: Sequence[str]) -> bool:
+        """Whether this client (the user's own, on a team server) reads every run, as a computation would."""
+        try:
+            for run_id in run_ids:
+                self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return True
 
     def layers_in_background(self, base: str, run_ids: Sequence[str], kind: str = "weights") -> LayerSet | None:
         """The layer comparison if cached, else None after starting it in a thread (see :meth:`progress`)."""
@@ -81,8 +103,11 @@ class Comparisons:
             self._progress.pop(key, None)
 
     def progress(self, base: str, run_ids: Sequence[str], kind: str = "weights") -> tuple[int, int] | None:
-        """(tensors done, total) of a layer comparison being computed, else None."""
-        return self._progress.get((kind, base, tuple(dict.fromkeys(run_ids))))
+        """(tensors done, total) of a layer comparison being computed (by any worker when shared), else None."""
+        mine = self._progress.get((kind, base, tuple(dict.fromkeys(run_ids))))
+        if self.shared is not None and (mine is None or not mine[1]):
+            return self.shared.progress(kind, base, _models(base, run_ids)) or mine
+        return mine
 
     def is_cached(self, key_kind: str, base: str, run_ids: Sequence[str]) -> bool:
         with self._lock:
@@ -119,3 +144,8 @@ class Comparisons:
         if isinstance(hit, ArtifactError):
             raise hit
         return hit
+
+
+def _models(base: str, run_ids: Sequence[str]) -> list[str]:
+    """The compared models, base first (as :func:`load_layer_set` orders them)."""
+    return list(dict.fromkeys([base, *run_ids]))
