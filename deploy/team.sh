@@ -2,7 +2,8 @@
 # Start the team stack on this machine, all on 127.0.0.1 (`make team`):
 #   PostgreSQL database  -> mlflow server (served artifacts, basic-auth)  -> the app under gunicorn.
 # Settings (environment): TEAM_DIR (./team-data), TEAM_DB (mlflowcc_team), MLFLOW_PORT (5000),
-# APP_PORT (8050), WORKERS (4), TEAM_AUTH (basic | none), MLFLOW_AUTH_ADMIN_PASSWORD (first start).
+# APP_PORT (8050), WORKERS (4), TEAM_AUTH (basic | none), MLFLOW_AUTH_ADMIN_PASSWORD (first start),
+# APP_HOSTS (extra host names the app answers to, MLFLOW_CC_ALLOWED_HOSTS; default: loopback only).
 # Ctrl-C stops both servers. See README, "Team deployment", for a real (multi-machine) setup.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +29,8 @@ if [ "$TEAM_AUTH" = basic ]; then
   sed "s#@TEAM_DIR@#$TEAM_DIR#" deploy/basic_auth.ini > "$TEAM_DIR/basic_auth.ini"
   export MLFLOW_AUTH_CONFIG_PATH="$TEAM_DIR/basic_auth.ini"
   [ -f "$TEAM_DIR/flask-secret" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$TEAM_DIR/flask-secret")
-  [ -f "$TEAM_DIR/app-secret" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$TEAM_DIR/app-secret")
+  # 48 random bytes, base64: 64 characters (the app refuses secrets under 32 or example values)
+  [ -f "$TEAM_DIR/app-secret" ] || (umask 077; head -c 48 /dev/urandom | base64 -w0 > "$TEAM_DIR/app-secret")
   export MLFLOW_FLASK_SERVER_SECRET_KEY="$(cat "$TEAM_DIR/flask-secret")"
   export MLFLOW_CC_SECRET_KEY="$(cat "$TEAM_DIR/app-secret")"
   if [ ! -f "$TEAM_DIR/basic_auth.db" ] && [ -z "${MLFLOW_AUTH_ADMIN_PASSWORD:-}" ]; then
@@ -55,5 +57,6 @@ echo "mlflow server: http://127.0.0.1:$MLFLOW_PORT (PostgreSQL $TEAM_DB, artifac
 
 export MLFLOW_TRACKING_URI="http://127.0.0.1:$MLFLOW_PORT"
 export MLFLOW_CC_BIND="127.0.0.1:$APP_PORT" MLFLOW_CC_WORKERS="$WORKERS"
+export MLFLOW_CC_ALLOWED_HOSTS="${APP_HOSTS:-}"
 echo "app: http://127.0.0.1:$APP_PORT ($WORKERS gunicorn workers, sign-in: $MLFLOW_CC_AUTH)"
 "$VENV_BIN/gunicorn" -c python:dash_app.gunicorn_conf 'dash_app.wsgi:server'

@@ -102,17 +102,26 @@ def test_sign_in_flow_keeps_credentials_on_the_server(store: AuthStore, tmp_path
     resp = web.get("/?experiment=1")
     assert resp.status_code == 302 and resp.headers["Location"].startswith("/login?next=/%3Fexperiment")
     assert web.post("/_dash-update-component", json={}).status_code == 401
-    bad = web.post("/login", data={"username": "alice", "password": "not-her-password", "next": "/"})
+    bad = web.post("/login", data={"username": "alice", "password": "not-her-password", "next": "/",
+                                   "csrf_token": _csrf(web, "/login")})
     assert bad.status_code == 401 and b"did not accept" in bad.data and b"not-her-password" not in bad.data
-    good = web.post("/login", data={"username": ALICE[0], "password": ALICE[1], "next": "//evil.example/x"})
+    good = web.post("/login", data={"username": ALICE[0], "password": ALICE[1], "next": "//evil.example/x",
+                                    "csrf_token": _csrf(web, "/login")})
     assert good.status_code == 302 and good.headers["Location"] == "/"  # never off-site
     cookie = good.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and ALICE[1] not in cookie
     page = web.get("/")
     assert page.status_code == 200 and ALICE[1].encode() not in page.data
     assert page.headers["X-Frame-Options"] == "DENY"
-    web.get("/logout")
+    web.post("/logout", data={"csrf_token": _csrf(web, "/logout")})
     assert web.get("/").status_code == 302
+
+
+def _csrf(web: Any, form_path: str) -> str:
+    """The CSRF token of the sign-in or sign-out form, as a browser would read it."""
+    import re
+
+    return re.search(r'name="csrf_token" value="([^"]+)"', web.get(form_path).get_data(as_text=True)).group(1)
 
 
 def test_two_users_see_different_experiments_in_the_browser(store: AuthStore, tmp_path: Path,
