@@ -22,14 +22,24 @@ from dash_app.serving import Settings
 from dash_app.sessions import SessionStore
 from dash_app.wsgi import build_app
 from mlflow_cc import contract
-from mlflow_cc.read.user_client import client_for_user
+from mlflow_cc.read.user_client import SignInError, check_credentials, client_for_user
 
 SECRET = b"Yq3-vN8kT0pLz7RfWm2xJcB5sHdE9uGa"
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthStore]:
-    yield from auth_store(tmp_path_factory)
+    for ready in auth_store(tmp_path_factory):
+        # A fresh server's first basic-auth requests can be slow on a busy machine: wait until
+        # it answers a sign-in check before the tests time theirs.
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                check_credentials(ready.url, "admin", ADMIN_PW)
+                break
+            except SignInError:
+                assert time.monotonic() < deadline, "the basic-auth server never answered a sign-in check"
+        yield ready
 
 
 @pytest.fixture
