@@ -237,3 +237,31 @@ def test_flags_are_written_with_the_users_own_permissions(make_app: Any, store: 
     message, status = flag(ALICE, store.alice_exp, alices)
     assert status == 200 and message == "not saved: MLflow refused the write (PERMISSION_DENIED)"
     assert flags_on(alices) == []
+
+
+def test_sign_out_button_in_the_browser(store: AuthStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header's Sign out button posts the session's token: the user is signed out, for good."""
+    from browser import launch, serve
+
+    monkeypatch.setenv("MLFLOW_CC_CACHE_DIR", str(tmp_path / "cache"))
+    settings = Settings(tracking_uri=store.url, auth="mlflow", allow_remote=False, experiment=None,
+                        mlflow_ui_url=None, refresh_ms=3000)
+    served = serve(build_app(settings, sessions=SessionStore(tmp_path / "sessions.sqlite", secret=SECRET)))
+    chromium = launch()
+    try:
+        page = chromium.page
+        page.goto(f"{served.url}/")
+        page.wait_for_selector("#login-submit")
+        page.fill("#username", ALICE[0])
+        page.fill("#password", ALICE[1])
+        page.click("#login-submit")
+        page.wait_for_selector("#cc-sign-out", timeout=60_000)
+        page.click("#cc-sign-out")
+        page.wait_for_selector("#login-submit", timeout=60_000)
+        assert "/login" in page.url
+        page.goto(f"{served.url}/")  # the old session cookie no longer opens the app
+        page.wait_for_selector("#login-submit")
+        assert [e for e in chromium.errors if "401" not in e] == []
+    finally:
+        chromium.close()
+        served.stop()
