@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
 
@@ -83,7 +84,7 @@ def dash_callback(changed: str, contains: str | None = None) -> Callable[[Any], 
     ``"id.property"``), whose request body contains ``contains`` if given."""
 
     def matches(response: Any) -> bool:
-        if not response.url.endswith("/_dash-update-component"):
+        if not urlsplit(response.url).path.endswith("/_dash-update-component"):  # Dash adds ?endId=
             return False
         try:
             body = response.request.post_data or ""
