@@ -6,13 +6,14 @@ console must stay free of errors.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from browser import Browser, ServedApp, serve
+from playwright.sync_api import expect
+from waiting import INFLIGHT, TIMEOUT_S, dash_callback, settle, wait_until
 
 from dash_app.app import create_app
 from dash_app.state import parse_query
@@ -40,16 +41,12 @@ NODE_XY = """([graph, rid]) => {
   }
   return null;
 }"""
-#: Counts Dash callback requests in flight, so tests act only on a settled page (several
-#: callbacks write the shared state; acting mid-chain would race them like a very fast user).
-INFLIGHT = """
-window.__inflight = 0;
-const _fetch = window.fetch;
-window.fetch = function (...args) {
-  window.__inflight += 1;
-  return _fetch.apply(this, args).finally(() => { window.__inflight -= 1; });
-};
-"""
+#: True once Plotly has the point with this customdata under the pointer (a click then picks it).
+HOVERED = """([graph, cd]) => {
+  const g = document.querySelector('#' + graph + ' .js-plotly-plot');
+  return !!(g && (g._hoverdata || []).some(p => p.customdata === cd
+    || (Array.isArray(p.customdata) && p.customdata[0] === cd)));
+}"""
 MAP_READY = """() => { const g = document.querySelector('#ov-map .js-plotly-plot');
   return !!(g && g.data && g.data.some(t => t.name === 'models')); }"""
 
@@ -73,6 +70,7 @@ def page(browser: Browser, study: dict[str, Any]) -> Iterator[Any]:
     """A fresh page; the test fails if the console reported an error."""
     ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
     pg = ctx.new_page()
+    pg.set_default_timeout(TIMEOUT_S * 1000)
     pg.add_init_script(INFLIGHT)
     errors: list[str] = []
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -84,50 +82,32 @@ def page(browser: Browser, study: dict[str, Any]) -> Iterator[Any]:
 
 def open_app(page: Any, served: ServedApp, query: str = "") -> None:
     page.goto(served.url + "/" + query)
-    page.wait_for_function(MAP_READY, timeout=30_000)
+    page.wait_for_function(MAP_READY)
     page.wait_for_function("() => document.querySelector('#ov-status').innerText.includes('models')")
     settle(page)
-
-
-def settle(page: Any, quiet_s: float = 0.4, timeout: float = 15.0) -> None:
-    """Wait until no Dash request has been in flight for ``quiet_s``."""
-    deadline = time.monotonic() + timeout
-    quiet_since = None
-    while time.monotonic() < deadline:
-        busy = page.evaluate("() => window.__inflight || 0")
-        now = time.monotonic()
-        if busy:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = now
-        elif now - quiet_since >= quiet_s:
-            # and the main thread has drawn what arrived (two animation frames)
-            page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-            if not page.evaluate("() => window.__inflight || 0"):
-                return
-        time.sleep(0.05)
 
 
 def ids_in(page: Any, graph: str, trace: str) -> list[str]:
     return page.evaluate(TRACE_IDS, [graph, trace]) or []
 
 
-def wait_selected(page: Any, graph: str, expected: set[str], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if set(ids_in(page, graph, "selected")) == expected:
-            return
-        time.sleep(0.1)
-    assert set(ids_in(page, graph, "selected")) == expected
+def wait_selected(page: Any, graph: str, expected: set[str], timeout: float = TIMEOUT_S) -> None:
+    wait_until(lambda: set(ids_in(page, graph, "selected")) == expected, timeout,
+               lambda: f"the selection in {graph} to be {sorted(expected)} (it is {sorted(ids_in(page, graph, 'selected'))})")
+
+
+def hover(page: Any, graph: str, cd: str, x: float, y: float) -> None:
+    """Move the pointer onto the point and wait until Plotly reports it hovered."""
+    page.mouse.move(x + 1, y + 1)
+    page.mouse.move(x, y)
+    wait_until(lambda: page.evaluate(HOVERED, [graph, cd]), message=f"{cd} hovered in {graph}")
 
 
 def click_node(page: Any, graph: str, rid: str, shift: bool = False) -> None:
     settle(page)
     xy = page.evaluate(NODE_XY, [graph, rid])
     assert xy, f"{rid} is not drawn in {graph}"
-    page.mouse.move(xy[0] + 1, xy[1] + 1)
-    page.mouse.move(xy[0], xy[1])
-    time.sleep(0.15)
+    hover(page, graph, rid, xy[0], xy[1])
     if shift:
         page.keyboard.down("Shift")
     page.mouse.click(xy[0], xy[1])
@@ -146,7 +126,7 @@ def drag(page: Any, x0: float, y0: float, x1: float, y1: float) -> None:
 
 def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(exist_ok=True)
-    time.sleep(0.4)
+    settle(page)
     page.screenshot(path=str(SHOTS / name), full_page=True)
 
 
@@ -190,9 +170,8 @@ def test_column_header_selects_the_column(page: Any, study: dict[str, Any]) -> N
       const t = g._fullData.find(d => d.name === 'columns'); const i = Array.from(t.customdata)
         .findIndex(c => c === 'col:' + g._fullLayout.annotations.findIndex(a => a.text === 'calibrate'));
       const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, r = g.getBoundingClientRect();
-      return [r.left + xa._offset + xa.l2p(t.x[i]), r.top + ya._offset + ya.l2p(t.y[i])]; }""")
-    page.mouse.move(xy[0], xy[1])
-    time.sleep(0.15)
+      return [r.left + xa._offset + xa.l2p(t.x[i]), r.top + ya._offset + ya.l2p(t.y[i]), t.customdata[i]]; }""")
+    hover(page, "ov-map", xy[2], xy[0], xy[1])
     page.mouse.click(xy[0], xy[1])
     forest = study["reader"].forest()
     calibrated = {r for r, n in forest.nodes.items() if n.operation == "calibrate"}
@@ -217,21 +196,27 @@ def test_filter_brush_makes_excluded_models_unselectable(page: Any, study: dict[
     expected_out = {r for r, n in reader_forest.nodes.items()
                     if not budget[0] <= n.metrics["accuracy"] <= budget[1]}
     assert expected_out, "the study has models below 90% accuracy"
-    deadline = time.monotonic() + 10
-    while set(ids_in(page, "ov-map", "filtered out")) != expected_out and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert set(ids_in(page, "ov-map", "filtered out")) == expected_out
-    assert set(ids_in(page, "ov-scatter", "filtered out")) == expected_out
+    for graph in ("ov-map", "ov-scatter"):  # the scatterplot redraws after the map
+        wait_until(lambda g=graph: set(ids_in(page, g, "filtered out")) == expected_out,
+                   message=lambda g=graph: f"{g} to fade exactly the models outside the budget "
+                                           f"(it fades {sorted(ids_in(page, g, 'filtered out'))})")
     keep = ids["base"]
     click_node(page, "ov-map", keep)
     wait_selected(page, "ov-map", {keep})
+    wait_selected(page, "ov-scatter", {keep})
     victim = min(expected_out)
-    click_node(page, "ov-map", victim, shift=True)  # excluded: cannot be added
-    time.sleep(1.0)
-    wait_selected(page, "ov-map", {keep})
-    click_node(page, "ov-scatter", victim)  # nor selected alone
-    time.sleep(1.0)
+    # Each click must have reached the server's pick callback (its answer seen) before the
+    # selection is checked: otherwise "unchanged" would hold before the click was handled.
+    with page.expect_response(dash_callback("ov-pick.data", victim)):
+        click_node(page, "ov-map", victim, shift=True)  # excluded: cannot be added
+    settle(page)
+    assert set(ids_in(page, "ov-map", "selected")) == {keep}
+    assert set(ids_in(page, "ov-scatter", "selected")) == {keep}
+    with page.expect_response(dash_callback("ov-pick.data", victim)):
+        click_node(page, "ov-scatter", victim)  # nor selected alone
+    settle(page)
     assert victim not in ids_in(page, "ov-scatter", "selected")
+    assert victim not in ids_in(page, "ov-map", "selected")
     shot(page, "overview-filters.png")
 
 
@@ -241,9 +226,9 @@ def test_selection_details_for_descendants(page: Any, study: dict[str, Any]) -> 
     page.click("#ov-add-descendants")
     want = {ids[k] for k in ("mag50", "mag50_q", "mag50_cal", "mag50_cal_q", "mag50_distilled")}
     wait_selected(page, "ov-map", want)
+    # the details follow the map
+    expect(page.locator("#ov-details")).to_contain_text("5 models selected", timeout=TIMEOUT_S * 1000)
     page.wait_for_selector("#ov-details .js-plotly-plot .main-svg")
-    text = page.inner_text("#ov-details")
-    assert "5 models selected" in text
     links = page.eval_on_selector_all("#ov-details a", "els => els.map(e => e.href)")
     exp_id = study["reader"].experiment_id
     assert f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{ids['mag50']}" in links
@@ -252,23 +237,24 @@ def test_selection_details_for_descendants(page: Any, study: dict[str, Any]) -> 
 
 def test_refine_comparison_when_two_variables_are_not_enough(page: Any, study: dict[str, Any]) -> None:
     open_app(page, study["served"])
-    click_node(page, "ov-map", study["ids"]["base"])
-    wait_selected(page, "ov-map", {study["ids"]["base"]})
+    base = study["ids"]["base"]
+    click_node(page, "ov-map", base)
+    wait_selected(page, "ov-map", {base})
     page.click("#ov-add-descendants")
-    page.wait_for_selector(".cc-refine", timeout=10_000)
-    assert "Refine Comparison" in page.inner_text("#ov-details")
+    before = {base, *study["reader"].forest().descendants(base)}
+    wait_selected(page, "ov-map", before)
+    page.wait_for_selector(".cc-refine")
+    expect(page.locator("#ov-details")).to_contain_text("Refine Comparison", timeout=TIMEOUT_S * 1000)
     shot(page, "overview-refine.png")
-    before = set(ids_in(page, "ov-map", "selected"))
     # Pick the first value of the first variable, apply: the selection narrows to the models
     # that take that value, in the map as well.
     page.locator(".cc-refine-row button").first.click()
     page.locator(".dash-dropdown-content input[type=checkbox]").first.click()
     page.keyboard.press("Escape")
     page.click("#ov-refine-apply")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and set(ids_in(page, "ov-map", "selected")) == before:
-        time.sleep(0.1)
-    after = set(ids_in(page, "ov-map", "selected"))
+    after = wait_until(lambda: (set(ids_in(page, "ov-map", "selected")) != before
+                                and set(ids_in(page, "ov-map", "selected"))),
+                       message="the refined selection in the map")
     assert after and after < before
 
 
@@ -285,10 +271,11 @@ def test_copied_url_reopens_the_same_view(page: Any, study: dict[str, Any], brow
                             ".map(e => e.textContent)")
     other = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
     p2 = other.new_page()
+    p2.set_default_timeout(TIMEOUT_S * 1000)
     p2.add_init_script(INFLIGHT)
     try:
         p2.goto(url)
-        p2.wait_for_function(MAP_READY, timeout=30_000)
+        p2.wait_for_function(MAP_READY)
         wait_selected(p2, "ov-map", {ids["mag70"]})
         wait_selected(p2, "ov-scatter", {ids["mag70"]})
         assert p2.is_checked("input[value='step']")
@@ -313,9 +300,9 @@ def test_new_run_appears_without_losing_the_selection(page: Any, study: dict[str
     page.wait_for_function(f"() => {{ const g = document.querySelector('#ov-map .js-plotly-plot');"
                            f" const t = g.data.find(d => d.name === 'models');"
                            f" return Array.from(t.customdata).includes('{child.run_id}'); }}",
-                           timeout=15_000)
+                           timeout=TIMEOUT_S * 1000)
     page.wait_for_function(f"() => {{ const g = document.querySelector('#ov-scatter .js-plotly-plot');"
                            f" const t = g.data.find(d => d.name === 'models');"
                            f" return Array.from(t.customdata).includes('{child.run_id}'); }}",
-                           timeout=15_000)
+                           timeout=TIMEOUT_S * 1000)
     wait_selected(page, "ov-map", {ids["mag90"]})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -177,7 +176,7 @@ def test_page_sorts_filters_and_slices_on_the_server() -> None:
         page(table, filters=[("v", "~", 1)])
 
 
-def test_hundred_thousand_instances_twelve_models_is_fast() -> None:
+def test_hundred_thousand_instances_twelve_models() -> None:
     rng = np.random.default_rng(0)
     n, k = 100_000, 10
     ids = np.array([f"i{i}" for i in range(n)], dtype=object)
@@ -189,17 +188,12 @@ def test_hundred_thousand_instances_twelve_models_is_fast() -> None:
 
     base, models = model(1.0), {f"m{j}": model(1.0 + 0.1 * j) for j in range(12)}
     meta = pd.DataFrame({"instance_id": ids, "meta_rare": labels < 2})
-    start = time.perf_counter()
     result = compare_behaviours(base, models, dataset=meta)
     first = page(result.instances, column("kl", "m5"), ascending=False, limit=50)
     result.by_class()
-    elapsed = time.perf_counter() - start
     assert first.total == n and len(first.rows) == 50
     assert first.rows[column("kl", "m5")].is_monotonic_decreasing
-    # Target well under 1 s on one core; the bound leaves room for a loaded shared machine,
-    # and still fails by far for a per-instance Python loop (1.2 million iterations).
-    print(f"behaviours 100k x 12: {elapsed:.3f} s")
-    assert elapsed < 4.0, f"{elapsed:.2f} s"
+    # Its speed is measured by benchmarks/comparison.py (behaviours_compare_ms, first page), not here.
 
 
 def test_from_logged_outputs_in_a_real_store(sqlite_uri: str, tmp_path: Path) -> None:

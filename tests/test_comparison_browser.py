@@ -22,6 +22,8 @@ import pytest
 from browser import Browser, serve
 from comparison_fixtures import log_models
 from mlflow.tracking import MlflowClient
+from playwright.sync_api import expect
+from waiting import TIMEOUT_S, painted, wait_until
 
 from dash_app.app import create_app
 from mlflow_cc import contract
@@ -109,6 +111,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 def _open(browser: Browser, url: str, width: int = 1600, height: int = 1000) -> tuple[Any, Any, list[str]]:
     context = browser.browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
+    page.set_default_timeout(TIMEOUT_S * 1000)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -192,10 +195,18 @@ def test_transformer_layers_sorted_by_change_put_norms_first(stores: dict[str, A
         page.locator("#cmp-lay-pattern").fill("*attention.output.LayerNorm")
         page.locator("#cmp-lay-pattern").press("Enter")
         page.wait_for_function("() => location.search.includes('lpat=')")
-        page.wait_for_timeout(1500)
-        rows = _grid(page, LAY_GRID, 1)["rows"]
-        assert any(r["id"].endswith("attention.output.LayerNorm") for r in rows)
-        assert all("attention" in r["id"] or r["depth"] <= 2 for r in rows)
+
+        def shown() -> list[dict[str, Any]]:
+            return (page.evaluate(GRID_ROWS, LAY_GRID) or {}).get("rows") or []
+
+        def filtered() -> bool:
+            rows = shown()
+            return (any(r["id"].endswith("attention.output.LayerNorm") for r in rows)
+                    and all("attention" in r["id"] or r["depth"] <= 2 for r in rows))
+
+        # Wait for the filtered tree (the list's rows fail the second condition, the unfiltered
+        # tree's the first): the matches and their ancestors, nothing else deep.
+        wait_until(filtered, message=lambda: f"the tree filtered by name; rows: {[r['id'] for r in shown()][:20]}")
     finally:
         ctx.close()
     assert errors == [], errors
@@ -234,17 +245,17 @@ def test_flag_written_in_one_session_is_seen_in_another(stores: dict[str, Any], 
         page_a.locator("#cmp-flag-note").fill(note)
         page_a.locator("#cmp-flag-add").click()
         page_a.wait_for_function("() => document.querySelector('#cmp-flag-msg').innerText.includes('saved')")
-        page_a.wait_for_selector(f".cmp-beh .ag-row[row-id='{instance}'] .cmp-flag", timeout=10000)  # ⚑ marker
+        page_a.wait_for_selector(f".cmp-beh .ag-row[row-id='{instance}'] .cmp-flag")  # ⚑ marker
         # The other session sees it without reloading (the list is re-read every few seconds).
         page_b.wait_for_function("(n) => document.querySelector('#cmp-flag-list').innerText.includes(n)",
-                                 arg=note, timeout=20000)
+                                 arg=note)
         assert page_b.locator("#cmp-flag-list b").count() == 0  # plain text, never HTML
         tags = MlflowClient(stores["uri_a"]).get_run(ids[1]).data.tags
         assert any(k.startswith(contract.TAG_FLAG_PREFIX) and instance in v for k, v in tags.items())
         # Flagged only: the instance rows shrink to the flagged one.
         page_b.locator("#cmp-beh-flagged input").check()
         page_b.wait_for_function(f"() => {{ const r = ({GRID_ROWS})({BEH_GRID!r});"
-                                 " return r && r.rows.length === 1; }", timeout=20000)
+                                 " return r && r.rows.length === 1; }")
         assert _grid(page_b, BEH_GRID)["rows"][0]["key"] == instance
         assert "flagged=on" in page_b.url
     finally:
@@ -262,18 +273,20 @@ def test_screenshots_both_tabs(stores: dict[str, Any], browser: Browser, count: 
     ctx, page, errors = _open(browser, _url(stores["a"], exp, ids, "rows=classes&rel=rel"))
     try:
         _grid(page, BEH_GRID, 10)
-        page.wait_for_timeout(500)
         if count == 12:  # the model without outputs says so in its column
-            assert "outputs not logged" in page.locator(".cmp-beh .ag-header").inner_text()
+            expect(page.locator(".cmp-beh .ag-header")).to_contain_text("outputs not logged", timeout=TIMEOUT_S * 1000)
+        page.locator(".cmp-beh .ag-row").first.wait_for()
+        painted(page)
         page.screenshot(path=str(SHOTS / f"comparison-behaviours-{count}.png"), full_page=True)
         page.locator("#cmp-tab .tab:has-text('Layers'), #cmp-tab >> text=Layers").first.click()
         page.wait_for_function("() => location.search.includes('ctab=layers')")
         _grid(page, LAY_GRID, 2)
         page.locator("#cmp-lay-expand").click()
         _grid(page, LAY_GRID, 8)
-        page.wait_for_timeout(500)
         if count == 12:
-            assert "weights not logged" in page.locator(".cmp-lay .ag-header").inner_text()
+            expect(page.locator(".cmp-lay .ag-header")).to_contain_text("weights not logged", timeout=TIMEOUT_S * 1000)
+        page.locator("#cmp-lay-grid .ag-row").first.wait_for()
+        painted(page)
         page.screenshot(path=str(SHOTS / f"comparison-layers-{count}.png"), full_page=True)
         # The state is in the URL: a reload shows the same tab and expanded modules.
         page.reload()
@@ -287,7 +300,7 @@ def test_screenshots_both_tabs(stores: dict[str, Any], browser: Browser, count: 
         page.wait_for_function(f"() => {{ const r = ({GRID_ROWS})({LAY_GRID!r});"
                                " return r && r.rows.some(x => x.id === 'encoder.layer'); }")
         toggle = page.locator("#cmp-lay-grid .cmp-tree").filter(has_text="encoder").first
-        assert "▾" in toggle.inner_text()
+        expect(toggle).to_contain_text("▾", timeout=TIMEOUT_S * 1000)
     finally:
         ctx.close()
     assert errors == [], errors

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import plotly.io as pio
@@ -163,20 +162,18 @@ def test_details_needs_refine() -> None:
     assert not ex.comparable and len(ex.refine_options) > 2
 
 
-def test_details_answers_fast_for_300_models() -> None:
+def test_details_for_300_models() -> None:
     nodes = [model("r")]
     for i in range(300):
         nodes.append(model(f"p{i}", "r", "prune", 0.5 + i / 1000, method=["a", "b"][i % 2],
                            sparsity=(i // 2) / 150))
     f = build_forest(nodes)
     ids = [n for n in f.nodes if n != "r"]
-    best = float("inf")
-    for _ in range(3):  # best of 3: other processes share these cores
-        t = time.perf_counter()
-        _ex, fig = bars(f, ids)
-        pio.to_json(fig, validate=False)
-        best = min(best, time.perf_counter() - t)
-    assert best < 0.2
+    ex, fig = bars(f, ids)
+    assert ex.comparable and {ex.x.name, ex.color.name} == {"prune.sparsity", "prune.method"}
+    assert sum(len(t.x) for t in fig.data) == 300  # a bar for every model
+    assert pio.to_json(fig, validate=False)
+    # Its speed is measured by benchmarks/selection.py and overview.py (selection_details_ms), not here.
 
 
 def test_url_state_round_trip() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from mlflow_cc.analysis.map_layout import layout_forest, operation_keys, param_sort_key
@@ -101,11 +100,10 @@ def test_conflicting_operation_orders_do_not_break_layout() -> None:
     assert all(lay.x[p] < lay.x[c] for p, c in lay.edges)
 
 
-def test_layout_of_5000_models_is_fast() -> None:
+def test_layout_of_5000_models() -> None:
     f = random_forest(5000)
-    t = time.perf_counter()
     layout_forest(f)
     layout_forest(f, "step")
     full = layout_forest(f, budget=10_000)
-    assert time.perf_counter() - t < 1.0
     assert len(full.x) == 5000
+    # Its speed is measured by benchmarks/overview.py (overview_s: layout and figures at 5,000), not here.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from browser import Browser, launch, serve
 from mlflow.tracking import MlflowClient
+from waiting import TIMEOUT_S, dash_callback, wait_until
 
 import mlflow_cc as cc
 from dash_app.serving import Settings, gunicorn_env
@@ -62,15 +62,25 @@ def test_server_restart_while_the_app_is_open(postgres_server: MlflowServer, exp
         assert banner.is_visible() and "retrying" in banner.inner_text()
         assert "before-outage" in page.inner_text("body")  # what was read stays on screen
         page.screenshot(path=str(Path(__file__).resolve().parents[1] / "screenshots" / "team-outage.png"))
-        page.wait_for_timeout(3000)  # a few refresh cycles against the dead server
+        # A few refresh cycles against the dead server, each answered (not a fixed time: on a
+        # busy machine seconds may pass before the first request is even sent).
+        for _ in range(3):
+            page.wait_for_event("response", predicate=dash_callback("ov-interval.n_intervals"),
+                                timeout=TIMEOUT_S * 1000)
+        page.wait_for_event("response", predicate=dash_callback("cc-store-status-tick.n_intervals"),
+                            timeout=TIMEOUT_S * 1000)
+        assert banner.is_visible() and "retrying" in banner.inner_text()
+        assert "before-outage" in page.inner_text("body")
+        assert page.evaluate("() => window.__samePage") == 1
 
         postgres_server.restart()
         with cc.derive_model(base, "prune", {"sparsity": 0.5}, name="after-restart", tracking_uri=uri) as m:
             m.log_metrics({"accuracy": 0.8, "size_bytes": 500.0})
+        # Generous: the health ping allows the restarted server 2 s to answer, which a loaded machine may miss.
         page.wait_for_function("() => !document.body.innerText.includes('Tracking store unreachable')",
-                               timeout=60_000)
+                               timeout=2 * TIMEOUT_S * 1000)
         page.wait_for_function("() => (document.querySelector('#ov-status') || {innerText: ''})"
-                               ".innerText.includes('2 models')", timeout=60_000)  # the new run, no reload
+                               ".innerText.includes('2 models')", timeout=2 * TIMEOUT_S * 1000)  # the new run, no reload
         assert page.evaluate("() => window.__samePage") == 1  # recovered in place, no reload
         # The user's state is kept: every key of the URL before the outage keeps its value (views
         # may have written their own defaults since), and the experiment and selection are the same.
@@ -97,18 +107,22 @@ def test_gunicorn_workers_share_the_snapshot_cache(tmp_path: Path) -> None:
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     proc = subprocess.Popen([gunicorn, "-c", "python:dash_app.gunicorn_conf", "dash_app.wsgi:server"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    pages = 0
+
+    def four_pages_served() -> bool:
+        nonlocal pages
+        try:
+            # The layout for a page of the experiment (its Referer) reads the forest.
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/_dash-layout",
+                                             headers={"Referer": f"http://127.0.0.1:{port}/?experiment={exp}"})
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                pages += resp.status == 200
+        except OSError:
+            pass  # not listening yet
+        return pages >= 4
+
     try:
-        deadline = time.monotonic() + 90
-        pages = 0
-        while time.monotonic() < deadline and pages < 4:
-            try:
-                # The layout for a page of the experiment (its Referer) reads the forest.
-                request = urllib.request.Request(f"http://127.0.0.1:{port}/_dash-layout",
-                                                 headers={"Referer": f"http://127.0.0.1:{port}/?experiment={exp}"})
-                with urllib.request.urlopen(request, timeout=30) as resp:
-                    pages += resp.status == 200
-            except OSError:
-                time.sleep(0.5)
+        wait_until(four_pages_served, timeout=120, interval=0.2, message=lambda: f"4 pages from gunicorn ({pages} so far)")
         assert pages == 4
         snapshots = list((tmp_path / "cache" / "snapshots").glob("*.json"))
         assert len(snapshots) == 1  # one per store + experiment + user, shared by both workers

@@ -162,7 +162,11 @@ def test_two_users_see_different_experiments_in_the_browser(store: AuthStore, tm
             page.wait_for_function(f"() => document.body.innerText.includes({mine!r})", timeout=30_000)
             body, html = page.inner_text("body"), page.content()
             assert f"Signed in as {user}" in body.replace("\n", " ")
-            page.wait_for_timeout(1000)
+            # the map has drawn my model (what the screenshot and the checks below look at)
+            page.wait_for_function("(rid) => { const g = document.querySelector('#ov-map .js-plotly-plot');"
+                                   " const t = g && g.data && g.data.find(d => d.name === 'models');"
+                                   " return !!t && Array.from(t.customdata).includes(rid); }",
+                                   arg=run_ids[mine], timeout=60_000)
             page.screenshot(path=str(Path(__file__).resolve().parents[1] / "screenshots" / f"team-{user}.png"))
             assert theirs not in html and their_study not in html  # nothing of the other user's
             assert password not in page.url and password not in html

@@ -11,12 +11,19 @@ import pandas as pd
 import pytest
 from browser import Browser, ServedApp, launch, serve
 from mlflow.tracking import MlflowClient
+from waiting import INFLIGHT, TIMEOUT_S, settle
 
 from dash_app.app import create_app
 from mlflow_cc import contract
 from mlflow_cc.artifacts import log_dataset, log_outputs
 from mlflow_cc.read.reader import ExperimentReader
 
+#: True once the map and the scatterplot draw every one of these runs.
+DRAWN = """(ids) => ['ov-map', 'ov-scatter'].every(graph => {
+  const g = document.querySelector('#' + graph + ' .js-plotly-plot');
+  const t = g && g.data && g.data.find(d => d.name === 'models');
+  return !!t && ids.every(r => Array.from(t.customdata).includes(r));
+})"""
 #: Each payload sets window.__pwned if it ever runs as code or markup.
 IMG = '<img src=x onerror="window.__pwned=(window.__pwned||0)+1">'
 SCRIPT = "<script>window.__pwned=1</script>"
@@ -67,6 +74,8 @@ def browser() -> Iterator[Browser]:
 def _open(browser: Browser, url: str) -> tuple[Any, Any, list[str]]:
     context = browser.browser.new_context(viewport={"width": 1500, "height": 950})
     page = context.new_page()
+    page.set_default_timeout(TIMEOUT_S * 1000)
+    page.add_init_script(INFLIGHT)
     events: list[str] = []
     page.on("dialog", lambda d: (events.append(f"dialog: {d.message}"), d.dismiss()))
     page.on("pageerror", lambda e: events.append(f"pageerror: {e}"))
@@ -84,8 +93,12 @@ def test_overview_shows_hostile_strings_as_text(hostile: dict[str, Any], browser
     app: ServedApp = hostile["app"]
     ctx, page, events = _open(browser, f"{app.url}/?experiment={hostile['exp']}&sel={','.join(hostile['runs'])}")
     try:
-        page.wait_for_function("() => document.body.innerText.includes('child <script>')", timeout=60_000)
-        page.wait_for_timeout(1500)  # let every figure draw
+        page.wait_for_function("() => document.body.innerText.includes('child <script>')")
+        # every figure drawn (map, scatterplot, selection details), then no request in flight
+        for graph in ("#ov-map", "#ov-scatter", "#ov-details"):
+            page.wait_for_selector(f"{graph} .js-plotly-plot .main-svg")
+        page.wait_for_function(DRAWN, arg=hostile["runs"])
+        settle(page)
         _assert_inert(page, events)
         body = page.inner_text("body")
         assert NAME in body  # the literal string, markup and all
@@ -101,12 +114,14 @@ def test_comparison_shows_class_names_and_instance_text_as_text(hostile: dict[st
     ctx, page, events = _open(browser, url)
     try:
         page.wait_for_function("() => document.body.innerText.includes('instance text')", timeout=90_000)
-        page.wait_for_timeout(1500)
+        page.locator(".cmp-beh .ag-row").first.wait_for()
+        settle(page)
         _assert_inert(page, events)
         assert LINK in page.inner_text("body")
         page.goto(url.replace("rows=instances", "rows=classes"))
         page.wait_for_function("() => document.body.innerText.includes('cat <img')", timeout=90_000)
-        page.wait_for_timeout(1000)
+        page.locator(".cmp-beh .ag-row").first.wait_for()
+        settle(page)
         _assert_inert(page, events)
     finally:
         ctx.close()

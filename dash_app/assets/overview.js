@@ -26,8 +26,10 @@
         else if (prop === "ov-map.selectedData") { ev = mapBox; kind = "box"; }
         else if (prop === "ov-scatter.clickData") { ev = scClick; source = "scatter"; }
         else if (prop === "ov-scatter.selectedData") { ev = scBox; kind = "box"; source = "scatter"; }
-        // a null selection is Plotly clearing its box (double-click or a redraw): not a pick
+        // a null selection is Plotly clearing its box (double-click or a redraw): not a pick;
+        // nor is a box event without a range: Plotly re-selecting after a redraw dropped the box
         if (!ev) { return dash_clientside.no_update; }
+        if (kind === "box" && !ev.range && !ev.lassoPoints) { return dash_clientside.no_update; }
         return {kind: kind, source: source, ids: ids(ev), shift: !!window.ccShift, t: Date.now()};
       }
     }
