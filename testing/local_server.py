@@ -43,7 +43,7 @@ class MlflowServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
-    def restart(self, timeout: float = 90.0) -> None:
+    def restart(self, timeout: float = 300.0) -> None:
         """Start the same server again on the same port (after :meth:`stop`)."""
         self.stop()
         self.process = _spawn(self.args, self.log_path)
@@ -56,7 +56,7 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, log_path: Path | None,
-                 timeout: float = 90.0) -> None:
+                 timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -74,7 +74,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, log_path: Pa
 
 def start_mlflow_server(backend_uri: str, workdir: Path, *, port: int | None = None,
                         extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                        timeout: float = 90.0) -> MlflowServer:
+                        timeout: float = 300.0) -> MlflowServer:
     """Start ``mlflow server`` with served artifacts under ``workdir``; waits for /health."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
