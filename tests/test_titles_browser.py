@@ -54,11 +54,13 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     app.stop()
 
 
-def _settled_titles(page: Any, where: str, count: int) -> list[list[Any]]:
-    """The header titles once the grid has rows and draws all ``count`` model columns."""
+def _settled_titles(page: Any, where: str) -> list[list[Any]]:
+    """The header titles once the grid has rows and draws every model column it defines."""
     grid = f"{where} .cmp-grid"
     page.wait_for_function(ROWS_LOADED, arg=grid, timeout=TIMEOUT_MS)
-    page.wait_for_function(f"(sel) => ({HEADERS})(sel).length === {count}", arg=where, timeout=TIMEOUT_MS)
+    page.wait_for_function(f"(a) => {{ const t = ({COLUMN_TITLES})(a[1]); "
+                           f"return t && t.length > 1 && ({HEADERS})(a[0]).length === t.length; }}",
+                           arg=[where, grid], timeout=TIMEOUT_MS)
     return page.evaluate(HEADERS, where)
 
 
@@ -91,8 +93,9 @@ def test_pruned_and_finetuned_models_have_distinct_whole_titles(study: dict[str,
     try:
         page.goto(f"{study['app'].url}/?experiment={study['experiment']}&sel={','.join(study['selection'])}"
                   "&tab=comparison&rows=classes")
-        beh = _assert_readable(_settled_titles(page, BEH, n_models), "Behaviours")
+        beh = _assert_readable(_settled_titles(page, BEH), "Behaviours")
         assert page.evaluate(COLUMN_TITLES, f"{BEH} .cmp-grid") == beh
+        assert len(beh) == n_models, beh
         assert all("(" not in t and len(t) <= 26 for t in beh), beh
         assert sum("finetune" in t for t in beh) == 4, beh
         # The base and why, next to the base dropdown.
@@ -115,7 +118,7 @@ def test_pruned_and_finetuned_models_have_distinct_whole_titles(study: dict[str,
         # Layers: the same titles, whole.
         page.locator("#cmp-tab >> text=Layers").first.click()
         page.wait_for_function("() => location.search.includes('ctab=layers')", timeout=TIMEOUT_MS)
-        lay = _assert_readable(_settled_titles(page, LAY, n_models), "Layers")
+        lay = _assert_readable(_settled_titles(page, LAY), "Layers")
         assert lay == beh
         sort_options = [t for t, _ in _options(page, "#cmp-lay-sort")]
         assert sort_options[2:] == [f"most changed in {t}" for t in beh[1:]]
