@@ -315,7 +315,7 @@ def test_changing_the_base_recomputes(stores: dict[str, Any], browser: Browser) 
         assert all(r["v0"] > 0.5 for r in before)  # the default base: the root, absolute correctness
         old_grid = page.evaluate("() => document.querySelector('.cmp-beh .cmp-grid').id")
         page.locator("#cmp-base").click()
-        page.get_by_text("prune(sparsity=0.25)").last.click()
+        page.locator(".dash-dropdown-content [role=option]").filter(has_text="prune 25%").click()
         page.wait_for_function(f"() => location.search.includes('base={ids[3]}')")
         page.wait_for_function("(old) => { const el = document.querySelector('.cmp-beh .cmp-grid');"
                                " return el && el.id !== old; }", arg=old_grid)

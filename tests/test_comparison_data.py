@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from dash_app.comparison import (
     Comparisons,
     Drill,
+    choose_base,
     default_base,
     load_behaviour_set,
     load_layer_set,
@@ -41,13 +42,38 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
-def test_default_base_is_closest_to_root_then_earliest(logged, sqlite_uri: str) -> None:
+def test_default_base_is_the_closest_common_ancestor_with_outputs(logged, sqlite_uri: str) -> None:
     forest = ExperimentReader(logged.experiment_id, sqlite_uri).forest()
-    children = logged.run_ids[1:]
-    assert default_base(forest, logged.run_ids[::-1]) == logged.run_ids[0]
-    # Among siblings (same depth) the earliest logged wins.
-    assert default_base(forest, children[::-1]) == children[0]
+    root, children = logged.run_ids[0], logged.run_ids[1:]
+    assert default_base(forest, logged.run_ids[::-1]) == root
+    choice = choose_base(forest, logged.run_ids)
+    assert choice is not None and not choice.added and choice.reason == "the selection's closest common ancestor, selected"
+    # Siblings without their parent: the parent (not selected) is the base, added to the comparison.
+    choice = choose_base(forest, children[::-1])
+    assert choice is not None and choice.run_id == root and choice.added
+    assert choice.reason == "the selection's closest common ancestor, added to the comparison"
+    # One model is its own common ancestor; the user's pick among the selected wins.
+    assert default_base(forest, [children[1]]) == children[1]
+    assert choose_base(forest, children, requested=children[2]) == choose_base(forest, children, children[2])
+    assert choose_base(forest, children, requested=children[2]).reason == "chosen by you"  # type: ignore[union-attr]
+    assert choose_base(forest, children, requested="nope").run_id == root  # type: ignore[union-attr]
     assert default_base(forest, []) is None
+
+
+def test_default_base_skips_an_ancestor_without_outputs(sqlite_uri: str, experiment_name: str) -> None:
+    import mlflow_cc as cc
+
+    logged = log_models(experiment_name, sqlite_uri, n_models=2, n_instances=50, with_layers=False)
+    with cc.derive_model(logged.run_ids[1], "finetune", {"epochs": 1}, tracking_uri=sqlite_uri) as mid:
+        pass  # no outputs logged
+    kids = []
+    for epochs in (1, 2):
+        with cc.derive_model(mid, "quantize", {"bits": 8 * epochs}, tracking_uri=sqlite_uri) as kid:
+            kids.append(kid.run_id)
+    forest = ExperimentReader(logged.experiment_id, sqlite_uri).forest()
+    choice = choose_base(forest, kids)
+    assert choice is not None and choice.run_id == logged.run_ids[1] and choice.added
+    assert "closest ancestor with outputs" in choice.reason and mid.name in choice.reason
 
 
 def test_behaviour_tables_match_direct_computation(logged, sqlite_uri: str) -> None:
@@ -155,8 +181,7 @@ def test_figure_helpers() -> None:
     assert bfig.sort_spec([{"colId": "v3", "sort": "desc"}]) == [("v3", False)]
     assert bfig.value_text("correct", -0.0345, True) == "-3.45%"
     assert bfig.value_text("kl", 0.01234) == "0.0123"
-    names = ["base", "prune(norm, global, 0.1)", "prune(norm, global, 0.3)", "quantize"]
-    assert bfig.short_names(names) == ["base", "prune 0.1", "prune 0.3", "quantize"]
+    assert bfig.title_width("90% magnitude → finetune") > bfig.title_width("prune 90%")
     assert [c for _, c in lfig.legend("weights")][-3:-1] == ["zeroed (pruned)", "not compared (shape differs)"]
 
 

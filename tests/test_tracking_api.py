@@ -160,3 +160,28 @@ def test_app_link_in_description(sqlite_uri: str, monkeypatch: pytest.MonkeyPatc
         pass
     note = MlflowClient().get_run(base.run_id).data.tags["mlflow.note.content"]
     assert f"select={base.run_id}" in note and note.startswith("[Open this model in mlflow-cc](http://127.0.0.1:8050/?")
+
+
+def test_default_names_are_words_unique_in_the_experiment(sqlite_uri: str) -> None:
+    with cc.log_base_model("cnn", experiment="e") as base:
+        pass
+    names = []
+    for _ in range(3):
+        with cc.derive_model(base, "finetune", {"epochs": 2, "lr": 0.001, "optimizer": "adam"}) as ft:
+            names.append(ft.name)
+    with cc.derive_model(base, "prune", {"method": "gradient", "sparsity": 0.9, "exclude": "norm"}) as pruned:
+        pass
+    with cc.derive_model(base, "prune", {"sparsity": 0.9}, name="it's mine") as mine:
+        pass
+    with cc.derive_model(base, "prune", {"sparsity": 0.9}, name="it's mine") as again:
+        pass
+    assert names == ["finetune 2 ep lr 1e-3", "finetune 2 ep lr 1e-3 (2)", "finetune 2 ep lr 1e-3 (3)"]
+    assert pruned.name == "prune 90% gradient, norms kept"
+    assert (mine.name, again.name) == ("it's mine", "it's mine")  # the user's names are kept as given
+    client = MlflowClient()
+    assert client.get_run(ft.run_id).info.run_name == "finetune 2 ep lr 1e-3 (3)"
+    with cc.log_base_model("cnn", experiment="other") as other:
+        pass
+    with cc.derive_model(other, "finetune", {"epochs": 2, "lr": 0.001, "optimizer": "adam"}) as elsewhere:
+        pass
+    assert elsewhere.name == "finetune 2 ep lr 1e-3"  # unique within its own experiment

@@ -2,8 +2,8 @@
 
 The read-side glue between the store and the app's comparison tables (no Dash here):
 
-* :func:`default_base` picks the base model of a selection (closest to the root, then
-  earliest logged);
+* :func:`choose_base` picks the base model of a selection and says why (the selection's
+  closest common ancestor with outputs, selected or not);
 * :func:`load_behaviour_set` reads every model's outputs, notes which models have none
   (and why), and computes :func:`~mlflow_cc.analysis.behaviours.compare_behaviours` against the
   base; :class:`BehaviourSet` then answers the table's questions (rows per class,
@@ -21,6 +21,8 @@ Modules: `base_choice`, `behaviour_set`, `layer_set`, `cache`.
 from dash_app.comparison.base_choice import (
     LAYER_KINDS,
     ROW_MODES,
+    BaseChoice,
+    choose_base,
     default_base,
     ordered_models,
 )
@@ -33,10 +35,12 @@ __all__ = [
     "CHANGE_BUCKETS",
     "LAYER_KINDS",
     "ROW_MODES",
+    "BaseChoice",
     "BehaviourSet",
     "Comparisons",
     "Drill",
     "LayerSet",
+    "choose_base",
     "default_base",
     "load_behaviour_set",
     "load_layer_set",

@@ -8,7 +8,6 @@ headers by ``CmpHeader`` from the strings and counts built here. Nothing here is
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,6 +63,12 @@ def bar_scale(table: pd.DataFrame, n_models: int, metric: str, relative: bool) -
     return hi if hi > 0 else 1.0
 
 
+def title_width(title: str, base: bool = False) -> int:
+    """Pixels a model column needs to show its whole title in one line (12px bold), with the
+    ``(base)`` tag and the run link: a generous 7.4 px a character."""
+    return int(len(title) * 7.4 + (48 if base else 0) + 34)
+
+
 def model_column_width(n_models: int, room: int = 1310) -> int:
     """Pixels per model column: 150, narrower (down to 106) so that about 12 models fit side by side."""
     return int(min(MODEL_COLUMN_WIDTH, max(106, room // max(n_models, 1))))
@@ -100,8 +105,9 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, 
     for i, (model, summary) in enumerate(zip(models, summaries)):
         base = i == 0
         missing = summary.get("missing")
-        params: dict[str, Any] = {"base": base, "title": f"{model.get('full_name', model['name'])} ({model['run_id']})",
-                                  "href": str(model.get("url") or "")}
+        params: dict[str, Any] = {"base": base, "href": str(model.get("url") or ""),
+                                  "title": model.get("title") or f"{model.get('full_name', model['name'])} "
+                                                                 f"({model['run_id']})"}
         if missing:
             params["note"] = f"outputs {missing}"
         else:
@@ -120,7 +126,8 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, mode: str, metric: str, 
         cols.append({"headerName": str(model["name"]), "colId": f"v{i}", "field": f"v{i}",
                      "headerComponentParams": {"innerHeaderComponent": "CmpHeader", **params},
                      "cellRenderer": "CmpBar", "cellRendererParams": cell_params,
-                     "minWidth": model_column_width(len(models)) + (30 if mode == "instances" else 0),
+                     "minWidth": max(model_column_width(len(models)) + (30 if mode == "instances" else 0),
+                                     title_width(str(model["name"]), base)),
                      "flex": 1, "maxWidth": 320, "sortable": not missing,
                      **(number_filter if not missing else {"filter": False})})
     return cols
@@ -208,36 +215,7 @@ def changes_summary(models: Sequence[Mapping[str, Any]],
     for model in models[1:]:
         items = changes.get(str(model["run_id"]), [])
         out.append({"name": str(model["name"]), "run_id": str(model["run_id"]),
+                    "title": str(model.get("title") or model["run_id"]),
                     "items": [{"pair": f"{c['base']} → {c['model']}", "count": int(c["count"]),
                                "share": f"{100 * float(c['fraction']):.1f}%"} for c in items]})
-    return out
-
-
-_TOKEN = re.compile(r"[^\s,()=:;\[\]{}]+")
-
-
-def short_names(names: Sequence[str]) -> list[str]:
-    """Column titles that tell models apart: words shared by every model of the same operation are dropped.
-
-    The first name (the base) is kept whole; the others keep their first word (usually
-    the operation) and the words that differ among models starting with the same word,
-    e.g. ``prune(norm, global, 0.3)`` -> ``prune 0.3`` next to ``prune 0.5``. Names that
-    would become duplicates stay whole.
-    """
-    tokens = [_TOKEN.findall(n) for n in names]
-    groups: dict[str, list[int]] = {}
-    for i, toks in enumerate(tokens[1:], start=1):
-        if toks:
-            groups.setdefault(toks[0], []).append(i)
-    out = list(names)
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        common = set(tokens[members[0]]).intersection(*(set(tokens[i]) for i in members[1:]))
-        for i in members:
-            kept = [t for j, t in enumerate(tokens[i]) if j == 0 or t not in common]
-            if len(kept) > 1:
-                out[i] = " ".join(kept)
-    if len(set(out)) != len(out):
-        return list(names)
     return out

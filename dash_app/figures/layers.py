@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from dash_app.figures.behaviours import title_width
 from mlflow_cc.analysis.layer_compare import CHANGE_BUCKETS, CHANGE_THRESHOLDS
 
 #: Colours of the change buckets (the same list is in assets/comparison.js).
@@ -49,15 +50,16 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, show: str,
         "width": 340 if len(models) <= 6 else 260, "pinned": "left", "sortable": False, "filter": False}]
     for i, model in enumerate(models):
         run_id = str(model["run_id"])
-        params: dict[str, Any] = {"base": i == 0, "title": f"{model.get('full_name', model['name'])} ({run_id})",
-                                  "href": str(model.get("url") or "")}
+        params: dict[str, Any] = {"base": i == 0, "href": str(model.get("url") or ""),
+                                  "title": model.get("title") or f"{model.get('full_name', model['name'])} ({run_id})"}
         if run_id in unavailable:
             params["note"] = f"{show if show != 'sparsity' else 'weights'} {unavailable[run_id]}"
+        col_width = max(width, title_width(str(model["name"]), i == 0))
         cols.append({"headerName": str(model["name"]), "colId": f"m{i}", "field": f"c{i}",
                      "headerComponentParams": {"innerHeaderComponent": "CmpHeader", **params},
                      "cellRenderer": "CmpLayer",
-                     "cellRendererParams": {"model": f"m{i}", "show": show, "width": width},
-                     "width": width, "sortable": False, "filter": False})
+                     "cellRendererParams": {"model": f"m{i}", "show": show, "width": col_width},
+                     "width": col_width, "sortable": False, "filter": False})
     return cols
 
 

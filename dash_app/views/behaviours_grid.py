@@ -101,7 +101,7 @@ def _changes_children(changes: list[dict[str, Any]]) -> list[Any]:
                           html.Span(f"{c['count']} ({c['share']})", className="cmp-muted")])
                  for c in model["items"]] or [html.Li("no changed predictions", className="cmp-muted")]
         out.append(html.Div(style={"minWidth": "170px", "maxWidth": "220px"}, children=[
-            html.Div(model["name"], className="cmp-change-model", title=model["run_id"]),
+            html.Div(model["name"], className="cmp-change-model", title=model["title"]),
             html.Ul(items, className="cmp-changes")]))
     return out or [html.Span("only the base is selected", className="cmp-muted")]
 

@@ -14,12 +14,12 @@ from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
-from dash_app.comparison import default_base, ordered_models
-from dash_app.figures.behaviours import short_names
+from dash_app.comparison import choose_base, ordered_models
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
 from dash_app.views import behaviours, layers
 from dash_app.views.prologue import require_ready
+from mlflow_cc.analysis.model_labels import distinct_labels
 
 TITLE = "Performance Comparison"
 TAB_VALUE = __name__
@@ -37,7 +37,10 @@ def layout(source: DataSource) -> html.Div:
         html.Div(className="cmp-controls", children=[
             html.Label(["Base model", dcc.Dropdown(id="cmp-base", clearable=False, className="cc-dd cc-dd-wide",
                                                    style={"minWidth": "320px"})]),
-            html.Div(id="cmp-models", className="cmp-status"),
+            html.Div(className="cmp-base-side", children=[
+                html.Div(id="cmp-base-why", className="cmp-base-why"),
+                html.Div(id="cmp-models", className="cmp-status"),
+            ]),
         ]),
         dcc.Tabs(id="cmp-tab", value="behaviours", className="cmp-tabs", children=[
             dcc.Tab(label="Behaviours", value="behaviours", children=behaviours.layout()),
@@ -47,41 +50,52 @@ def layout(source: DataSource) -> html.Div:
 
 
 def context(source: DataSource, state: dict[str, Any]) -> dict[str, Any]:
-    """What to compare: experiment, models (base first, with names) and base, or a message."""
+    """What to compare: experiment, models (base first, with distinct titles) and base, or a message.
+
+    Each model: ``name`` (its column title, distinct among the compared models, see
+    :func:`~mlflow_cc.analysis.model_labels.distinct_labels`), ``full_name`` (the run name),
+    ``label`` (its operation and parameters), ``title`` (the tooltip: all three and the run id).
+    """
     exp = state.get("experiment")
     forest = source.forest(exp)
     selected = [r for r in state.get("sel") or [] if r in forest.nodes]
     if not selected:
-        return {"experiment": exp, "models": [], "base": None,
+        return {"experiment": exp, "models": [], "base": None, "base_why": "",
                 "message": "Select models in the Compression Overview (click, shift-click or drag a box) "
                            "to compare them here."}
-    base = state.get("base") if state.get("base") in selected else default_base(forest, selected)
-    assert base is not None
+    choice = choose_base(forest, selected, state.get("base"))
+    assert choice is not None
+    base = choice.run_id
     run_ids = ordered_models(forest, selected, base)
-    shorts = short_names([forest.nodes[r].name for r in run_ids])
-    models = [{"run_id": r, "name": short, "full_name": forest.nodes[r].name, "label": forest.nodes[r].label(),
-               "url": source.run_url(forest.nodes[r].experiment_id, r)} for r, short in zip(run_ids, shorts)]
-    return {"experiment": exp, "models": models, "base": base, "message": None}
+    titles = distinct_labels(forest, run_ids, base)
+    models = []
+    for r in run_ids:
+        node = forest.nodes[r]
+        models.append({"run_id": r, "name": titles[r], "full_name": node.name, "label": node.label(),
+                       "title": f"{node.name}\n{node.label()}\nrun {r}",
+                       "url": source.run_url(node.experiment_id, r)})
+    why = f"Base: {titles[base]} — {choice.reason}."
+    return {"experiment": exp, "models": models, "base": base, "base_why": why, "message": None}
 
 
 def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     """The page's callbacks and those of both tabs."""
 
     @app.callback(Output("cmp-ctx", "data"), Output("cmp-base", "options"), Output("cmp-base", "value"),
-                  Output("cmp-models", "children"),
+                  Output("cmp-models", "children"), Output("cmp-base-why", "children"),
                   Input("ov-state", "data"), State("cmp-ctx", "data"))
     def on_state(state: dict[str, Any] | None, current: dict[str, Any] | None) -> tuple[Any, ...]:
         require_ready(state)
         new = context(source, state)
         if new == current:
             raise PreventUpdate
-        options = [{"label": f"{m['full_name']} — {m['label']}", "value": m["run_id"]} for m in new["models"]]
+        options = [{"label": m["name"], "value": m["run_id"], "title": m["title"]} for m in new["models"]]
         if new["message"]:
             summary: Any = new["message"]
         else:
             n = sum(1 for m in new["models"] if m["run_id"] != new["base"])
             summary = f"{n} model{'s' if n != 1 else ''} compared against the base"
-        return new, options, new["base"], summary
+        return new, options, new["base"], summary, new["base_why"]
 
     @app.callback(Output("cmp-tab", "value"), Output("app-tabs", "value"), Output("cmp-init", "data"),
                   Input("ov-state", "data"), State("cmp-init", "data"))

@@ -7,18 +7,13 @@ repair is reported in :attr:`Forest.warnings`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow_cc.read.op_words import default_model_name
 
-def default_model_name(operation: str, params: Mapping[str, Any]) -> str:
-    """The run name a derived model gets when none is given: ``prune(global_magnitude, 0.5)``.
-
-    Short on purpose: the MLflow UI and the app show the parent chain already.
-    """
-    args = ", ".join(str(v) for _, v in sorted(params.items()))
-    return f"{operation}({args})" if args else operation
+__all__ = ["Forest", "LineageWarning", "ModelNode", "build_forest", "default_model_name"]
 
 
 @dataclass

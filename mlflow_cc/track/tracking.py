@@ -191,7 +191,7 @@ def derive_model(parent: str | ModelRun, operation: str, params: Mapping[str, Pa
         {"run_id": _check_source(client, uri, src, what=f"input {role!r}"), "role": str(role)}
         for role, src in (inputs or {}).items()
     ]
-    label = name or default_model_name(operation, op_params)
+    label = name or unique_run_name(client, exp_id, default_model_name(operation, op_params))
     run_tags = {
         contract.TAG_PARENT: parent_id,
         contract.TAG_SCHEMA: str(contract.SCHEMA_VERSION),
@@ -247,6 +247,30 @@ def set_metric_info(name: str, *, direction: str = "max", unit: str = "", format
     client.set_experiment_tag(_experiment_id(client, experiment), contract.EXP_TAG_METRIC_PREFIX + name,
                               info.to_json())
     return info
+
+
+def unique_run_name(client: MlflowClient, experiment_id: str, name: str) -> str:
+    """``name``, or ``name (2)``, ``name (3)``... : the first no active run of the experiment has.
+
+    One search of the store (run names starting like ``name``). Best effort: two writers naming
+    the same model at the same moment can still get the same name (the run ids differ).
+    """
+    prefix = name.split("'")[0].split("\\")[0]  # LIKE pattern: the part that needs no quoting
+    taken: set[str] = set()
+    token: str | None = None
+    for _ in range(20):  # at most 20,000 runs of the same name: then take the next free number
+        page = client.search_runs([experiment_id], f"attributes.run_name LIKE '{prefix}%'",
+                                  max_results=1000, page_token=token)
+        taken.update(r.info.run_name for r in page if r.info.run_name)
+        token = page.token
+        if not token:
+            break
+    if name not in taken:
+        return name
+    k = 2
+    while f"{name} ({k})" in taken:
+        k += 1
+    return f"{name} ({k})"
 
 
 # ---------------------------------------------------------------------------
