@@ -133,12 +133,15 @@ def _table(source: DataSource, experiment: str, forest: Forest, infos: dict[str,
            ids: list[str], metrics: list[str]) -> html.Div:
     cols = list(dict.fromkeys(metrics + [m for m in ("size_bytes", "latency_ms") if m in forest.metric_names()]))
     rows = selection_rows(forest, ids[:MAX_ROWS])
-    head = html.Tr([html.Th("model"), html.Th("operation")] + [html.Th(c) for c in cols])
+    # Fixed layout: the table is as wide as its panel; long names end in "…" (full text on hover).
+    head = html.Tr([html.Th("model", className="cc-col-name"), html.Th("operation")]
+                   + [html.Th(c, className="cc-num", title=c) for c in cols])
     body = [html.Tr([html.Td(html.A(r["name"], href=source.run_url(experiment, r["run_id"]),
                                     target="_blank", rel="noopener noreferrer",
-                                    title="open the run in the MLflow UI")),
-                     html.Td(r["operation"])]
-                    + [html.Td(info_for(infos, c).format_value(forest.nodes[r["run_id"]].metrics.get(c)))
+                                    title=f"{r['name']}: open the run in the MLflow UI")),
+                     html.Td(r["operation"], title=r["operation"])]
+                    + [html.Td(info_for(infos, c).format_value(forest.nodes[r["run_id"]].metrics.get(c)),
+                               className="cc-num")
                        for c in cols]) for r in rows]
     more = [html.P(f"… and {len(ids) - MAX_ROWS} more (all in the CSV)", className="cc-muted")] \
         if len(ids) > MAX_ROWS else []
