@@ -81,15 +81,18 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
     fig = go.Figure()
     # Value labels only where a bar is wide enough to hold one (a label per bar of 30+ bars
     # would run together): inside the bar's top, rotated when bars are narrow.
-    nbars = max(1, len(xcats) * len(ccats))
+    slots = max(1, len(xcats) * len(ccats))  # the room a bar gets is one slot of the group
+    nbars = len(groups)
     for i, c in enumerate(ccats):
         ys = [sum(groups[(x, c)]) / len(groups[(x, c)]) if (x, c) in groups else None for x in xcats]
         text = [escape(info.format_value(v)) if v is not None else "" for v in ys]
         fig.add_trace(go.Bar(
             x=[escape(x) for x in xcats], y=ys, name=escape(c) if color_name else escape(metric),
             text=text if nbars <= MAX_LABELLED_BARS else None, texttemplate="%{text}",
-            textposition="inside" if nbars > 8 else "outside", insidetextanchor="end",
-            textangle=-90 if nbars > 8 else 0, cliponaxis=False, customdata=text,
+            textposition="auto" if slots > 8 else "outside", textangle=-90 if slots > 8 else 0,
+            textfont={"size": 9 if slots > 8 else 11}, insidetextanchor="end", cliponaxis=False,
+            constraintext="inside" if slots > 8 else "both",
+            customdata=text,
             marker={"color": PALETTE[i % len(PALETTE)] if color_name else COLORSCALE[2][1]},
             hovertemplate="%{x}: %{customdata}<extra>%{fullData.name}</extra>"))
     yfmt = info.format.lstrip(",") if info.format.endswith("%") else None
@@ -111,5 +114,5 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
         # a vertical legend right of the bars: long value labels never run off the card
         legend={"title": {"text": "<br>+ ".join(escape(p) for p in (color_name or "").split(" + "))},
                 "orientation": "v", "x": 1.02, "y": 1, "font": {"size": 11}},
-        uniformtext={"minsize": 9, "mode": "hide"})
+        uniformtext={"minsize": 8, "mode": "hide"})
     return fig

@@ -43,7 +43,7 @@ EXTRA_EDGE_COLOR = "#8e44ad"
 #: Every node is labelled by name up to this many visible models; above, only the selected ones.
 LABEL_ALL_MAX = 60
 #: Approximate width of the map's plot area and of a label character, in pixels (for cutting names).
-MAP_PX, CHAR_PX = 820, 5.6
+MAP_PX, CHAR_PX = 640, 5.6
 
 
 NAN = float("nan")
@@ -236,12 +236,14 @@ def _node_labels(forest: Forest, layout: MapLayout, enc: Encoding, selected: set
     else the selected ones. Cut to the column gap (the tooltip has the full name), escaped, on a
     light background so that edges do not run through the text."""
     ids = layout.visible if len(layout.visible) <= LABEL_ALL_MAX else [r for r in layout.visible if r in selected]
-    chars = max(8, min(40, int(MAP_PX / (max(ncols, 1) + 1.2) / CHAR_PX) - 3))
+    chars = max(8, min(40, int(MAP_PX / (max(ncols, 1) + 1.2) / CHAR_PX) - 4))
+    last = max(ncols - 1, 0)
     out: list[dict[str, object]] = []
     for r in ids:
         name = forest.nodes[r].name
+        room = chars * 2 if layout.x[r] >= last else chars  # the last column has the margin too
         out.append({"x": layout.x[r], "y": layout.y[r], "xref": "x", "yref": "y", "showarrow": False,
-                    "text": escape(name if len(name) <= chars else name[: chars - 1] + "…"),
+                    "text": escape(name if len(name) <= room else name[: room - 1] + "…"),
                     "xanchor": "left", "yanchor": "middle", "xshift": enc.node_px(forest.nodes[r]) / 2 + 2,
                     "font": {"size": 10, "color": "#2b3440"}, "bgcolor": "rgba(255,255,255,0.78)",
                     "borderpad": 0, "name": "node label"})

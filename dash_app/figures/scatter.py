@@ -118,11 +118,12 @@ def front_trace(forest: Forest, front: Sequence[str], xs: Mapping[str, float], y
     better). Not hoverable (and no ``customdata``), so clicks and boxes still pick the models below.
     """
     labelled = len(front) <= FRONT_LABELS_MAX
-    vert = "top" if yi.higher_is_better else "bottom"
+    up, down = ("top", "bottom") if yi.higher_is_better else ("bottom", "top")
     away = "left" if not xi.higher_is_better else "right"  # away from the dominated models
-    toward = "right" if away == "left" else "left"
-    # the first label is kept inside the plot on its side, the others lean away from the cloud
-    positions = [f"{vert} {toward if i == 0 and len(front) > 1 else away}" for i in range(len(front))]
+    # The leftmost label leans right (inside the plot), the others away from the cloud; every
+    # other label goes below its point, so neighbours on a flat front do not run together.
+    positions = [f"{up if i % 2 == 0 else down} {'right' if i == 0 and len(front) > 1 else away}"
+                 for i in range(len(front))]
     text = [short_label(forest.nodes[r].name) for r in front] if labelled else None
     if not labelled:  # label the two ends only
         text = [short_label(forest.nodes[r].name) if i in (0, len(front) - 1) else ""
