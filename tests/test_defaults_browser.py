@@ -95,7 +95,8 @@ def test_default_scatter_x_varies_across_unquantized_models(page: Any, study: di
     plain = unquantized(study["forest"]) & set(x_of)
     assert len(plain) >= 15
     # pruning at 50-95 % must spread the unquantized models along x, not stack them in one column
-    assert len({x_of[r] for r in plain}) >= len(plain) // 2, sorted({x_of[r] for r in plain})
+    # (models pruned to the same sparsity share a value: at least base, 50, 70, 90, 95 %)
+    assert len({x_of[r] for r in plain}) >= 5, sorted({x_of[r] for r in plain})
     assert len(set(x_of.values())) > 1
 
 
