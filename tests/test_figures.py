@@ -253,7 +253,7 @@ def test_pareto_front_is_drawn_above_the_markers_with_escaped_labels() -> None:
 def test_log_axis_labels_only_powers_of_ten_over_decades() -> None:
     from dash_app.figures.scatter import log_ticks
     assert log_ticks([1.0, 5000.0])["dtick"] == 1
-    assert log_ticks([100.0, 500.0])["dtick"] == "D2"
+    assert log_ticks([100.0, 500.0])["dtick"] == "D1"
 
 
 def test_map_labels_nodes_and_has_a_size_legend() -> None:

@@ -36,10 +36,10 @@ def _axis(name: str, info: MetricInfo, values: Sequence[float]) -> dict[str, obj
 
 def log_ticks(values: Sequence[float]) -> dict[str, object]:
     """A log axis whose labels are only the major ticks: powers of ten when the values span a
-    decade or more (unlabelled minor ticks in between), else 1, 2 and 5 times a power of ten."""
+    decade or more (unlabelled minor ticks in between), else every digit (a few full labels)."""
     pos = [v for v in values if v > 0]
     wide = bool(pos) and max(pos) / min(pos) >= 10
-    return {"type": "log", "dtick": 1 if wide else "D2",
+    return {"type": "log", "dtick": 1 if wide else "D1",
             "minor": {"ticks": "inside", "ticklen": 3, "showgrid": False} if wide else {}}
 
 
@@ -120,10 +120,12 @@ def front_trace(forest: Forest, front: Sequence[str], xs: Mapping[str, float], y
     labelled = len(front) <= FRONT_LABELS_MAX
     up, down = ("top", "bottom") if yi.higher_is_better else ("bottom", "top")
     away = "left" if not xi.higher_is_better else "right"  # away from the dominated models
-    # The leftmost label leans right (inside the plot), the others away from the cloud; every
-    # other label goes below its point, so neighbours on a flat front do not run together.
-    positions = [f"{up if i % 2 == 0 else down} {'right' if i == 0 and len(front) > 1 else away}"
-                 for i in range(len(front))]
+    # A label near the left edge leans right, near the right edge left (inside the plot), the
+    # others away from the cloud; every other label goes below its point, so neighbours on a
+    # flat front do not run together.
+    rel = _relative([xs[r] for r in front], [*xs.values()])
+    positions = [f"{up if i % 2 == 0 else down} "
+                 f"{'right' if rel[i] < 0.3 else 'left' if rel[i] > 0.7 else away}" for i in range(len(front))]
     text = [short_label(forest.nodes[r].name) for r in front] if labelled else None
     if not labelled:  # label the two ends only
         text = [short_label(forest.nodes[r].name) if i in (0, len(front) - 1) else ""
@@ -134,3 +136,11 @@ def front_trace(forest: Forest, front: Sequence[str], xs: Mapping[str, float], y
         marker={"symbol": "diamond", "size": 5, "color": FRONT_COLOR},
         text=text, textposition=positions, textfont={"size": 10, "color": "#7a1414"},
         cliponaxis=False, hoverinfo="skip", name="Pareto front", showlegend=True)
+
+
+def _relative(values: Sequence[float], every: Sequence[float]) -> list[float]:
+    """Positions of ``values`` in [0, 1] along the range of ``every`` (log scale when all positive)."""
+    pos = all(v > 0 for v in every)
+    f = (lambda v: float(np.log10(v))) if pos else float
+    lo, hi = f(min(every)), f(max(every))
+    return [0.5 if hi <= lo else (f(v) - lo) / (hi - lo) for v in values]

@@ -136,7 +136,7 @@ def _table(source: DataSource, experiment: str, forest: Forest, infos: dict[str,
     # the primary metrics, the plotted efficiency metric, then size and latency where they differ
     extra = [m for m in ("size_bytes", "latency_ms") if m in names
              and len({forest.nodes[r].metrics.get(m) for r in ids}) > 1]
-    cols = list(dict.fromkeys([m for m in metrics if m in names] + extra))[:5]
+    cols = list(dict.fromkeys([m for m in metrics if m in names] + extra))[:3]  # room for the names
     rows = selection_rows(forest, ids[:MAX_ROWS])
     # Fixed layout: the table is as wide as its panel; long names end in "…" (full text on hover).
     head = html.Tr([html.Th("model", className="cc-col-name"), html.Th("operation")]
