@@ -283,3 +283,11 @@ def test_details_labels_are_words_and_bar_labels_do_not_collide() -> None:
     assert not any("=" in n for n in legend), legend
     for t in fig.data:  # many bars: rotated value labels, one per bar
         assert t.textangle == -90 and len(t.text) == len(t.x)
+
+
+def test_default_x_prefers_a_metric_every_model_has() -> None:
+    f = pruned_study()
+    for n in f.nodes.values():
+        n.metrics["nonzero_count"] = n.metrics["nonzero_bytes"] / 4
+    del f.nodes["p5"].metrics["nonzero_bytes"]  # that model would drop out of the scatterplot
+    assert default_metrics(f, INFOS)["x"] == "nonzero_count"

@@ -120,12 +120,17 @@ def varies(forest: Forest, metric: str) -> bool:
     return False
 
 
+def coverage(forest: Forest, metric: str) -> int:
+    """How many models logged ``metric``."""
+    return sum(1 for n in forest.nodes.values() if metric in n.metrics)
+
+
 def default_metrics(forest: Forest, infos: Mapping[str, MetricInfo]) -> dict[str, str | None]:
     """Default encodings: colour = primary accuracy-like metric; size = an efficiency metric.
 
     The efficiency metric is the first of :data:`EFFICIENCY_METRICS` whose values are not all
-    equal (a metric every model shares, like the dense size of pruned models, answers nothing),
-    else the first one logged, else another metric. Scatter: x = that metric, y = the colour.
+    equal (a metric every model shares, like the dense size of pruned models, answers nothing)
+    among those logged on the most models, else the first one logged, else another metric. Scatter: x = that metric, y = the colour.
     """
     names = forest.metric_names()
     primary = [n for n in names if info_for(infos, n).primary]
@@ -133,7 +138,12 @@ def default_metrics(forest: Forest, infos: Mapping[str, MetricInfo]) -> dict[str
     color = (primary or accuracy_like or [n for n in names if info_for(infos, n).higher_is_better]
              or names or [None])[0]
     present = [n for n in EFFICIENCY_METRICS if n in names]
-    size = next((n for n in present if varies(forest, n)), present[0] if present else None)
+    moving = [n for n in present if varies(forest, n)]
+    if moving:  # of those logged on the most models (a model without x leaves the scatterplot)
+        most = max(coverage(forest, n) for n in moving)
+        size: str | None = next(n for n in moving if coverage(forest, n) == most)
+    else:
+        size = present[0] if present else None
     if size is None:
         others = [n for n in names if n != color]
         size = next((n for n in others if varies(forest, n)), others[0] if others else color)
