@@ -65,6 +65,8 @@ PARAM_OPERATION_PREFIX: Final = "op."
 METRIC_SIZE: Final = "size_bytes"  # serialized state dict, bytes
 METRIC_PARAMS: Final = "param_count"  # number of parameters
 METRIC_NONZERO: Final = "nonzero_count"  # parameters that are not exactly zero
+#: Bytes of the nonzero stored values (plus quantization scales): what pruning saves with sparse storage.
+METRIC_NONZERO_BYTES: Final = "nonzero_bytes"
 METRIC_SPARSITY: Final = "sparsity"  # 1 - nonzero/params, in [0, 1]
 METRIC_LATENCY: Final = "latency_ms"  # median wall time of one forward pass, milliseconds
 
@@ -73,6 +75,7 @@ BUILTIN_METRICS: Final[dict[str, dict[str, object]]] = {
     METRIC_SIZE: {"direction": "min", "unit": "B", "format": "bytes", "primary": False},
     METRIC_PARAMS: {"direction": "min", "unit": "", "format": ",d", "primary": False},
     METRIC_NONZERO: {"direction": "min", "unit": "", "format": ",d", "primary": False},
+    METRIC_NONZERO_BYTES: {"direction": "min", "unit": "B", "format": "bytes", "primary": False},
     METRIC_SPARSITY: {"direction": "max", "unit": "", "format": ".1%", "primary": False},
     METRIC_LATENCY: {"direction": "min", "unit": "ms", "format": ".2f", "primary": False},
 }

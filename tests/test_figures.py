@@ -208,3 +208,86 @@ def test_csv_has_metrics_and_defuses_formulas() -> None:
     lines = text.strip().splitlines()
     assert lines[0].startswith("run_id,name,operation,parent,params,status,accuracy")
     assert "'=HYPERLINK(1)" in text and "http://x/#/experiments/1/runs/base" in text
+
+
+def pruned_study() -> Forest:
+    """Pruning leaves the dense size alone: only the nonzero bytes tell the models apart."""
+    nodes = [model("base", acc=0.98, size=4000)]
+    nodes[0].metrics["nonzero_bytes"] = 4000.0
+    for s in (0.5, 0.7, 0.9):
+        m = model(f"p{int(s * 10)}", "base", "prune", 0.98 - s / 4, 4000, name=f"<b>p{s}</b>", sparsity=s)
+        m.metrics["nonzero_bytes"] = 4000 * (1 - s)
+        nodes.append(m)
+    return build_forest(nodes)
+
+
+def test_default_x_is_the_first_efficiency_metric_that_varies() -> None:
+    f = pruned_study()
+    infos = {**INFOS, "nonzero_bytes": MetricInfo("nonzero_bytes", "min", "B", "bytes", False)}
+    assert default_metrics(f, infos) == {"color": "accuracy", "size": "nonzero_bytes",
+                                         "x": "nonzero_bytes", "y": "accuracy"}
+    for n in f.nodes.values():  # without nonzero_bytes: size_bytes is constant, latency too
+        del n.metrics["nonzero_bytes"]
+        n.metrics["sparsity"] = n.op_params.get("sparsity", 0.0)
+    assert default_metrics(f, infos)["x"] == "sparsity"
+    for n in f.nodes.values():  # nothing varies: the first one logged
+        del n.metrics["sparsity"]
+    assert default_metrics(f, infos)["x"] == "size_bytes"
+
+
+def test_pareto_front_is_drawn_above_the_markers_with_escaped_labels() -> None:
+    f = pruned_study()
+    infos = {**INFOS, "nonzero_bytes": MetricInfo("nonzero_bytes", "min", "B", "bytes", False)}
+    state = {**empty_state(), "ready": True, **default_metrics(f, infos)}
+    _, sfig, _ = overview_figures(f, infos, state, {})
+    names = [t.name for t in sfig.data]
+    front = sfig.data[names.index("Pareto front")]
+    assert names.index("Pareto front") > names.index("models")
+    assert "lines" in front.mode and len(front.x) == 4
+    assert list(front.text) == ["base", "&lt;b&gt;p0.5&lt;/b&gt;", "&lt;b&gt;p0.7&lt;/b&gt;",
+                                "&lt;b&gt;p0.9&lt;/b&gt;"][::-1]
+    assert front.customdata is None and front.hoverinfo == "skip"  # picks go to the models below
+    assert sfig.layout.xaxis.type == "log" and sfig.layout.xaxis.dtick == 1  # a decade: powers of ten
+
+
+def test_log_axis_labels_only_powers_of_ten_over_decades() -> None:
+    from dash_app.figures.scatter import log_ticks
+    assert log_ticks([1.0, 5000.0])["dtick"] == 1
+    assert log_ticks([100.0, 500.0])["dtick"] == "D1"
+
+
+def test_map_labels_nodes_and_has_a_size_legend() -> None:
+    f = pruned_study()
+    infos = {**INFOS, "nonzero_bytes": MetricInfo("nonzero_bytes", "min", "B", "bytes", False)}
+    lay = layout_forest(f)
+    fig = map_figure(f, lay, Encoding.build(f, infos, "accuracy", "nonzero_bytes"), infos, {}, set(), set())
+    labels = [a.text for a in fig.layout.annotations if a.name == "node label"]
+    assert sorted(labels) == sorted(["base", "&lt;b&gt;p0.5&lt;/b&gt;", "&lt;b&gt;p0.7&lt;/b&gt;",
+                                     "&lt;b&gt;p0.9&lt;/b&gt;"])
+    size = [t for t in fig.data if t.legendgroup == "size"]
+    assert [t.name for t in size] == ["smallest 400 B", "largest 4.00 KB"]
+    assert size[0].legendgrouptitle.text == "node size: nonzero_bytes"
+    assert size[0].marker.size < size[1].marker.size
+    # many models: only the selected ones are labelled
+    big = build_forest([model("r")] + [model(f"c{i}", "r", "prune", sparsity=i / 100) for i in range(70)])
+    lay = layout_forest(big)
+    fig = map_figure(big, lay, Encoding.build(big, INFOS, "accuracy", "size_bytes"), INFOS, {}, {"c3"}, set())
+    assert [a.text for a in fig.layout.annotations if a.name == "node label"] == ["c3"]
+
+
+def test_details_labels_are_words_and_bar_labels_do_not_collide() -> None:
+    f = study()
+    ids = ["base", "mag3", "mag5", "mag7", "gra3", "gra5", "gra7"]
+    _ex, fig = bars(f, ids)
+    legend = [t.name for t in fig.data]
+    assert not any("=" in n for n in legend), legend
+    for t in fig.data:  # many bars: rotated value labels, one per bar
+        assert t.textangle == -90 and len(t.text) == len(t.x)
+
+
+def test_default_x_prefers_a_metric_every_model_has() -> None:
+    f = pruned_study()
+    for n in f.nodes.values():
+        n.metrics["nonzero_count"] = n.metrics["nonzero_bytes"] / 4
+    del f.nodes["p5"].metrics["nonzero_bytes"]  # that model would drop out of the scatterplot
+    assert default_metrics(f, INFOS)["x"] == "nonzero_count"

@@ -44,6 +44,22 @@ def test_pruned_model_counts_effective_weights_once() -> None:
     assert measure.size_bytes(model) == measure.size_bytes(small_model())
 
 
+def test_nonzero_bytes_falls_with_pruning_and_quantization() -> None:
+    model = small_model()
+    floats = measure.param_count(model) + 2 * 20  # parameters and BatchNorm running stats
+    zeros = 20 + 20  # BatchNorm's bias and running mean start at zero
+    assert measure.nonzero_bytes(model) == (floats - zeros) * 4
+    pruned = copy_model(model)
+    torch_prune.l1_unstructured(pruned[0], "weight", amount=0.5)
+    # size_bytes does not see pruning; nonzero_bytes loses the 100 pruned weights
+    assert measure.size_bytes(pruned) == measure.size_bytes(model)
+    assert measure.nonzero_bytes(pruned) == measure.nonzero_bytes(model) - 100 * 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(copy_model(model), {nn.Linear}, dtype=torch.qint8)
+    assert measure.nonzero_bytes(quantized) < measure.nonzero_bytes(model) - 2 * (10 * 20 + 20 * 4)
+
+
 def test_quantized_model_counts_packed_int8() -> None:
     model = small_model()
     with warnings.catch_warnings():
@@ -75,7 +91,7 @@ def test_log_efficiency_uses_contract_names(sqlite_uri: str) -> None:
         logged = measure.log_efficiency(run, model, torch.randn(8, 10), runs=3)
     metrics = MlflowClient(sqlite_uri).get_run(run.run_id).data.metrics
     names = {contract.METRIC_SIZE, contract.METRIC_PARAMS, contract.METRIC_NONZERO, contract.METRIC_SPARSITY,
-             contract.METRIC_LATENCY}
+             contract.METRIC_LATENCY, contract.METRIC_NONZERO_BYTES}
     assert names == set(logged) and names <= set(metrics)
     assert metrics[contract.METRIC_PARAMS] == measure.param_count(model)
     # without a sample input there is no latency

@@ -13,6 +13,8 @@ from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.read.lineage import Forest
 
 #: Qualitative colours for the second variable.
+#: Above this many bars the values are in the tooltips only.
+MAX_LABELLED_BARS = 24
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -25,6 +27,8 @@ def value_label(v: Any) -> str:
         return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, str) and v.isidentifier():  # "global_magnitude" reads "global magnitude"
+        return v.replace("_", " ")
     if isinstance(v, (list, tuple)):
         return " → ".join(value_label(x) for x in v) or "none"
     return str(v)
@@ -75,14 +79,22 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
     x_name = x_var.name if x_var is not None else None
     color_name = color_var.name if color_var is not None else None
     fig = go.Figure()
+    # Value labels only where a bar is wide enough to hold one (a label per bar of 30+ bars
+    # would run together): inside the bar's top, rotated when bars are narrow.
+    slots = max(1, len(xcats) * len(ccats))  # the room a bar gets is one slot of the group
+    nbars = len(groups)
     for i, c in enumerate(ccats):
         ys = [sum(groups[(x, c)]) / len(groups[(x, c)]) if (x, c) in groups else None for x in xcats]
         text = [escape(info.format_value(v)) if v is not None else "" for v in ys]
         fig.add_trace(go.Bar(
             x=[escape(x) for x in xcats], y=ys, name=escape(c) if color_name else escape(metric),
-            text=text, textposition="outside", cliponaxis=False,
+            text=text if nbars <= MAX_LABELLED_BARS else None, texttemplate="%{text}",
+            textposition="auto" if slots > 8 else "outside", textangle=-90 if slots > 8 else 0,
+            textfont={"size": 9 if slots > 8 else 11}, insidetextanchor="end", cliponaxis=False,
+            constraintext="inside" if slots > 8 else "both",
+            customdata=text,
             marker={"color": PALETTE[i % len(PALETTE)] if color_name else COLORSCALE[2][1]},
-            hovertemplate="%{x}: %{text}<extra>%{fullData.name}</extra>"))
+            hovertemplate="%{x}: %{customdata}<extra>%{fullData.name}</extra>"))
     yfmt = info.format.lstrip(",") if info.format.endswith("%") else None
     known = [v for g in groups.values() for v in g]
     yaxis: dict[str, Any] = {"title": {"text": escape(metric)}, "gridcolor": "#eef1f5"}
@@ -100,7 +112,7 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
         plot_bgcolor="#ffffff", showlegend=bool(color_name), yaxis=yaxis,
         xaxis={"title": {"text": escape(x_name or "model")}, "type": "category"},
         # a vertical legend right of the bars: long value labels never run off the card
-        legend={"title": {"text": escape(color_name or "")}, "orientation": "v", "x": 1.02, "y": 1,
-                "font": {"size": 11}},
+        legend={"title": {"text": "<br>+ ".join(escape(p) for p in (color_name or "").split(" + "))},
+                "orientation": "v", "x": 1.02, "y": 1, "font": {"size": 11}},
         uniformtext={"minsize": 8, "mode": "hide"})
     return fig

@@ -102,18 +102,49 @@ def colorscale_for(enc: Encoding) -> list[list[float | str]]:
     return COLORSCALE
 
 
-def default_metrics(forest: Forest, infos: Mapping[str, MetricInfo]) -> dict[str, str | None]:
-    """Default encodings: colour = primary accuracy-like metric, size = model size.
+#: Efficiency metrics in order of preference for the default size encoding and scatter x:
+#: the bytes of nonzero weights first (pruning and quantization both reduce it).
+EFFICIENCY_METRICS = ("nonzero_bytes", "nonzero_count", "size_bytes", "sparsity", "latency_ms",
+                      "param_count")
 
-    Scatter: x = size (or latency), y = the primary metric.
+
+def varies(forest: Forest, metric: str) -> bool:
+    """Whether ``metric`` takes at least two different values across the models."""
+    seen: set[float] = set()
+    for n in forest.nodes.values():
+        v = n.metrics.get(metric)
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            seen.add(v)
+            if len(seen) > 1:
+                return True
+    return False
+
+
+def coverage(forest: Forest, metric: str) -> int:
+    """How many models logged ``metric``."""
+    return sum(1 for n in forest.nodes.values() if metric in n.metrics)
+
+
+def default_metrics(forest: Forest, infos: Mapping[str, MetricInfo]) -> dict[str, str | None]:
+    """Default encodings: colour = primary accuracy-like metric; size = an efficiency metric.
+
+    The efficiency metric is the first of :data:`EFFICIENCY_METRICS` whose values are not all
+    equal (a metric every model shares, like the dense size of pruned models, answers nothing)
+    among those logged on the most models, else the first one logged, else another metric. Scatter: x = that metric, y = the colour.
     """
     names = forest.metric_names()
     primary = [n for n in names if info_for(infos, n).primary]
     accuracy_like = [n for n in names if any(w in n.lower() for w in ("acc", "f1", "score"))]
     color = (primary or accuracy_like or [n for n in names if info_for(infos, n).higher_is_better]
              or names or [None])[0]
-    size = next((n for n in ("size_bytes", "param_count", "nonzero_count", "latency_ms") if n in names),
-                None)
+    present = [n for n in EFFICIENCY_METRICS if n in names]
+    moving = [n for n in present if varies(forest, n)]
+    if moving:  # of those logged on the most models (a model without x leaves the scatterplot)
+        most = max(coverage(forest, n) for n in moving)
+        size: str | None = next(n for n in moving if coverage(forest, n) == most)
+    else:
+        size = present[0] if present else None
     if size is None:
-        size = next((n for n in names if n != color), color)
+        others = [n for n in names if n != color]
+        size = next((n for n in others if varies(forest, n)), others[0] if others else color)
     return {"color": color, "size": size, "x": size, "y": color}

@@ -23,6 +23,9 @@ SPLIT_NAMES = ("zero in both", "zeroed in model only (pruned)", "zero in base on
 SHOW_OPTIONS = (("sparsity", "sparsity"), ("weights", "weight distribution"),
                 ("activations", "activation distribution"))
 LAYER_COLUMN_WIDTH = 170
+#: What the Δ score next to each cell means (the legend and the model columns' header tooltip).
+DELTA_TEXT = ("Δ = change vs the base: ‖w − w_base‖ / ‖w_base‖ over the module's values "
+              "(relative L2, no unit: 0 = identical, 0.27 = 27 % of the base's norm)")
 
 
 def legend(show: str) -> list[tuple[str, str]]:
@@ -33,7 +36,7 @@ def legend(show: str) -> list[tuple[str, str]]:
     words = {"unchanged": f"unchanged (< {lo})", "small": f"{lo}–{mid} change", "medium": f"{mid}–{hi} change",
              "large": f"≥ {hi} change", "zeroed": "zeroed (pruned)", "not compared": "not compared (shape differs)"}
     return [(c, words[b]) for c, b in zip(BUCKET_COLORS, CHANGE_BUCKETS)] + [
-        ("", "bar height: √(number of values); colour: change of each value vs the base")]
+        ("", "bar height: √(number of values); colour: change of each value vs the base"), ("", DELTA_TEXT)]
 
 
 def layer_column_width(n_models: int, room: int = 1300) -> int:
@@ -57,6 +60,7 @@ def column_defs(models: Sequence[Mapping[str, Any]], *, show: str,
         col_width = max(width, title_width(str(model["name"]), i == 0))
         cols.append({"headerName": str(model["name"]), "colId": f"m{i}", "field": f"c{i}",
                      "headerComponentParams": {"innerHeaderComponent": "CmpHeader", **params},
+                     **({"headerTooltip": DELTA_TEXT} if show != "sparsity" and i > 0 else {}),
                      "cellRenderer": "CmpLayer",
                      "cellRendererParams": {"model": f"m{i}", "show": show, "width": col_width},
                      "width": col_width, "sortable": False, "filter": False})

@@ -21,6 +21,7 @@ import plotly.graph_objects as go
 
 from dash_app.figures.encoding import (
     MISSING_COLOR,
+    NODE_PX,
     SELECT_COLOR,
     Encoding,
     colors_for,
@@ -39,6 +40,10 @@ ROW_PX = 22
 COL_PX = 60
 HEADER_Y = -1.0
 EXTRA_EDGE_COLOR = "#8e44ad"
+#: Every node is labelled by name up to this many visible models; above, only the selected ones.
+LABEL_ALL_MAX = 60
+#: Approximate width of the map's plot area and of a label character, in pixels (for cutting names).
+MAP_PX, CHAR_PX = 640, 5.6
 
 
 NAN = float("nan")
@@ -205,20 +210,69 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
                                  "y": 1.0, "yanchor": "top",
                                  "tickformat": "" if info.format == "bytes" else info.format.lstrip(",")}}))
 
+    traces.extend(_size_legend(enc, infos))
+
     fig = go.Figure(traces)
     annotations = [{"x": c.index, "y": HEADER_Y - 0.55, "text": escape(c.label), "showarrow": False,
                     "textangle": -25, "xanchor": "left", "yanchor": "bottom",
                     "font": {"size": 12, "color": "#223"}} for c in layout.columns]
+    annotations += _node_labels(forest, layout, enc, selected, ncols)
     fig.update_layout(
         height=_height(layout), margin={"l": 10, "r": 10, "t": 10, "b": 10},
         plot_bgcolor="#ffffff", paper_bgcolor="#ffffff", dragmode="select", clickmode="event",
         hovermode="closest", annotations=annotations, uirevision="map",
-        legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "top"},
+        legend={"orientation": "h", "x": 0, "y": 0, "yanchor": "top", "itemsizing": "trace",
+                "font": {"size": 11}},
         xaxis={"visible": False, "range": [-0.6, max(ncols, 1) + 0.6], "fixedrange": False},
         yaxis={"visible": False, "range": [layout.rows - 0.4, HEADER_Y - 2.6]},
         newselection={"line": {"color": SELECT_COLOR}},
     )
     return fig
+
+
+def _node_labels(forest: Forest, layout: MapLayout, enc: Encoding, selected: set[str],
+                 ncols: int) -> list[dict[str, object]]:
+    """Model names right of their nodes: all when at most :data:`LABEL_ALL_MAX` models are shown,
+    else the selected ones. Cut to the column gap (the tooltip has the full name), escaped, on a
+    light background so that edges do not run through the text."""
+    ids = layout.visible if len(layout.visible) <= LABEL_ALL_MAX else [r for r in layout.visible if r in selected]
+    chars = max(8, min(40, int(MAP_PX / (max(ncols, 1) + 1.2) / CHAR_PX) - 4))
+    last = max(ncols - 1, 0)
+    out: list[dict[str, object]] = []
+    for r in ids:
+        name = forest.nodes[r].name
+        room = chars * 2 if layout.x[r] >= last else chars  # the last column has the margin too
+        out.append({"x": layout.x[r], "y": layout.y[r], "xref": "x", "yref": "y", "showarrow": False,
+                    "text": escape(name if len(name) <= room else name[: room - 1] + "…"),
+                    "xanchor": "left", "yanchor": "middle", "xshift": enc.node_px(forest.nodes[r]) / 2 + 2,
+                    "font": {"size": 10, "color": "#2b3440"}, "bgcolor": "rgba(255,255,255,0.78)",
+                    "borderpad": 0, "name": "node label"})
+    return out
+
+
+def _size_legend(enc: Encoding, infos: Mapping[str, MetricInfo]) -> list[go.Scatter]:
+    """Legend entries for node size: the smallest and largest value of the size metric.
+
+    Plotly caps legend symbols at 16 px, so the two entries differ less than the nodes do; the
+    text gives the values.
+    """
+    if not enc.size:
+        return []
+    info = info_for(infos, enc.size)
+    lo, hi = enc.size_scale.lo, enc.size_scale.hi
+    values = [lo, hi] if hi > lo else [lo]
+    lo_px, hi_px = NODE_PX
+    out = []
+    for i, v in enumerate(values):
+        t = 0.0 if i == 0 else 1.0
+        out.append(go.Scatter(
+            x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=True,
+            name=escape(("smallest " if len(values) > 1 and i == 0 else "largest " if i else "")
+                        + info.format_value(v)),
+            legendgroup="size", legendgrouptitle={"text": escape(f"node size: {enc.size}")} if i == 0 else None,
+            marker={"size": lo_px + (hi_px - lo_px) * math.sqrt(t), "color": "#9aa7b6",
+                    "line": {"color": "#ffffff", "width": 1}}))
+    return out
 
 
 def _height(layout: MapLayout) -> int:

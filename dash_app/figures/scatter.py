@@ -12,6 +12,10 @@ from mlflow_cc.metric_info import MetricInfo, format_problem, info_for
 from mlflow_cc.read.lineage import Forest
 
 FRONT_COLOR = "#d62728"
+#: The Pareto front's models are labelled by name when there are at most this many.
+FRONT_LABELS_MAX = 12
+#: Longer names are cut in the labels (the tooltip has the full name).
+LABEL_CHARS = 28
 #: Above this many models the scatterplot's tooltips are short (name, operation, x, y):
 #: full tooltips for thousands of points would dominate what the browser downloads.
 FULL_HOVER_MAX = 1000
@@ -22,10 +26,21 @@ def _axis(name: str, info: MetricInfo, values: Sequence[float]) -> dict[str, obj
                                "gridcolor": "#eef1f5", "zeroline": False}
     pos = [v for v in values if v > 0]
     if info.format == "bytes" or (pos and len(pos) == len(values) and max(pos) / min(pos) > 50):
-        axis["type"] = "log"
-    if info.format.endswith("%"):
+        axis.update(log_ticks(pos))
+    if info.format == "bytes":
+        axis["tickformat"], axis["ticksuffix"] = "~s", "B"
+    elif info.format.endswith("%"):
         axis["tickformat"] = info.format.lstrip(",")
     return axis
+
+
+def log_ticks(values: Sequence[float]) -> dict[str, object]:
+    """A log axis whose labels are only the major ticks: powers of ten when the values span a
+    decade or more (unlabelled minor ticks in between), else every digit (a few full labels)."""
+    pos = [v for v in values if v > 0]
+    wide = bool(pos) and max(pos) / min(pos) >= 10
+    return {"type": "log", "dtick": 1 if wide else "D1",
+            "minor": {"ticks": "inside", "ticklen": 3, "showgrid": False} if wide else {}}
 
 
 def _d3(info: MetricInfo) -> str:
@@ -49,10 +64,6 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
     xs = {r: forest.nodes[r].metrics[x] for r in ids}
     ys = {r: forest.nodes[r].metrics[y] for r in ids}
     fr = sorted((r for r in front if r in xs), key=lambda r: xs[r])
-    if len(fr) > 1:
-        fig.add_trace(go.Scatter(x=[xs[r] for r in fr], y=[ys[r] for r in fr], mode="lines",
-                                 line={"color": FRONT_COLOR, "width": 1.5, "shape": "hv", "dash": "dot"},
-                                 hoverinfo="skip", name="Pareto front"))
     inc = [r for r in ids if r not in excluded]
     exc = [r for r in ids if r in excluded]
     xi, yi = info_for(infos, x), info_for(infos, y)
@@ -83,10 +94,53 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
             marker={"symbol": "circle-open", "color": SELECT_COLOR, "line": {"width": 2.5},
                     "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel]},
             customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
+    if fr:
+        fig.add_trace(front_trace(forest, fr, xs, ys, info_for(infos, x), info_for(infos, y)))
     fig.update_layout(
-        height=380, margin={"l": 60, "r": 10, "t": 10, "b": 50}, plot_bgcolor="#ffffff",
+        height=380, margin={"l": 60, "r": 10, "t": 24, "b": 50}, showlegend=bool(fr), plot_bgcolor="#ffffff",
         dragmode="select", clickmode="event", hovermode="closest", uirevision=f"{x}|{y}",
         xaxis=_axis(x, xi, list(xs.values())), yaxis=_axis(y, yi, list(ys.values())),
-        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"},
+        legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
         newselection={"line": {"color": SELECT_COLOR}})
     return fig
+
+
+def short_label(name: str, limit: int = LABEL_CHARS) -> str:
+    """A model name as a plain-text label: cut to ``limit`` characters, then escaped."""
+    return escape(name if len(name) <= limit else name[: limit - 1] + "…")
+
+
+def front_trace(forest: Forest, front: Sequence[str], xs: Mapping[str, float], ys: Mapping[str, float],
+                xi: MetricInfo, yi: MetricInfo) -> go.Scatter:
+    """The Pareto front drawn over the markers: a step line through its models, each labelled.
+
+    Labels sit on the side away from the dominated models (up-left when lower x and higher y are
+    better). Not hoverable (and no ``customdata``), so clicks and boxes still pick the models below.
+    """
+    labelled = len(front) <= FRONT_LABELS_MAX
+    up, down = ("top", "bottom") if yi.higher_is_better else ("bottom", "top")
+    away = "left" if not xi.higher_is_better else "right"  # away from the dominated models
+    # A label near the left edge leans right, near the right edge left (inside the plot), the
+    # others away from the cloud; every other label goes below its point, so neighbours on a
+    # flat front do not run together.
+    rel = _relative([xs[r] for r in front], [*xs.values()])
+    positions = [f"{up if i % 2 == 0 else down} "
+                 f"{'right' if rel[i] < 0.3 else 'left' if rel[i] > 0.7 else away}" for i in range(len(front))]
+    text = [short_label(forest.nodes[r].name) for r in front] if labelled else None
+    if not labelled:  # label the two ends only
+        text = [short_label(forest.nodes[r].name) if i in (0, len(front) - 1) else ""
+                for i, r in enumerate(front)]
+    return go.Scatter(
+        x=[xs[r] for r in front], y=[ys[r] for r in front], mode="lines+markers+text",
+        line={"color": FRONT_COLOR, "width": 2, "shape": "vh" if xi.higher_is_better else "hv"},
+        marker={"symbol": "diamond", "size": 5, "color": FRONT_COLOR},
+        text=text, textposition=positions, textfont={"size": 10, "color": "#7a1414"},
+        cliponaxis=False, hoverinfo="skip", name="Pareto front", showlegend=True)
+
+
+def _relative(values: Sequence[float], every: Sequence[float]) -> list[float]:
+    """Positions of ``values`` in [0, 1] along the range of ``every`` (log scale when all positive)."""
+    pos = all(v > 0 for v in every)
+    f = (lambda v: float(np.log10(v))) if pos else float
+    lo, hi = f(min(every)), f(max(every))
+    return [0.5 if hi <= lo else (f(v) - lo) / (hi - lo) for v in values]

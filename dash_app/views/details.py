@@ -71,7 +71,8 @@ def register(app: Dash, source: DataSource) -> None:
                                                figure=fig, config=GRAPH_CONFIG))
             else:
                 children.append(_refine(ex))
-        children.append(_table(source, state["experiment"], forest, infos, ids, metrics))
+        children.append(_table(source, state["experiment"], forest, infos, ids,
+                               metrics + [m for m in (state.get("x"), state.get("size")) if m]))
         return children
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True),
@@ -131,14 +132,21 @@ def _refine(ex: Explanation) -> html.Div:
 
 def _table(source: DataSource, experiment: str, forest: Forest, infos: dict[str, MetricInfo],
            ids: list[str], metrics: list[str]) -> html.Div:
-    cols = list(dict.fromkeys(metrics + [m for m in ("size_bytes", "latency_ms") if m in forest.metric_names()]))
+    names = forest.metric_names()
+    # the primary metrics, the plotted efficiency metric, then size and latency where they differ
+    extra = [m for m in ("size_bytes", "latency_ms") if m in names
+             and len({forest.nodes[r].metrics.get(m) for r in ids}) > 1]
+    cols = list(dict.fromkeys([m for m in metrics if m in names] + extra))[:3]  # room for the names
     rows = selection_rows(forest, ids[:MAX_ROWS])
-    head = html.Tr([html.Th("model"), html.Th("operation")] + [html.Th(c) for c in cols])
+    # Fixed layout: the table is as wide as its panel; long names end in "…" (full text on hover).
+    head = html.Tr([html.Th("model", className="cc-col-name"), html.Th("operation")]
+                   + [html.Th(c, className="cc-num", title=c) for c in cols])
     body = [html.Tr([html.Td(html.A(r["name"], href=source.run_url(experiment, r["run_id"]),
                                     target="_blank", rel="noopener noreferrer",
-                                    title="open the run in the MLflow UI")),
-                     html.Td(r["operation"])]
-                    + [html.Td(info_for(infos, c).format_value(forest.nodes[r["run_id"]].metrics.get(c)))
+                                    title=f"{r['name']}: open the run in the MLflow UI")),
+                     html.Td(r["operation"], title=r["operation"])]
+                    + [html.Td(info_for(infos, c).format_value(forest.nodes[r["run_id"]].metrics.get(c)),
+                               className="cc-num")
                        for c in cols]) for r in rows]
     more = [html.P(f"… and {len(ids) - MAX_ROWS} more (all in the CSV)", className="cc-muted")] \
         if len(ids) > MAX_ROWS else []

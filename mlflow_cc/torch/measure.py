@@ -1,6 +1,6 @@
 """Efficiency measurements of a model, logged under the contract's metric names.
 
-Units: ``size_bytes`` in bytes, ``latency_ms`` in milliseconds (on CPU and GPU alike),
+Units: ``size_bytes`` and ``nonzero_bytes`` in bytes, ``latency_ms`` in milliseconds (on CPU and GPU alike),
 counts as plain integers, ``sparsity`` as a fraction in [0, 1].
 """
 
@@ -57,6 +57,22 @@ def counts(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
+def nonzero_bytes(model: nn.Module) -> int:
+    """Bytes of the model's nonzero stored values: what pruning saves, unlike ``size_bytes``.
+
+    Each tensor (parameters and float buffers, as :func:`size_bytes` counts them) contributes its
+    nonzero effective values times its stored element size (1 byte for int8-quantized weights),
+    plus its quantization scales and zero points. Sparse-format indices are not counted.
+    """
+    total = 0
+    for t in effective_tensors(model):
+        main = t.stored.get("")
+        size = main.element_size() if main is not None else t.value.element_size()
+        total += int(torch.count_nonzero(t.value)) * size
+        total += sum(x.numel() * x.element_size() for suffix, x in t.stored.items() if suffix)
+    return total
+
+
 def param_count(model: nn.Module) -> int:
     """Number of parameters (not buffers)."""
     return counts(model)[0]
@@ -107,6 +123,7 @@ def efficiency(model: nn.Module, sample_input: Any | None = None, *, warmup: int
         contract.METRIC_SIZE: float(size_bytes(model)),
         contract.METRIC_PARAMS: float(total),
         contract.METRIC_NONZERO: float(nonzero),
+        contract.METRIC_NONZERO_BYTES: float(nonzero_bytes(model)),
         contract.METRIC_SPARSITY: 1.0 - nonzero / total if total else 0.0,
     }
     if sample_input is not None:

@@ -128,6 +128,8 @@ def _plain_label(v: Any) -> str:
         return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, str):  # identifiers read as words: "global_magnitude" -> "global magnitude"
+        return v.replace("_", " ") if v.isidentifier() else v
     return str(v)
 
 

@@ -65,8 +65,9 @@ class _Var:
             return self.name if value else ""
         if value is None or (self.kind == "sequence" and value == _NONE_LABEL):
             return ""
-        if self.kind == "param":
-            return f"{self.key}={_plain_label(value)}"
+        if self.kind == "param":  # a word reads alone ("global magnitude"); a number needs its name
+            text = _plain_label(value)
+            return text if isinstance(value, str) else f"{self.key} {text}"
         return self.label(value)
 
     def ordinal(self) -> bool:
@@ -159,6 +160,6 @@ def _param_vars(tree: _CutTree, column: str, col: int, nodes: list[int | None],
         elif k == _BASE_NAME:
             out.append(_Var(name, "base", COST_BASE, col, vals))
         else:
-            absent = f"no {column}" if all(k in tree.params[n] for n in applied) else _NONE_LABEL
+            absent = f"no {column}" if all(k in tree.params[n] for n in applied) else f"no {k}"
             out.append(_Var(name, "param", COST_PARAM, col, vals, op=column, key=k, none_label=absent))
     return out
