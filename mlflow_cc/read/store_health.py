@@ -68,7 +68,7 @@ class StoreHealth:
             self.down_since = None
             self.last_error = ""
 
-    def check(self, timeout_s: float = 2.0) -> bool:
+    def check(self, timeout_s: float = 5.0) -> bool:
         """Ping the server's ``/health`` (http stores; local stores are always up); updates the state."""
         if not self.tracking_uri.startswith(("http://", "https://")):
             self.mark_up()

@@ -21,7 +21,7 @@ from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import MlflowHostCreds
 
 #: Seconds a sign-in check may take.
-CHECK_TIMEOUT_S = 10.0
+CHECK_TIMEOUT_S = 30.0  # MLflow hashes the password (scrypt): slow on a busy server
 
 
 class _UserTrackingClient(TrackingServiceClient):
