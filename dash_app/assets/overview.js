@@ -100,11 +100,15 @@
     window.Plotly.restyle(gd, {x: [xs], y: [ys], customdata: [ids], "marker.size": [sizes]}, [idx]);
   }
 
-  // Hide the hover label a click leaves behind (it would cover the neighbours). The hover
-  // data stay, so a second click without moving still registers.
+  // Hide the hover label a click leaves behind (it would cover the neighbours), and keep the
+  // ring restyle from drawing it again (Plotly re-hovers the last mouse position after a
+  // redraw: _rehover, set again by the next mouse move). The hover data stay, so a second
+  // click without moving still registers.
   function hideHover(gd) {
-    var layer = gd && gd._fullLayout && gd._fullLayout._hoverlayer;
-    if (layer && window.Plotly && window.Plotly.Fx) { window.Plotly.Fx.loneUnhover(layer); }
+    var full = gd && gd._fullLayout;
+    if (!full || !window.Plotly || !window.Plotly.Fx) { return; }
+    full._rehover = null;
+    if (full._hoverlayer) { window.Plotly.Fx.loneUnhover(full._hoverlayer); }
   }
 
   // After any redraw of a graph (a figure from the server), ring what the state says now.
