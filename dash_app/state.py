@@ -42,6 +42,15 @@ def overview_part(state: dict[str, Any]) -> dict[str, Any]:
     return {k: state.get(k) for k in OVERVIEW_KEYS}
 
 
+def figure_part(state: dict[str, Any] | None) -> dict[str, Any]:
+    """The keys the map and scatterplot figures are drawn from, the selection aside.
+
+    The browser shows a selection change itself (``assets/overview.js`` restyles the rings);
+    the figures are redrawn only when this part (or the map's layout) changes.
+    """
+    return {k: (state or {}).get(k) for k in OVERVIEW_KEYS if k != "sel"}
+
+
 def parse_query(search: str | None) -> dict[str, Any]:
     """Read the state fields present in a URL query (``?experiment=..&sel=a,b&f=acc:0.9:1``).
 

@@ -1,36 +1,194 @@
-// Compression Overview client side: remember the shift key of the last click (Plotly's
-// clickData does not carry it) and turn plot clicks/boxes into one "pick" event.
+// Compression Overview client side: selections are applied in the browser at once.
+//
+// A click, shift-click, column-header click or box in the Model Map or the scatterplot changes
+// the selection here, in the same event: the selection rings of both graphs are restyled
+// (Plotly.restyle of their "selected" trace only, no figure redraw) and the new selection is
+// written into the view state (ov-state), which the server's views (Selection Details, the URL,
+// the Performance Comparison) follow. The server does not redraw the figures for a selection
+// change: a redraw landing between a later mouse-down and mouse-up would swallow that click.
+// Whenever the state changes otherwise (toolbar, Refine, a figure redrawn for another reason),
+// the rings are reconciled with the state's selection.
 (function () {
+  var GRAPHS = ["ov-map", "ov-scatter"];
+
   // Read at mousedown and kept: the pick callback runs after the key may be released.
   window.ccShift = false;
-  document.addEventListener("mousedown", function (e) { window.ccShift = e.shiftKey; }, true);
+  var press = null;     // where the last mouse press began {x, y, graph}
+  var boxArmed = {};    // graph id -> time the user ended a drag on it (a box is on its way)
+  document.addEventListener("mousedown", function (e) {
+    window.ccShift = e.shiftKey;
+    var g = e.target && e.target.closest ? e.target.closest("#ov-map, #ov-scatter") : null;
+    press = {x: e.clientX, y: e.clientY, graph: g ? g.id : null};
+  }, true);
+  document.addEventListener("mouseup", function (e) {
+    if (press && press.graph && Math.abs(e.clientX - press.x) + Math.abs(e.clientY - press.y) > 4) {
+      boxArmed[press.graph] = Date.now();
+    }
+    press = null;
+  }, true);
 
-  function ids(ev) {
+  function gdOf(id) { return document.querySelector("#" + id + " .js-plotly-plot"); }
+
+  function unique(list) {
+    var seen = {}, out = [];
+    list.forEach(function (r) { if (!seen[r]) { seen[r] = true; out.push(r); } });
+    return out;
+  }
+
+  function sameSet(a, b) {
+    if (a.length !== b.length) { return false; }
+    var s = {};
+    a.forEach(function (r) { s[r] = true; });
+    return b.every(function (r) { return s[r]; });
+  }
+
+  // Points of a Plotly event as {id, trace}; customdata carries what a point means (a run id,
+  // "col:<i>" for a column header, "expand:<run id>" for a collapsed subtree's badge).
+  function points(gd, ev) {
     var out = [];
     ((ev && ev.points) || []).forEach(function (p) {
       var c = p.customdata;
       if (Array.isArray(c)) { c = c[0]; }
-      if (typeof c === "string") { out.push(c); }
+      var t = gd && gd.data && gd.data[p.curveNumber];
+      if (typeof c === "string") { out.push({id: c, trace: t ? t.name : null}); }
     });
     return out;
   }
 
+  // Models in column ``col`` of the map that can be selected (not filtered out).
+  function columnMembers(col) {
+    var gd = gdOf("ov-map"), out = [];
+    ((gd && gd._fullData) || []).forEach(function (t) {
+      if (t.name !== "models") { return; }
+      var cd = t.customdata || [];
+      for (var i = 0; i < cd.length; i++) { if (Math.round(t.x[i]) === col) { out.push(cd[i]); } }
+    });
+    return out;
+  }
+
+  // The new selection (the same rule as dash_app.state.pick): replace, or add with shift,
+  // toggling a single model.
+  function pickSel(cur, picked, additive) {
+    picked = unique(picked);
+    if (!additive) { return picked; }
+    if (picked.length === 1 && cur.indexOf(picked[0]) >= 0) {
+      return cur.filter(function (r) { return r !== picked[0]; });
+    }
+    return unique(cur.concat(picked));
+  }
+
+  // Restyle the "selected" trace of one graph to ring ``sel`` (only the models it draws).
+  function showSel(gd, sel) {
+    if (!gd || !gd.data || !gd._fullData || !window.Plotly) { return; }
+    var idx = -1;
+    gd.data.forEach(function (t, i) { if (t.name === "selected") { idx = i; } });
+    if (idx < 0) { return; }
+    var want = {};
+    sel.forEach(function (r) { want[r] = true; });
+    var xs = [], ys = [], ids = [], sizes = [];
+    gd._fullData.forEach(function (t) {
+      if (t.name !== "models" && t.name !== "filtered out") { return; }
+      var cd = t.customdata || [], size = t.marker ? t.marker.size : 8;
+      for (var i = 0; i < cd.length; i++) {
+        if (!want[cd[i]]) { continue; }
+        xs.push(t.x[i]); ys.push(t.y[i]); ids.push(cd[i]);
+        sizes.push((typeof size === "number" ? size : size[i]) + 7);
+      }
+    });
+    var cur = Array.prototype.slice.call(gd.data[idx].customdata || []);
+    if (sameSet(cur, ids)) { return; }
+    window.Plotly.restyle(gd, {x: [xs], y: [ys], customdata: [ids], "marker.size": [sizes]}, [idx]);
+  }
+
+  // Hide the hover label a click leaves behind (it would cover the neighbours), and keep the
+  // ring restyle from drawing it again (Plotly re-hovers the last mouse position after a
+  // redraw: _rehover, set again by the next mouse move). The hover data stay, so a second
+  // click without moving still registers.
+  function hideHover(gd) {
+    var full = gd && gd._fullLayout;
+    if (!full || !window.Plotly || !window.Plotly.Fx) { return; }
+    full._rehover = null;
+    if (full._hoverlayer) { window.Plotly.Fx.loneUnhover(full._hoverlayer); }
+  }
+
+  // After any redraw of a graph (a figure from the server), ring what the state says now.
+  function hook(gd) {
+    if (!gd || gd.__ccHooked || !gd.on) { return; }
+    gd.__ccHooked = true;
+    gd.on("plotly_afterplot", function () {
+      if (window.ccSel) { showSel(gd, window.ccSel); }
+    });
+  }
+
+  function showAll(sel) {
+    window.ccSel = sel;
+    GRAPHS.forEach(function (id) { var gd = gdOf(id); hook(gd); showSel(gd, sel); });
+    document.body.setAttribute("data-cc-sel", sel.join(","));
+  }
+
+  var PROPS = {
+    "ov-map.clickData": ["ov-map", "click"], "ov-map.selectedData": ["ov-map", "box"],
+    "ov-scatter.clickData": ["ov-scatter", "click"], "ov-scatter.selectedData": ["ov-scatter", "box"]
+  };
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     cc: {
-      pick: function (mapClick, mapBox, scClick, scBox) {
-        var trig = (dash_clientside.callback_context.triggered || [])[0];
-        if (!trig) { return dash_clientside.no_update; }
-        var prop = trig.prop_id;
-        var ev = null, kind = "click", source = "map";
-        if (prop === "ov-map.clickData") { ev = mapClick; }
-        else if (prop === "ov-map.selectedData") { ev = mapBox; kind = "box"; }
-        else if (prop === "ov-scatter.clickData") { ev = scClick; source = "scatter"; }
-        else if (prop === "ov-scatter.selectedData") { ev = scBox; kind = "box"; source = "scatter"; }
-        // a null selection is Plotly clearing its box (double-click or a redraw): not a pick;
-        // nor is a box event without a range: Plotly re-selecting after a redraw dropped the box
-        if (!ev) { return dash_clientside.no_update; }
-        if (kind === "box" && !ev.range && !ev.lassoPoints) { return dash_clientside.no_update; }
-        return {kind: kind, source: source, ids: ids(ev), shift: !!window.ccShift, t: Date.now()};
+      // Clicks and boxes of both plots: a selection change is applied here and written to the
+      // state; a collapsed subtree's badge goes to the server (ov-pick) to change the layout.
+      pick: function (mapClick, mapBox, scClick, scBox, state) {
+        var nu = window.dash_clientside.no_update;
+        var values = {"ov-map.clickData": mapClick, "ov-map.selectedData": mapBox,
+                      "ov-scatter.clickData": scClick, "ov-scatter.selectedData": scBox};
+        var trig = (window.dash_clientside.callback_context.triggered || []).filter(function (t) {
+          return PROPS[t.prop_id] && values[t.prop_id];
+        });
+        // a click also clears Plotly's box (a null selection): the click is what counts
+        trig.sort(function (a, b) { return PROPS[a.prop_id][1] === "click" ? -1 : 1; });
+        if (!trig.length || !state || !state.ready) { return [nu, nu]; }
+        var graph = PROPS[trig[0].prop_id][0], kind = PROPS[trig[0].prop_id][1];
+        var gd = gdOf(graph);
+        if (kind === "box") {
+          // a box counts only right after the user drew it: Plotly repeats (or empties) the
+          // selection when it redraws a graph, and that is not the user's choice
+          var armed = boxArmed[graph];
+          delete boxArmed[graph];
+          if (!armed || Date.now() - armed > 10000) { return [nu, nu]; }
+          // nor is a box event without a range: Plotly re-selecting after a redraw dropped the box
+          var box = values[trig[0].prop_id];
+          if (!box.range && !box.lassoPoints) { return [nu, nu]; }
+        }
+        var pts = points(gd, values[trig[0].prop_id]);
+        var shift = !!window.ccShift;
+        if (kind === "click") { GRAPHS.forEach(function (id) { hideHover(gdOf(id)); }); }
+        var expand = pts.filter(function (p) { return p.id.indexOf("expand:") === 0; });
+        if (kind === "click" && expand.length) {
+          return [{kind: kind, source: graph, ids: expand.map(function (p) { return p.id; }),
+                   shift: shift, t: Date.now()}, nu];
+        }
+        var picked = [];
+        var cols = pts.filter(function (p) { return p.id.indexOf("col:") === 0; });
+        if (kind === "click" && cols.length) {
+          cols.forEach(function (p) { picked = picked.concat(columnMembers(parseInt(p.id.slice(4), 10))); });
+        } else {
+          // models only: filtered-out models cannot be selected
+          picked = pts.filter(function (p) { return p.id.indexOf(":") < 0 && p.trace !== "filtered out"; })
+            .map(function (p) { return p.id; });
+        }
+        var cur = state.sel || [];
+        var sel = pickSel(cur, picked, shift);
+        showAll(sel);
+        if (sel.length === cur.length && sel.every(function (r, i) { return r === cur[i]; })) {
+          return [nu, nu];
+        }
+        return [nu, Object.assign({}, state, {sel: sel})];
+      },
+
+      // The state changed or a figure arrived: ring the state's selection in both graphs.
+      reconcile: function (state) {
+        if (!state || !state.ready) { return window.dash_clientside.no_update; }
+        var sel = state.sel || [];
+        showAll(sel);
+        return sel;
       }
     }
   });

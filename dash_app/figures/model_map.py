@@ -190,13 +190,14 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
                        for r in cids],
             hoverinfo="text", showlegend=False, name="collapsed"))
 
+    # Always drawn, empty or not: the browser restyles this trace when the selection changes
+    # (assets/overview.js), so a selection never redraws the figure.
     sel = [r for r in ids if r in selected]
-    if sel:
-        traces.append(go.Scatter(
-            x=[layout.x[r] for r in sel], y=[layout.y[r] for r in sel], mode="markers",
-            marker={"symbol": "circle-open", "color": SELECT_COLOR,
-                    "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel], "line": {"width": 2.5}},
-            customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
+    traces.append(go.Scatter(
+        x=[layout.x[r] for r in sel], y=[layout.y[r] for r in sel], mode="markers",
+        marker={"symbol": "circle-open", "color": SELECT_COLOR,
+                "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel], "line": {"width": 2.5}},
+        customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
 
     if enc.color:
         lo, hi = enc.colorbar_range()

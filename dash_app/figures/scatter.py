@@ -87,13 +87,14 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
                     "opacity": opacity, "line": {"color": "#ffffff", "width": 1 if full else 0}},
             customdata=group, hovertext=texts, hovertemplate=template,
             showlegend=False, name=name))
+    # Always drawn, empty or not: the browser restyles this trace when the selection changes
+    # (assets/overview.js), so a selection never redraws the figure.
     sel = [r for r in ids if r in selected]
-    if sel:
-        fig.add_trace(go.Scatter(
-            x=[xs[r] for r in sel], y=[ys[r] for r in sel], mode="markers",
-            marker={"symbol": "circle-open", "color": SELECT_COLOR, "line": {"width": 2.5},
-                    "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel]},
-            customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
+    fig.add_trace(go.Scatter(
+        x=[xs[r] for r in sel], y=[ys[r] for r in sel], mode="markers",
+        marker={"symbol": "circle-open", "color": SELECT_COLOR, "line": {"width": 2.5},
+                "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel]},
+        customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
     if fr:
         fig.add_trace(front_trace(forest, fr, xs, ys, info_for(infos, x), info_for(infos, y)))
     fig.update_layout(

@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
+from dash import (
+    ClientsideFunction,
+    Dash,
+    Input,
+    Output,
+    State,
+    ctx,
+    dcc,
+    html,
+)
 from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
 from dash_app.figures.hover import hover_texts
 from dash_app.figures.overview import map_figure_for, map_layout_for
 from dash_app.source import DataSource
+from dash_app.state_patch import patch_changes
 from dash_app.views.prologue import require_ready
 from mlflow_cc.analysis.map_layout import MapLayout
 from mlflow_cc.read.lineage import Forest
@@ -45,6 +55,7 @@ def layout(first: tuple[Any, str] | None = None, view: dict[str, Any] | None = N
             html.Button("Show all", id="ov-unfocus"),
         ]),
         dcc.Store(id="ov-map-drawn", data=[view, version] if first is not None else None),
+        dcc.Store(id="ov-sel-shown"),
         html.Div(className="cc-map-scroll", children=[
             dcc.Graph(id="ov-map", config=GRAPH_CONFIG, className="cc-map-graph",
                       **({"figure": fig} if fig is not None else {})),
@@ -70,6 +81,22 @@ def hover_of(source: DataSource, forest: Forest, experiment: str, ids: Iterable[
     return done
 
 
+def same_layout(a: MapLayout, b: MapLayout) -> bool:
+    """Whether two layouts draw the same map (a selection can reveal collapsed models)."""
+    return (a.x == b.x and a.y == b.y and a.edges == b.edges and a.extra_edges == b.extra_edges
+            and list(a.collapsed) == list(b.collapsed) and a.focus == b.focus
+            and [c.label for c in a.columns] == [c.label for c in b.columns])
+
+
+def selection_only(source: DataSource, drawn: list[Any] | None, state: dict[str, Any],
+                   version: str | None) -> bool:
+    """Whether ``state`` differs from the drawn map's only in a selection the browser shows itself."""
+    if not drawn or drawn[1] != version or st.figure_part(drawn[0]) != st.figure_part(state):
+        return False
+    forest = source.forest(state["experiment"])
+    return same_layout(layout_of(source, forest, drawn[0]), layout_of(source, forest, state))
+
+
 def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str]:
     """The map figure for ``state`` and its one-line summary."""
     forest = source.forest(state["experiment"])
@@ -91,18 +118,47 @@ def register(app: Dash, source: DataSource) -> None:
 
     @app.callback(Output("ov-map", "figure"), Output("ov-map-info", "children"),
                   Output("ov-map-drawn", "data"),
-                  Input("ov-view", "data"), Input("ov-version", "data"), prevent_initial_call=True)
-    def render(state: dict[str, Any], version: str | None) -> tuple[Any, str, Any]:
-        """Redraw on a change (the page's first map comes with the layout)."""
+                  Input("ov-view", "data"), Input("ov-version", "data"), State("ov-map-drawn", "data"),
+                  prevent_initial_call=True)
+    def render(state: dict[str, Any], version: str | None, drawn: list[Any] | None) -> tuple[Any, str, Any]:
+        """Redraw on a change (the page's first map comes with the layout).
+
+        Not for a selection change that keeps the layout: the browser has already restyled the
+        rings, and a redraw landing between a later mouse-down and mouse-up loses that click.
+        """
         require_ready(state)
+        if selection_only(source, drawn, state, version):
+            raise PreventUpdate
         fig, info = draw(source, state)
         return fig, info, [state, version]
 
+    # Clicks, column headers and boxes of both plots change the selection in the browser at once
+    # and write it into ov-state (assets/overview.js); the badge of a collapsed subtree comes
+    # here as an ov-pick event (the shift key rides along: Dash's clickData has no modifiers).
+    app.clientside_callback(
+        ClientsideFunction(namespace="cc", function_name="pick"),
+        Output("ov-pick", "data"), Output("ov-state", "data", allow_duplicate=True),
+        Input("ov-map", "clickData"), Input("ov-map", "selectedData"),
+        Input("ov-scatter", "clickData"), Input("ov-scatter", "selectedData"),
+        State("ov-state", "data"), prevent_initial_call=True)
+    # Any other change of the state (toolbar, Refine, URL) or a redrawn figure: ring the state's
+    # selection in both graphs.
+    app.clientside_callback(
+        ClientsideFunction(namespace="cc", function_name="reconcile"),
+        Output("ov-sel-shown", "data"),
+        Input("ov-state", "data"), Input("ov-map-drawn", "data"), Input("ov-scatter-drawn", "data"))
+
     @app.callback(Output("ov-state", "data", allow_duplicate=True),
                   Input("ov-pick", "data"), State("ov-state", "data"), prevent_initial_call=True)
-    def on_pick(event: dict[str, Any] | None, state: dict[str, Any]) -> dict[str, Any]:
-        """A click or box in the map or the scatterplot."""
+    def on_pick(event: dict[str, Any] | None, state: dict[str, Any]) -> Any:
+        """A click or box the browser hands over (the badge of a collapsed subtree).
+
+        Writes only the keys it changes, so a selection made meanwhile in the browser stays.
+        """
         require_ready(state, event)
+        return patch_changes(state, _picked(event, state))
+
+    def _picked(event: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
         forest = source.forest(state["experiment"])
         excluded = st.excluded_ids(forest, state.get("filters"))
         ids: list[str] = event.get("ids") or []
@@ -131,11 +187,14 @@ def register(app: Dash, source: DataSource) -> None:
                   Input("ov-collapse", "n_clicks"), Input("ov-expand", "n_clicks"),
                   Input("ov-focus", "n_clicks"), Input("ov-unfocus", "n_clicks"),
                   State("ov-state", "data"), prevent_initial_call=True)
-    def on_toolbar(*args: Any) -> dict[str, Any]:
+    def on_toolbar(*args: Any) -> Any:
         state = dict(args[-1] or {})
         trig = ctx.triggered_id
         if not state.get("ready") or trig is None:
             raise PreventUpdate
+        return patch_changes(args[-1], _toolbar(trig, state))
+
+    def _toolbar(trig: str, state: dict[str, Any]) -> dict[str, Any]:
         forest = source.forest(state["experiment"])
         sel = [r for r in state.get("sel") or [] if r in forest.nodes]
         if trig in GROW:
@@ -153,7 +212,7 @@ def register(app: Dash, source: DataSource) -> None:
             state["collapse"] = [r for r in state.get("collapse") or [] if r not in sel]
         elif trig == "ov-focus":
             if not sel:
-                return no_update
+                raise PreventUpdate
             state["focus"] = min(sel, key=lambda r: forest.nodes[r].depth)
         elif trig == "ov-unfocus":
             state["focus"] = None

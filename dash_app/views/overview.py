@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dash import (
-    ClientsideFunction,
     Dash,
     Input,
     Output,
@@ -222,15 +221,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                         + ([html.Li(f"... and {len(warnings) - 200} more")] if len(warnings) > 200 else []))]))
         return children
 
-    # Clicks and box selections from both plots become one "pick" event carrying the
-    # shift key (Dash's clickData has no modifier keys; assets/overview.js records it).
-    app.clientside_callback(
-        ClientsideFunction(namespace="cc", function_name="pick"),
-        Output("ov-pick", "data"),
-        Input("ov-map", "clickData"), Input("ov-map", "selectedData"),
-        Input("ov-scatter", "clickData"), Input("ov-scatter", "selectedData"),
-        prevent_initial_call=True)
-
+    # Clicks and boxes in both plots (the selection, applied in the browser): model_map.register.
     model_map.register(app, source)
     scatter.register(app, source)
     filters.register(app, source)

@@ -7,6 +7,7 @@ from typing import Any
 from dash import Dash, Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
+from dash_app import state as st
 from dash_app.figures.overview import scatter_figure_for, scatter_needs_hover
 from dash_app.source import DataSource
 from dash_app.views.model_map import hover_of
@@ -20,6 +21,7 @@ def layout() -> html.Div:
     return html.Div(className="cc-card", children=[
         html.Div(className="cc-card-head", children=[html.H3("Model Scatterplot")]),
         dcc.Graph(id="ov-scatter", config=GRAPH_CONFIG),
+        dcc.Store(id="ov-scatter-drawn"),
         html.Div(className="cc-axis-pickers", children=[
             html.Label(["X", dcc.Dropdown(id="ov-x", clearable=False, className="cc-dd")]),
             html.Label(["Y", dcc.Dropdown(id="ov-y", clearable=False, className="cc-dd")]),
@@ -29,13 +31,21 @@ def layout() -> html.Div:
 
 def register(app: Dash, source: DataSource) -> None:
 
-    @app.callback(Output("ov-scatter", "figure"), Input("ov-map-drawn", "data"))
-    def render(drawn: list[Any] | None) -> Any:
-        """Drawn after the map (see model_map.render), from the same state."""
-        state = (drawn or [None])[0]
+    @app.callback(Output("ov-scatter", "figure"), Output("ov-scatter-drawn", "data"),
+                  Input("ov-map-drawn", "data"), State("ov-scatter-drawn", "data"))
+    def render(drawn: list[Any] | None, mine: list[Any] | None) -> Any:
+        """Drawn after the map (see model_map.render), from the same state.
+
+        A map redrawn for a selection (one that revealed collapsed models) leaves the scatterplot
+        alone: the browser restyles its selection rings (assets/overview.js).
+        """
+        state, version = (drawn or [None, None])[:2]
         forest, infos = view_data(source, state)
+        key = [st.figure_part(state), version]
+        if key == mine:
+            raise PreventUpdate
         hover = hover_of(source, forest, state["experiment"], None) if scatter_needs_hover(forest) else {}
-        return scatter_figure_for(forest, infos, state, hover)
+        return scatter_figure_for(forest, infos, state, hover), key
 
     @app.callback(Output("ov-x", "options"), Output("ov-y", "options"), Output("ov-x", "value"),
                   Output("ov-y", "value"), Input("ov-color", "options"), State("ov-state", "data"))
