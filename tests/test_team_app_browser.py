@@ -50,7 +50,8 @@ def test_server_restart_while_the_app_is_open(postgres_server: MlflowServer, exp
         exp_id = MlflowClient(uri).get_experiment_by_name(experiment_name).experiment_id
         page.goto(f"{served.url}/?experiment={exp_id}&sel={base.run_id}")
         page.wait_for_function("() => document.body.innerText.includes('before-outage')", timeout=60_000)
-        assert "1 model" in page.inner_text("#ov-status")
+        page.wait_for_function("() => document.querySelector('#ov-status').innerText.includes('1 model')",
+                               timeout=60_000)
         page.evaluate("() => { window.__samePage = 1; }")
         url_before = page.url
         banner = page.locator("#cc-store-status")

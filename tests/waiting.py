@@ -52,6 +52,14 @@ def wait_until(predicate: Callable[[], T], timeout: float = TIMEOUT_S,
         time.sleep(interval)
 
 
+def wait_until_or_false(predicate: Callable[[], T], timeout: float, interval: float = 0.05) -> T | bool:
+    """Poll ``predicate`` for up to ``timeout`` seconds; its value, or False (for retry loops)."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value or False
+
+
 def settle(page: Any, quiet_s: float = 0.4, timeout: float = TIMEOUT_S) -> None:
     """Wait until no Dash request has been in flight for ``quiet_s`` and the page has drawn.
 
