@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from browser import Browser, serve
+from waiting import INFLIGHT
 
 from dash_app.app import create_app
 from dash_app.state import parse_query
@@ -24,15 +25,6 @@ from mlflow_cc.read.reader import ExperimentReader
 SHOTS = Path(__file__).resolve().parents[1] / "screenshots"
 EXPERIMENT = "digits-compression"
 
-#: Counts Dash requests in flight (the app has settled when none has been for a while).
-INFLIGHT = """
-window.__inflight = 0;
-const _fetch = window.fetch;
-window.fetch = function (...args) {
-  window.__inflight += 1;
-  return _fetch.apply(this, args).finally(() => { window.__inflight -= 1; });
-};
-"""
 MAP_READY = """() => { const g = document.querySelector('#ov-map .js-plotly-plot');
   const s = document.querySelector('#ov-scatter .js-plotly-plot');
   return !!(g && g.data && g.data.some(t => t.name === 'models')
