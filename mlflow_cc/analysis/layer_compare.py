@@ -27,7 +27,9 @@ and model it reports:
 
 Tensors whose shapes differ (structured pruning, other architectures) or that one
 side lacks get a status and a histogram without element-wise change; they never
-raise. :meth:`LayerComparison.module_tree` sums the counts up the module hierarchy.
+raise. Large tensors stored as samples are compared on the sample and their counts
+scaled to the full tensor (:mod:`~mlflow_cc.analysis.layer_samples`); their rows say
+``sampled``. :meth:`LayerComparison.module_tree` sums the counts up the module hierarchy.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
+from mlflow_cc.analysis.layer_samples import AlignedSource, sample_specs, scale_rows
 from mlflow_cc.artifacts import open_tensors
 from mlflow_cc.errors import ArtifactError
 
@@ -103,7 +106,8 @@ class LayerComparison:
     ``zero_both``/``zero_model_only``/``zero_base_only`` (element counts; NaN when not
     compared), ``sparsity`` (zeros / numel), the same split as fractions
     (``*_frac``), ``change``, ``changed_frac``, ``nonfinite``, and the sums behind
-    ``change`` (``diff_sq``, ``base_sq``) so that it can be aggregated.
+    ``change`` (``diff_sq``, ``base_sq``) so that it can be aggregated, and ``sampled``
+    (compared on a fixed sample of the tensor, counts scaled to its size).
     ``unavailable``: models whose tensors could not be read, with the reason.
     """
 
@@ -120,7 +124,7 @@ class LayerComparison:
         One row per (``module``, ``model``) with ``parent``, ``depth``, ``n_tensors``,
         ``numel``, ``zeros`` and the sparsity split (counts and ``*_frac`` fractions of
         the compared elements), ``change`` (normalized L2 over all compared elements),
-        and ``n_shape_differs``/``n_missing``. The root module is "" (the whole model).
+        and ``n_shape_differs``/``n_missing``/``n_sampled``. The root module is "" (the whole model).
         Histograms are per tensor only: bins differ between tensors, so they do not add.
         """
         t = self.tensors
@@ -130,8 +134,9 @@ class LayerComparison:
         expanded = t.assign(tree=paths).explode("tree")
         expanded["n_shape_differs"] = (expanded["status"] == STATUS_SHAPE).astype(int)
         expanded["n_missing"] = expanded["status"].isin([STATUS_MISSING, STATUS_NEW]).astype(int)
+        expanded["n_sampled"] = expanded["sampled"].astype(bool).astype(int)
         sums = ["numel", "zeros", "zero_both", "zero_model_only", "zero_base_only", "compared",
-                "diff_sq", "base_sq", "changed", "n_shape_differs", "n_missing"]
+                "diff_sq", "base_sq", "changed", "n_shape_differs", "n_missing", "n_sampled"]
         tree = (expanded.groupby(["tree", "model"], sort=False)
                 .agg(n_tensors=("name", "size"), **{c: (c, "sum") for c in sums})
                 .reset_index().rename(columns={"tree": "module"}))
@@ -152,6 +157,9 @@ def compare_layers(base: TensorSource, models: Mapping[str, TensorSource], *, ba
     """
     keys = [k for k in models if k != base_key]
     sources = {base_key: base, **{k: models[k] for k in keys}}
+    specs = sample_specs(sources)
+    if specs:
+        sources = {k: AlignedSource(src, specs) for k, src in sources.items()}
     key_sets = {k: set(src.keys()) for k, src in sources.items()}
     if names is None:
         names = list(iter_names(sources))
@@ -162,11 +170,14 @@ def compare_layers(base: TensorSource, models: Mapping[str, TensorSource], *, ba
         # An activation is keyed by its module; a weight by module + "." + parameter.
         module = name if kind == "activations" else _module_of(name)
         hist, tensor_rows = _compare_tensor(name, module, base_key, keys, present, sources, bins)
+        if name in specs:
+            scale_rows(tensor_rows, hist.counts, sources, name)
         histograms[name] = hist
         rows.extend(tensor_rows)
         if progress is not None:
             progress(done, len(names))
     table = pd.DataFrame(rows, columns=_ROW_COLUMNS)
+    table["sampled"] = table["sampled"].fillna(False).astype(bool)
     _add_fractions(table)
     return LayerComparison(kind=kind, base=base_key, models=[base_key, *keys], tensors=table,
                            histograms=histograms)
@@ -198,7 +209,7 @@ def compare_layer_runs(client: MlflowClient, base_run_id: str, run_ids: Sequence
 
 # =============================================================================
 _ROW_COLUMNS = ["name", "module", "model", "status", "shape", "numel", "zeros", "nonfinite", "compared",
-                "zero_both", "zero_model_only", "zero_base_only", "diff_sq", "base_sq", "changed"]
+                "zero_both", "zero_model_only", "zero_base_only", "diff_sq", "base_sq", "changed", "sampled"]
 
 
 def _compare_tensor(name: str, module: str, base_key: str, keys: list[str], present: list[str],

@@ -32,12 +32,16 @@ from mlflow_cc.artifacts.dataset import (
     log_dataset,
 )
 from mlflow_cc.artifacts.layers import (
+    SAMPLE_ABOVE,
+    SAMPLE_SIZE,
     SUMMARY_COLUMNS,
     TENSOR_KINDS,
     TensorFile,
     load_layer_summary,
     log_layers,
     open_tensors,
+    sample_positions,
+    sample_weights,
     summarize_tensor,
 )
 from mlflow_cc.artifacts.outputs import Outputs, load_outputs, log_outputs
@@ -47,3 +51,4 @@ __all__ = [
     "Preview", "TensorFile", "find_dataset_run", "image_preview", "load_dataset", "load_layer_summary",
     "load_outputs", "log_dataset", "log_layers", "log_outputs", "open_tensors", "summarize_tensor",
 ]
+__all__ += ["SAMPLE_ABOVE", "SAMPLE_SIZE", "sample_positions", "sample_weights"]

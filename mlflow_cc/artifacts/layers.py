@@ -1,13 +1,23 @@
 """Per-layer artifacts of one model run: the per-tensor summary table and the effective weights and sampled activations (safetensors, float32), read one tensor at a time.
+
+Large weights are sampled: a tensor of more than ``sample_above`` elements (default
+:data:`SAMPLE_ABOVE`) is stored as :data:`SAMPLE_SIZE` values taken at positions drawn from its
+shape and a seed (:func:`sample_positions`), so every model with the same shapes keeps the same
+positions and two models' samples compare element by element. Its summary row stays exact (over
+all elements). The safetensors header lists the sampled tensors and their full shapes
+(:data:`SAMPLED_KEY`, JSON) with the seed (:data:`SAMPLE_SEED_KEY`); the summary's ``stored``
+column says "full", "sample" or "summary only" per tensor.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import posixpath
 import tempfile
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -31,6 +41,54 @@ SUMMARY_COLUMNS = ("module", "tensor", "module_type", "shape", "numel", "zeros",
 
 
 TENSOR_KINDS = {"weights": contract.ARTIFACT_WEIGHTS, "activations": contract.ARTIFACT_ACTIVATIONS}
+
+#: Tensors with more elements than this are stored as a fixed sample (4 MB of float32).
+SAMPLE_ABOVE = 1 << 20
+#: Values kept of a sampled tensor (256 KB of float32).
+SAMPLE_SIZE = 1 << 16
+#: safetensors metadata: JSON ``{tensor name: full shape}`` of the tensors stored as samples.
+SAMPLED_KEY = "mlflow_cc.sampled"
+#: safetensors metadata: the seed of the sample positions.
+SAMPLE_SEED_KEY = "mlflow_cc.sample_seed"
+
+
+@functools.lru_cache(maxsize=64)
+def _positions(shape: tuple[int, ...], size: int, seed: int) -> np.ndarray:
+    numel = math.prod(shape)
+    rng = np.random.default_rng([seed, zlib.crc32(json.dumps(list(shape)).encode())])
+    positions = np.sort(rng.choice(numel, size=size, replace=False))
+    positions.setflags(write=False)
+    return positions
+
+
+def sample_positions(shape: tuple[int, ...] | list[int], size: int = SAMPLE_SIZE, seed: int = 0) -> np.ndarray | None:
+    """Sorted flat positions kept of a tensor of ``shape``, or None when it has ``size`` elements or fewer.
+
+    Drawn from the shape and ``seed`` only, so every model whose tensor has that shape keeps the
+    same positions (whatever the tensor's name, values or model).
+    """
+    shape = tuple(int(d) for d in shape)
+    if math.prod(shape) <= size:
+        return None
+    return _positions(shape, int(size), int(seed))
+
+
+def sample_weights(weights: Mapping[str, np.ndarray], *, above: int | None = SAMPLE_ABOVE,
+                   size: int = SAMPLE_SIZE, seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
+    """(arrays, sampled): tensors of more than ``above`` elements replaced by their sample
+    (:func:`sample_positions`), the others as given; ``sampled`` maps each sampled name to its
+    full shape. ``above=None`` keeps everything in full."""
+    out: dict[str, np.ndarray] = {}
+    sampled: dict[str, list[int]] = {}
+    for name, values in weights.items():
+        arr = np.asarray(values)
+        positions = None if above is None or arr.size <= above else sample_positions(arr.shape, size, seed)
+        if positions is None:
+            out[name] = arr
+        else:
+            out[name] = arr.reshape(-1)[positions]
+            sampled[name] = list(arr.shape)
+    return out, sampled
 
 
 def summarize_tensor(module: str, tensor_name: str, module_type: str, array: np.ndarray,
@@ -57,6 +115,7 @@ def summarize_tensor(module: str, tensor_name: str, module_type: str, array: np.
 def log_layers(run_id: str, summary: pd.DataFrame, weights: Mapping[str, np.ndarray],
                activations: Mapping[str, np.ndarray] | None = None, *,
                metadata: Mapping[str, str] | None = None, allow_nonfinite: bool = False,
+               sampled: Mapping[str, Sequence[int]] | None = None, sample_seed: int = 0,
                client: MlflowClient | None = None) -> None:
     """Log a model's layer summary, effective weights and (optionally) sampled activations.
 
@@ -65,13 +124,22 @@ def log_layers(run_id: str, summary: pd.DataFrame, weights: Mapping[str, np.ndar
     (``module.tensor``), stored float32. ``activations``: values by module name, stored
     as 1-D float32. ``metadata``: strings kept in both safetensors headers (e.g. the
     activation sample's seed). Non-finite values are refused unless ``allow_nonfinite``.
+    ``sampled``: the weights given as samples (from :func:`sample_weights`, drawn with
+    ``sample_seed``), by name, with their full shapes.
     """
     client = client or MlflowClient()
     missing = [c for c in SUMMARY_COLUMNS if c not in summary.columns]
     if missing:
         raise ValueError(f"layer summary lacks columns {missing}")
-    table = pa.Table.from_pandas(summary.reset_index(drop=True), preserve_index=False)
+    sampled = {str(k): [int(d) for d in v] for k, v in (sampled or {}).items()}
+    for name, shape in sampled.items():
+        if name not in weights or np.ndim(weights[name]) != 1 or np.size(weights[name]) >= math.prod(shape):
+            raise ValueError(f"weight {name!r} is not a sample of a tensor of shape {shape}")
+    table = pa.Table.from_pandas(_with_stored(summary, weights, sampled), preserve_index=False)
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    weight_meta = dict(meta)
+    if sampled:
+        weight_meta.update({SAMPLED_KEY: json.dumps(sampled), SAMPLE_SEED_KEY: str(int(sample_seed))})
     tensors = {"weights": _float32_tensors("weight", weights, flat=False, allow_nonfinite=allow_nonfinite)}
     if activations is not None:
         tensors["activations"] = _float32_tensors("activation", activations, flat=True,
@@ -88,12 +156,24 @@ def log_layers(run_id: str, summary: pd.DataFrame, weights: Mapping[str, np.ndar
         folder = Path(tmp) / posixpath.basename(layers_dir)
         folder.mkdir()
         for kind, arrays in tensors.items():
-            save_file(arrays, str(folder / posixpath.basename(TENSOR_KINDS[kind])), metadata=meta or None)
+            header = weight_meta if kind == "weights" else meta
+            save_file(arrays, str(folder / posixpath.basename(TENSOR_KINDS[kind])), metadata=header or None)
         pq.write_table(table, folder / posixpath.basename(contract.ARTIFACT_LAYER_SUMMARY))
         if local_root is None:
             upload(client, run_id, str(folder), layers_dir, folder=True)
         else:
             publish_local(folder, local_root / layers_dir)
+
+
+def _with_stored(summary: pd.DataFrame, weights: Mapping[str, np.ndarray],
+                 sampled: Mapping[str, Sequence[int]]) -> pd.DataFrame:
+    """The summary with a ``stored`` column: "full", "sample" or "summary only" per tensor."""
+    out = summary.reset_index(drop=True)
+    if out.empty:
+        return out.assign(stored=pd.Series(dtype=str))
+    names = [f"{m}.{t}" if m else str(t) for m, t in zip(out["module"], out["tensor"])]
+    return out.assign(stored=["sample" if n in sampled else "full" if n in weights else "summary only"
+                              for n in names])
 
 
 def load_layer_summary(client: MlflowClient, run_id: str) -> pd.DataFrame:
@@ -174,6 +254,21 @@ class TensorFile:
     def metadata(self) -> dict[str, str]:
         """The string metadata stored in the file header."""
         return dict(self._metadata)
+
+    def sampled(self) -> dict[str, tuple[int, ...]]:
+        """Tensors stored as a sample (:func:`sample_positions`), by name, with their full shapes."""
+        try:
+            listed = json.loads(self._metadata.get(SAMPLED_KEY) or "{}")
+            return {str(k): tuple(int(d) for d in v) for k, v in listed.items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ArtifactError(f"{self.label} lists its sampled tensors unreadably: {exc}", "unreadable") from None
+
+    def sample_seed(self) -> int:
+        """The seed of the sample positions (0 when none is stored)."""
+        try:
+            return int(self._metadata.get(SAMPLE_SEED_KEY) or 0)
+        except ValueError:
+            raise ArtifactError(f"{self.label} has an unreadable sample seed", "unreadable") from None
 
     def close(self) -> None:
         """Nothing stays open between reads; kept so the object is a context manager."""

@@ -45,6 +45,8 @@ class Capture:
     ``sample_input``: input of the latency measurement (``latency_ms``); none: no latency.
     ``outputs``/``layers``/``activations``: which artifacts to log (outputs and activations need
     ``eval_set``). ``weights_exclude``: fnmatch patterns of tensors summarized but not stored.
+    ``sample_above``/``sample_size``: weights of more elements are stored as a fixed sample of
+    that many values (the same positions for every model; ``sample_above=None``: all in full).
     """
 
     eval_set: EvalSet | None = None
@@ -57,6 +59,8 @@ class Capture:
     activation_cap: int = ACTIVATION_CAP
     seed: int = 0
     weights_exclude: Sequence[str] = ()
+    sample_above: int | None = artifacts.SAMPLE_ABOVE
+    sample_size: int = artifacts.SAMPLE_SIZE
     latency_runs: int = 10
     progress: bool = True
     _dataset_runs: dict[str, str] = field(default_factory=dict, repr=False)
@@ -81,7 +85,8 @@ class Capture:
             log_layers(model_run, model, eval_set=self.eval_set, activations=self.activations,
                        activation_instances=self.activation_instances,
                        activation_cap=self.activation_cap, seed=self.seed,
-                       weights_exclude=self.weights_exclude)
+                       weights_exclude=self.weights_exclude, sample_above=self.sample_above,
+                       sample_size=self.sample_size)
         return metrics
 
     def log_outputs(self, model_run: ModelRun, outputs: dict[str, np.ndarray]) -> None:

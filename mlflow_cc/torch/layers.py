@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from mlflow_cc import artifacts
@@ -55,27 +56,46 @@ def tensor_summary(t: EffectiveTensor) -> dict[str, Any]:
     return row
 
 
-def layer_tables(model: nn.Module, weights_exclude: Sequence[str] = ()) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """(summary rows, effective weights) of every parameter and float buffer of ``model``.
+def layer_tables(model: nn.Module, weights_exclude: Sequence[str] = (), *,
+                 sample_above: int | None = None, sample_size: int = artifacts.SAMPLE_SIZE,
+                 seed: int = 0) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, list[int]]]:
+    """(summary rows, effective weights, sampled) of every parameter and float buffer of ``model``.
 
     Tensors whose names match a ``weights_exclude`` pattern (fnmatch) are summarized but their
-    values not returned (to keep artifacts small, e.g. a large embedding table).
+    values not returned (to keep artifacts small, e.g. a large embedding table). Tensors of more
+    than ``sample_above`` elements are returned as ``sample_size`` values at the positions of
+    :func:`mlflow_cc.artifacts.sample_positions` (``sampled``: their full shapes); their summary
+    rows stay exact. ``sample_above=None``: every tensor in full.
     """
     rows: list[dict[str, Any]] = []
     weights: dict[str, np.ndarray] = {}
+    sampled: dict[str, list[int]] = {}
     for t in effective_tensors(model):
         rows.append(tensor_summary(t))
-        if not any(fnmatchcase(t.name, pattern) for pattern in weights_exclude):
+        if any(fnmatchcase(t.name, pattern) for pattern in weights_exclude):
+            continue
+        positions = (artifacts.sample_positions(tuple(t.value.shape), sample_size, seed)
+                     if sample_above is not None and t.value.numel() > sample_above else None)
+        if positions is None:
             weights[t.name] = t.value.numpy()
-    return pd.DataFrame(rows, columns=list(artifacts.SUMMARY_COLUMNS)), weights
+        else:  # only the sample is kept: a pruned model's effective tensor is dropped right away
+            weights[t.name] = t.value.reshape(-1)[torch.from_numpy(positions.astype(np.int64))].numpy()
+            sampled[t.name] = list(t.value.shape)
+    return pd.DataFrame(rows, columns=list(artifacts.SUMMARY_COLUMNS)), weights, sampled
 
 
 def log_layers(model_run: ModelRun, model: nn.Module, *, eval_set: EvalSet | None = None,
                activations: bool = True, activation_instances: int = ACTIVATION_INSTANCES,
                activation_cap: int = ACTIVATION_CAP, seed: int = 0,
-               weights_exclude: Sequence[str] = ()) -> None:
-    """Log the layer summary, effective weights and (with an ``eval_set``) sampled activations."""
-    summary, weights = layer_tables(model, weights_exclude)
+               weights_exclude: Sequence[str] = (), sample_above: int | None = artifacts.SAMPLE_ABOVE,
+               sample_size: int = artifacts.SAMPLE_SIZE) -> None:
+    """Log the layer summary, effective weights and (with an ``eval_set``) sampled activations.
+
+    Weights of more than ``sample_above`` elements are stored as a fixed sample of
+    ``sample_size`` values (see :func:`layer_tables`); ``sample_above=None`` stores all in full.
+    """
+    summary, weights, sampled = layer_tables(model, weights_exclude, sample_above=sample_above,
+                                             sample_size=sample_size, seed=seed)
     acts: dict[str, np.ndarray] | None = None
     metadata: dict[str, str] = {}
     if activations and eval_set is not None:
@@ -83,5 +103,5 @@ def log_layers(model_run: ModelRun, model: nn.Module, *, eval_set: EvalSet | Non
         acts = capture_activations(model, eval_set, indices, cap=activation_cap, seed=seed)
         metadata = {"activation_seed": str(seed), "activation_cap": str(activation_cap),
                     "activation_instance_ids": ",".join(str(eval_set.instance_ids[i]) for i in indices)}
-    artifacts.log_layers(model_run.run_id, summary, weights, acts, metadata=metadata,
-                           allow_nonfinite=True, client=model_run.client)
+    artifacts.log_layers(model_run.run_id, summary, weights, acts, metadata=metadata, sampled=sampled,
+                         sample_seed=seed, allow_nonfinite=True, client=model_run.client)
