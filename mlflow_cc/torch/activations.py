@@ -24,6 +24,10 @@ from mlflow_cc.torch.forward import model_device, output_tensor, take, to_device
 ACTIVATION_CAP = 4096
 #: Instances in the activation sample.
 ACTIVATION_INSTANCES = 32
+#: Containers hooked besides the leaves, by class-name suffix: the blocks of a transformer
+#: (``LlamaDecoderLayer``, ``LlamaAttention``, ``LlamaMLP``, ...), whose outputs are the residual
+#: stream's increments and states. Normalization layers (``LlamaRMSNorm``) are leaves.
+BLOCK_SUFFIXES = ("DecoderLayer", "Attention", "MLP")
 #: Leaf modules whose output is their input at evaluation time: not hooked.
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
 
@@ -47,7 +51,7 @@ def sample_positions(module_name: str, numel: int, cap: int, seed: int) -> np.nd
 
 def hooked_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The modules whose outputs are captured: leaves (a quantized module counts as a leaf),
-    minus dropout and identity."""
+    minus dropout and identity, and transformer blocks (:data:`BLOCK_SUFFIXES`)."""
     out: list[tuple[str, nn.Module]] = []
     inside_quantized: list[str] = []
     for name, module in model.named_modules():
@@ -55,6 +59,8 @@ def hooked_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
             continue
         if is_quantized_module(module):
             inside_quantized.append(name)
+        elif type(module).__name__.endswith(BLOCK_SUFFIXES):
+            pass
         elif next(module.children(), None) is not None or isinstance(module, _PASS_THROUGH):
             continue
         out.append((name, module))

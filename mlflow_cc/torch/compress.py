@@ -33,6 +33,7 @@ from typing import Any
 
 from torch import nn
 
+from mlflow_cc.errors import OperationError
 from mlflow_cc.torch.capture import Capture
 from mlflow_cc.torch.effective import copy_model, refresh_pruned_weights
 from mlflow_cc.torch.operations import (
@@ -42,6 +43,7 @@ from mlflow_cc.torch.operations import (
     cross_entropy_loss,
 )
 from mlflow_cc.torch.pruning import LossFn, apply_pruning, prunable_tensors
+from mlflow_cc.torch.quantized_linear import apply_weight_only_int8
 from mlflow_cc.track.tracking import ModelRun, ParamValue, derive_model, log_base_model
 
 Parent = str | ModelRun
@@ -107,12 +109,26 @@ def prune(model: nn.Module, parent: Parent, *, sparsity: float, method: str = "g
 
 
 def quantize(model: nn.Module, parent: Parent, *, module_types: Sequence[type[nn.Module]] = (nn.Linear,),
-             capture: Capture | None = None, name: str | None = None,
-             tracking_uri: str | None = None) -> tuple[nn.Module, ModelRun]:
-    """Quantize a copy of ``model`` to 8 bits (dynamic: int8 weights, CPU) and log operation
-    ``quantize`` with ``method="dynamic"``, ``bits=8``, ``modules`` (the quantized layer types)."""
-    params: dict[str, ParamValue] = {"method": "dynamic", "bits": 8,
+             method: str = "dynamic", exclude_names: Sequence[str] = (), capture: Capture | None = None,
+             name: str | None = None, tracking_uri: str | None = None) -> tuple[nn.Module, ModelRun]:
+    """Quantize a copy of ``model`` to 8 bits and log operation ``quantize`` with ``method``,
+    ``bits=8``, ``modules`` (the quantized layer types).
+
+    ``method``: "dynamic" (int8 weights and activations quantized on the fly, CPU; torch's
+    ``quantize_dynamic``) or "weight_only" (int8 weights, float activations:
+    :mod:`mlflow_cc.torch.quantized_linear`; ``nn.Linear`` only, ``exclude_names`` patterns of
+    module names kept in float, logged as ``exclude``).
+    """
+    if method not in ("dynamic", "weight_only"):
+        raise OperationError(f"quantize: method must be 'dynamic' or 'weight_only', not {method!r}")
+    params: dict[str, ParamValue] = {"method": method, "bits": 8,
                                      "modules": ",".join(t.__name__ for t in module_types)}
+    if method == "weight_only":
+        params["modules"] = "Linear"
+        if exclude_names:
+            params["exclude"] = ",".join(exclude_names)
+        return derive(model, parent, "quantize", params, lambda m: apply_weight_only_int8(m, exclude_names),
+                      capture=capture, name=name, tracking_uri=tracking_uri)
     return derive(model, parent, "quantize", params, lambda m: apply_quantization(m, module_types),
                   capture=capture, name=name, tracking_uri=tracking_uri)
 

@@ -27,7 +27,7 @@ NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm,
     nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, nn.LocalResponseNorm, nn.RMSNorm,
 )
-PRUNE_METHODS = ("global_magnitude", "local_magnitude", "gradient", "random")
+PRUNE_METHODS = ("global_magnitude", "local_magnitude", "gradient", "random", "2:4")
 
 #: ``loss_fn(model, batch) -> scalar loss``.
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
@@ -81,7 +81,10 @@ def apply_pruning(model: nn.Module, sparsity: float, method: str = "global_magni
 
     ``global_magnitude``: smallest |w| over all targets together; ``local_magnitude``: the
     smallest ``sparsity`` of each tensor; ``gradient``: smallest |w * dL/dw| summed over
-    ``batches``, global; ``random``: a seeded random ``sparsity`` of each tensor.
+    ``batches``, global; ``random``: a seeded random ``sparsity`` of each tensor; ``2:4``
+    (semi-structured): in every group of 4 consecutive weights along a row, the 2 of smallest
+    |w| (``sparsity`` must be 0.5; every target needs at least 2 dimensions and rows of a
+    multiple of 4: exclude the others, e.g. normalization layers).
     """
     if not 0.0 <= sparsity <= 1.0:
         raise OperationError(f"prune: sparsity must be in [0, 1], not {sparsity}")
@@ -91,6 +94,16 @@ def apply_pruning(model: nn.Module, sparsity: float, method: str = "global_magni
         raise OperationError("prune: no parameters left to prune after the exclusions")
     with torch.no_grad():
         weights = [getattr(module, tensor).detach() for _, module, tensor in targets]
+    if method == "2:4":
+        if sparsity != 0.5:
+            raise OperationError(f"prune: 2:4 pruning removes half the weights; sparsity must be 0.5, not {sparsity}")
+        for (full, _, _), w in zip(targets, weights):
+            if w.dim() < 2 or w.shape[-1] % 4:
+                raise OperationError(f"prune: 2:4 pruning needs rows of a multiple of 4 values; {full} has "
+                                     f"shape {list(w.shape)} (exclude it)")
+        for (_, module, tensor), w in zip(targets, weights):
+            set_mask(module, tensor, two_of_four_mask(w))
+        return
     if method == "gradient":
         if batches is None or loss_fn is None:
             raise OperationError("prune: method 'gradient' needs calibration batches and a loss")
@@ -129,6 +142,15 @@ def keep_masks(scores: list[torch.Tensor], sparsity: float) -> list[torch.Tensor
         out.append(torch.from_numpy(part).to(device=s.device, dtype=torch.float32))
         start += s.numel()
     return out
+
+
+def two_of_four_mask(weight: torch.Tensor) -> torch.Tensor:
+    """Mask (1 = keep) keeping the 2 largest |w| of every 4 consecutive values of each row
+    (ties broken by position, the earlier kept)."""
+    groups = weight.detach().abs().float().reshape(-1, 4)
+    keep = torch.zeros_like(groups)
+    keep.scatter_(1, torch.topk(groups, 2, dim=1, sorted=False).indices, 1.0)
+    return keep.reshape(weight.shape)
 
 
 def set_mask(module: nn.Module, tensor: str, mask: torch.Tensor) -> None:
