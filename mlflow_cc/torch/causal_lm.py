@@ -7,8 +7,8 @@ their reference answers and the tokenizer. Per batch of ``batch_size`` prompts:
 - :func:`generate_answers`: greedy decoding (no sampling), prompts left-padded, at most
   ``max_new_tokens`` new tokens; the answer is the decoded new tokens without special tokens,
   stripped of surrounding whitespace.
-- :func:`score_references`: one forward pass over prompt + first reference (right-padded, so
-  positions need no correction), giving per reference token its log-probability under the model
+- :func:`score_references`: one forward pass over prompt + first reference (left-padded, the
+  LM head applied to the reference positions only), giving per reference token its log-probability under the model
   and the model's ``top_k`` most likely tokens with their log-probabilities at that position; the
   reference's mean negative log-likelihood per token is ``reference_nll``.
 
@@ -157,7 +157,12 @@ class ReferenceScores:
 
 
 def score_references(model: nn.Module, prompts: PromptSet) -> ReferenceScores:
-    """One teacher-forced forward pass per batch over prompt + first reference (right-padded)."""
+    """One teacher-forced forward pass per batch over prompt + first reference.
+
+    Sequences are left-padded (positions counted from each prompt's first token), so every
+    reference ends the sequence and the LM head runs only on the last positions (the
+    ``logits_to_keep`` of HuggingFace models), not on the prompts.
+    """
     tok = prompts.tokenizer
     device = model_device(model)
     pad = int(tok.pad_token_id)
@@ -167,20 +172,23 @@ def score_references(model: nn.Module, prompts: PromptSet) -> ReferenceScores:
     try:
         with torch.no_grad():
             for idx in prompts.batches():
-                seqs, spans = [], []
+                seqs, lengths = [], []
                 for i in idx:
                     p = tok(prompts.prompt_text(i), add_special_tokens=not prompts.chat)["input_ids"]
                     r = tok(prompts.reference_list(i)[0], add_special_tokens=False)["input_ids"][:MAX_REFERENCE_TOKENS]
                     seqs.append(list(p) + list(r))
-                    spans.append((len(p), len(r)))
+                    lengths.append(len(r))
                 width = max(len(s) for s in seqs)
-                ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
-                mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
-                logprobs = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), dim=-1)
-                for row, (i, (start, length)) in enumerate(zip(idx, spans)):
-                    # logits at position t predict token t + 1
-                    lp = logprobs[row, start - 1:start - 1 + length]
-                    target = ids[row, start:start + length]
+                ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=device)
+                mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=device)
+                keep = max(lengths) + 1
+                logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                               logits_to_keep=keep).logits[:, -keep:]
+                logprobs = torch.log_softmax(logits.float(), dim=-1)
+                for row, (i, length) in enumerate(zip(idx, lengths)):
+                    # the logits at kept position j predict the token at kept position j + 1
+                    lp = logprobs[row, keep - 1 - length:keep - 1]
+                    target = ids[row, width - length:]
                     token_lp = lp.gather(1, target[:, None])[:, 0]
                     top = torch.topk(lp, min(prompts.top_k, lp.shape[-1]), dim=-1)
                     result.token_logprobs.append(token_lp.cpu().numpy().astype(np.float32))
