@@ -153,11 +153,11 @@ def test_int8_weight_only(tok) -> None:
 
 def test_sparse_bytes_falls_with_pruning(tok) -> None:
     model = tiny_llama(len(tok))
-    dense = size_bytes(model)
-    assert sparse_bytes(model) == pytest.approx(dense, rel=0.01)  # a dense model stays dense
+    size, dense = size_bytes(model), sparse_bytes(model)
+    assert size - 4000 < dense < size  # a dense model stays dense (no file header counted)
     apply_pruning(model, 0.5, "local_magnitude", targets=prunable_tensors(model, exclude_names=TIED))
     pruned_values = sum(p.numel() for n, p in model.named_parameters() if n.endswith("_orig"))
-    assert size_bytes(model) == dense
+    assert size_bytes(model) == size
     # half of the pruned values saved (4 bytes each), one bit per pruned-tensor element added
     expected = dense - 0.5 * pruned_values * 4 + pruned_values / 8
     assert sparse_bytes(model) == pytest.approx(expected, rel=0.02)
