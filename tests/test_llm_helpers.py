@@ -11,6 +11,7 @@ from torch import nn
 from mlflow_cc.errors import OperationError
 from mlflow_cc.torch.causal_lm import (
     PromptSet,
+    answer_and_score,
     contains_answer,
     generate_answers,
     score_references,
@@ -161,3 +162,13 @@ def test_sparse_bytes_falls_with_pruning(tok) -> None:
     # half of the pruned values saved (4 bytes each), one bit per pruned-tensor element added
     expected = dense - 0.5 * pruned_values * 4 + pruned_values / 8
     assert sparse_bytes(model) == pytest.approx(expected, rel=0.02)
+
+
+def test_one_pass_answers_and_scores_equal_the_separate_ones(tok) -> None:
+    model, prompts = tiny_llama(len(tok)), _prompts(tok, 3)
+    answers, scores = answer_and_score(model, prompts)
+    assert answers == generate_answers(model, prompts)
+    apart = score_references(model, prompts)
+    np.testing.assert_allclose(scores.nll, apart.nll, rtol=1e-4)
+    for a, b in zip(scores.topk_ids, apart.topk_ids):
+        np.testing.assert_array_equal(a, b)

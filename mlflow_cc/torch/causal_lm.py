@@ -12,8 +12,10 @@ their reference answers and the tokenizer. Per batch of ``batch_size`` prompts:
   and the model's ``top_k`` most likely tokens with their log-probabilities at that position; the
   reference's mean negative log-likelihood per token is ``reference_nll``.
 
-Prompts are wrapped in the tokenizer's chat template (with ``system`` as the system message)
-unless ``chat=False``. :mod:`mlflow_cc.torch.lm_capture` logs all of it on a model's run.
+Prompts are wrapped in the tokenizer's chat template (with ``system`` as the system message), or
+in ``template``, a format string with ``{prompt}`` that spells out every special token (shorter
+prompts are cheaper: the prompt tokens are most of the work). Batches group prompts of similar
+token length, so little compute goes to padding. :mod:`mlflow_cc.torch.lm_capture` logs all of it on a model's run.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class PromptSet:
     references: Sequence[str | Sequence[str]]
     tokenizer: Any
     system: str | None = None
-    chat: bool = True
+    template: str | None = None
     max_new_tokens: int = 16
     batch_size: int = 50
     top_k: int = 5
@@ -80,8 +82,8 @@ class PromptSet:
 
     def prompt_text(self, i: int) -> str:
         """Prompt ``i`` as the model reads it (the chat template applied)."""
-        if not self.chat:
-            return str(self.prompts[i])
+        if self.template is not None:
+            return self.template.format(prompt=self.prompts[i])
         messages = ([{"role": "system", "content": self.system}] if self.system else []) + [
             {"role": "user", "content": str(self.prompts[i])}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -92,7 +94,7 @@ class PromptSet:
         self.tokenizer.padding_side = "left"
         try:
             enc = self.tokenizer([self.prompt_text(i) for i in indices], return_tensors="pt", padding=True,
-                                 add_special_tokens=not self.chat)
+                                 add_special_tokens=False)
         finally:
             self.tokenizer.padding_side = side
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
@@ -117,9 +119,11 @@ class PromptSet:
         return pd.DataFrame({"instance_id": [str(i) for i in self.instance_ids], "kind": "text",
                              "value": [str(p) for p in self.prompts]})
 
-    def batches(self) -> list[range]:
-        """Consecutive index ranges of at most ``batch_size`` prompts."""
-        return [range(s, min(s + self.batch_size, len(self))) for s in range(0, len(self), self.batch_size)]
+    def batches(self) -> list[list[int]]:
+        """Prompt indices in batches of at most ``batch_size``, prompts of similar token length together."""
+        lengths = self.inputs["attention_mask"].sum(1).tolist()
+        order = sorted(range(len(self)), key=lambda i: (lengths[i], i))
+        return [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -130,7 +134,7 @@ def generate_answers(model: nn.Module, prompts: PromptSet) -> list[str]:
     """Greedy answers to every prompt, batched (see the module docstring)."""
     tok = prompts.tokenizer
     device = model_device(model)
-    answers: list[str] = []
+    answers = [""] * len(prompts)
     was_training = model.training
     model.eval()
     try:
@@ -140,7 +144,8 @@ def generate_answers(model: nn.Module, prompts: PromptSet) -> list[str]:
                 out = model.generate(**batch, max_new_tokens=prompts.max_new_tokens, do_sample=False,
                                      pad_token_id=tok.pad_token_id, temperature=None, top_p=None, top_k=None)
                 new = out[:, batch["input_ids"].shape[1]:]
-                answers.extend(t.strip() for t in tok.batch_decode(new, skip_special_tokens=True))
+                for i, text in zip(idx, tok.batch_decode(new, skip_special_tokens=True)):
+                    answers[i] = text.strip()
     finally:
         model.train(was_training)
     return answers
@@ -166,7 +171,9 @@ def score_references(model: nn.Module, prompts: PromptSet) -> ReferenceScores:
     tok = prompts.tokenizer
     device = model_device(model)
     pad = int(tok.pad_token_id)
-    result = ReferenceScores(np.zeros(len(prompts)), [], [], [])
+    n = len(prompts)
+    result = ReferenceScores(np.zeros(n), [np.zeros(0, np.float32)] * n, [np.zeros((0, 0), np.int64)] * n,
+                             [np.zeros((0, 0), np.float32)] * n)
     was_training = model.training
     model.eval()
     try:
@@ -174,7 +181,7 @@ def score_references(model: nn.Module, prompts: PromptSet) -> ReferenceScores:
             for idx in prompts.batches():
                 seqs, lengths = [], []
                 for i in idx:
-                    p = tok(prompts.prompt_text(i), add_special_tokens=not prompts.chat)["input_ids"]
+                    p = tok(prompts.prompt_text(i), add_special_tokens=False)["input_ids"]
                     r = tok(prompts.reference_list(i)[0], add_special_tokens=False)["input_ids"][:MAX_REFERENCE_TOKENS]
                     seqs.append(list(p) + list(r))
                     lengths.append(len(r))
@@ -188,16 +195,69 @@ def score_references(model: nn.Module, prompts: PromptSet) -> ReferenceScores:
                 for row, (i, length) in enumerate(zip(idx, lengths)):
                     # the logits at kept position j predict the token at kept position j + 1
                     lp = logprobs[row, keep - 1 - length:keep - 1]
-                    target = ids[row, width - length:]
-                    token_lp = lp.gather(1, target[:, None])[:, 0]
-                    top = torch.topk(lp, min(prompts.top_k, lp.shape[-1]), dim=-1)
-                    result.token_logprobs.append(token_lp.cpu().numpy().astype(np.float32))
-                    result.topk_ids.append(top.indices.cpu().numpy().astype(np.int64))
-                    result.topk_logprobs.append(top.values.cpu().numpy().astype(np.float32))
-                    result.nll[i] = float(-token_lp.mean()) if length else 0.0
+                    _store(result, i, lp, ids[row, width - length:], prompts.top_k)
     finally:
         model.train(was_training)
     return result
+
+
+def answer_and_score(model: nn.Module, prompts: PromptSet) -> tuple[list[str], ReferenceScores]:
+    """:func:`generate_answers` and :func:`score_references` with one prompt pass per batch.
+
+    Per batch the prompts are left-padded and their first references appended, right-padded; one
+    forward pass scores the references, and its key/value cache, cut back to the prompts, starts the
+    greedy generation (which then reads only the last prompt token again). Same answers and scores
+    as the two functions apart, in about two thirds of the time.
+    """
+    tok = prompts.tokenizer
+    device = model_device(model)
+    pad = int(tok.pad_token_id)
+    n = len(prompts)
+    answers = [""] * n
+    result = ReferenceScores(np.zeros(n), [np.zeros(0, np.float32)] * n, [np.zeros((0, 0), np.int64)] * n,
+                             [np.zeros((0, 0), np.float32)] * n)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for idx in prompts.batches():
+                enc = {k: v.to(device) for k, v in prompts.encode_prompts(idx).items()}
+                width = enc["input_ids"].shape[1]
+                refs = [tok(prompts.reference_list(i)[0], add_special_tokens=False)["input_ids"][:MAX_REFERENCE_TOKENS]
+                        for i in idx]
+                longest = max(len(r) for r in refs)
+                ref_ids = torch.tensor([r + [pad] * (longest - len(r)) for r in refs], device=device,
+                                       dtype=enc["input_ids"].dtype)
+                ref_mask = torch.tensor([[1] * len(r) + [0] * (longest - len(r)) for r in refs], device=device,
+                                        dtype=enc["attention_mask"].dtype)
+                ids = torch.cat([enc["input_ids"], ref_ids], 1)
+                mask = torch.cat([enc["attention_mask"], ref_mask], 1)
+                out = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask),
+                            logits_to_keep=longest + 1, use_cache=True)
+                logprobs = torch.log_softmax(out.logits[:, -(longest + 1):].float(), dim=-1)
+                for row, (i, ref) in enumerate(zip(idx, refs)):
+                    lp = logprobs[row, :len(ref)]  # kept position j predicts reference token j
+                    _store(result, i, lp, ref_ids[row, :len(ref)], prompts.top_k)
+                cache = out.cache
+                cache.crop(-(longest + 1))  # keep the first width - 1 positions: all prompt tokens but the last
+                gen = model.generate(**enc, cache=cache, max_new_tokens=prompts.max_new_tokens,
+                                     do_sample=False, pad_token_id=tok.pad_token_id, temperature=None, top_p=None,
+                                     top_k=None)
+                for i, text in zip(idx, tok.batch_decode(gen[:, width:], skip_special_tokens=True)):
+                    answers[i] = text.strip()
+    finally:
+        model.train(was_training)
+    return answers, result
+
+
+def _store(result: ReferenceScores, i: int, lp: torch.Tensor, target: torch.Tensor, top_k: int) -> None:
+    """Record instance ``i``'s reference scores from its log-probabilities ``lp`` (T, vocab)."""
+    token_lp = lp.gather(1, target[:, None])[:, 0]
+    top = torch.topk(lp, min(top_k, lp.shape[-1]), dim=-1)
+    result.token_logprobs[i] = token_lp.cpu().numpy().astype(np.float32)
+    result.topk_ids[i] = top.indices.cpu().numpy().astype(np.int64)
+    result.topk_logprobs[i] = top.values.cpu().numpy().astype(np.float32)
+    result.nll[i] = float(-token_lp.mean()) if len(token_lp) else 0.0
 
 
 def contains_answer(answer: str, references: Sequence[str]) -> float:

@@ -31,9 +31,8 @@ from mlflow_cc.artifacts.answers import exact_match, token_f1
 from mlflow_cc.torch.capture import Capture
 from mlflow_cc.torch.causal_lm import (
     PromptSet,
+    answer_and_score,
     contains_answer,
-    generate_answers,
-    score_references,
 )
 from mlflow_cc.torch.effective import folded
 from mlflow_cc.torch.layers import log_layers
@@ -48,30 +47,30 @@ ANSWER_METRICS = ("answer_accuracy", "exact_match", "f1", "reference_nll")
 class LMCapture(Capture):
     """A :class:`~mlflow_cc.torch.capture.Capture` for causal LMs; ``eval_set`` is a :class:`PromptSet`.
 
-    ``sample_input`` defaults to the first 8 prompts (latency of one forward pass over them).
-    ``activation_instances`` defaults to 8 prompts (the LM head's output alone is prompts x
-    tokens x vocabulary values before sampling).
+    ``sample_input`` defaults to the first prompt (latency of one forward pass over it; one
+    untimed pass first). ``activation_instances`` defaults to 4 prompts (the LM head's output
+    alone is prompts x tokens x vocabulary values before sampling).
     """
 
-    activation_instances: int = 8
+    activation_instances: int = 4
     latency_runs: int = 3
 
     def __post_init__(self) -> None:
         if not isinstance(self.eval_set, PromptSet):
             raise TypeError("LMCapture needs a PromptSet as eval_set")
         if self.sample_input is None:
-            self.sample_input = {k: v[:8] for k, v in self.eval_set.inputs.items()}
+            first = self.eval_set.encode_prompts([0])  # unpadded
+            self.sample_input = {k: v for k, v in first.items()}
 
     def log(self, model_run: ModelRun, model: nn.Module) -> dict[str, float]:
         """Measure, generate, score and log everything requested on ``model_run``; returns the metrics."""
         prompts = self.eval_set
         assert isinstance(prompts, PromptSet)
         model = folded(model)
-        metrics = efficiency(model, self.sample_input, runs=self.latency_runs)
+        metrics = efficiency(model, self.sample_input, warmup=1, runs=self.latency_runs)
         metrics["sparse_bytes"] = float(sparse_bytes(model))
-        answers = generate_answers(model, prompts)
+        answers, scored = answer_and_score(model, prompts)
         refs = [prompts.reference_list(i) for i in range(len(prompts))]
-        scored = score_references(model, prompts)
         contains = np.array([contains_answer(a, r) for a, r in zip(answers, refs)])
         metrics.update(answer_accuracy=float(contains.mean()),
                        exact_match=float(np.mean([exact_match(a, r) for a, r in zip(answers, refs)])),
