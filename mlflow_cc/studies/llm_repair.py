@@ -75,14 +75,17 @@ def build(tracking_uri: str | None = None, *, experiment: str = EXPERIMENT,
     for method in methods:
         for sparsity in sparsities:
             for exclude in ([], ["norm"]):
+                words = f"{'per-layer' if method == 'local_magnitude' else 'global'} {sparsity:.0%}"
                 _, run = prune(model, base, sparsity=sparsity, method=method, exclude_types=exclude,
-                               exclude_names=TIED, capture=capture)
+                               exclude_names=TIED, capture=capture,
+                               name=f"{words}, norms {'kept' if exclude else 'pruned'}")
                 label = f"{method} {sparsity:.0%} {'excluding' if exclude else 'including'} norms"
                 results[label] = _metrics(run)
     _, run = prune(model, base, sparsity=0.5, method="2:4", exclude_types=["norm"], exclude_names=TIED,
-                   capture=capture)
+                   capture=capture, name="2:4 semi-structured, norms kept")
     results["2:4 semi-structured"] = _metrics(run)
-    _, run = quantize(model, base, method="weight_only", exclude_names=["lm_head"], capture=capture)
+    _, run = quantize(model, base, method="weight_only", exclude_names=["lm_head"], capture=capture,
+                      name="int8 weight-only")
     results["int8 weight-only"] = _metrics(run)
     return results
 
