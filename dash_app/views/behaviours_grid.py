@@ -14,6 +14,7 @@ from dash import (
 from dash_app.comparison import BehaviourSet, Drill
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
+from dash_app.views.generation_rows import add_answers
 from mlflow_cc.analysis.behaviours import registered_metrics
 from mlflow_cc.track.flags import Flag
 
@@ -82,6 +83,8 @@ def _rows_response(source: DataSource, bctx: dict[str, Any], request: dict[str, 
     class_names = data.behaviours.class_names if data.behaviours is not None else []
     rows = fig.rows_payload(result.rows, len(bctx["run_ids"]), mode=bctx["rows"], class_names=class_names,
                             previews=previews, flags=flag_notes)
+    if bctx["rows"] == "instances" and data.kind != "classification":
+        add_answers(rows, result.rows, len(bctx["run_ids"]))  # answers with the words changed vs the base
     return {"rowData": rows, "rowCount": result.total}
 
 

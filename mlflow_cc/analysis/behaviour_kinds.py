@@ -309,3 +309,30 @@ def _subset(arrays: KindArrays, rows: np.ndarray) -> KindArrays:
         return v[rows] if isinstance(v, np.ndarray) else v
     return KindArrays(**{f.name: ({k: cut(x) for k, x in v.items()} if isinstance(v := getattr(arrays, f.name), dict)
                                   else cut(v)) for f in fields(KindArrays)})
+
+
+def instance_text_columns(behaviours: Behaviours, rows: pd.DataFrame, models: Sequence[str]) -> dict[str, np.ndarray]:
+    """Text columns of instance rows for a grid: ``name`` (the reference or target), ``prompt``, and
+    ``t<i>`` per model (its answer, or its value as text; None where it has none)."""
+    n = len(rows)
+    out: dict[str, np.ndarray] = {}
+    if "reference" in rows.columns:
+        out["name"] = rows["reference"].astype(str).to_numpy()
+    elif "target" in rows.columns:
+        out["name"] = np.array(["–" if not np.isfinite(v) else f"{v:.4g}" for v in rows["target"].to_numpy(float)],
+                               dtype=object)
+    else:
+        out["name"] = np.full(n, "", dtype=object)
+    if "prompt" in rows.columns:
+        out["prompt"] = rows["prompt"].to_numpy(object)
+    kind = getattr(behaviours, "kind", "classification")
+    for i, run_id in enumerate(models):
+        col = column(ANSWER, run_id)
+        if col in rows.columns:
+            out[f"t{i}"] = rows[col].to_numpy(object)
+        elif kind == "regression" and column("prediction", run_id) in rows.columns:
+            values = rows[column("prediction", run_id)].to_numpy(float)
+            out[f"t{i}"] = np.array([None if not np.isfinite(v) else f"{v:.4g}" for v in values], dtype=object)
+        else:
+            out[f"t{i}"] = np.full(n, None, dtype=object)
+    return out
