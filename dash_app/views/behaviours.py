@@ -140,11 +140,12 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         return patch_changes(state, new)
 
     @app.callback(Output("cmp-beh-metric", "value", allow_duplicate=True), Input("cmp-beh-metric", "options"),
-                  State("cmp-beh-metric", "value"), prevent_initial_call=True)
-    def metric_in_options(options: list[dict[str, Any]] | None, value: str | None) -> str:
-        """Show the metric the grid uses when the chosen one is not compared (another outputs kind)."""
+                  Input("cmp-beh-init", "data"), State("cmp-beh-metric", "value"), prevent_initial_call=True)
+    def metric_in_options(options: list[dict[str, Any]] | None, done: bool | None, value: str | None) -> str:
+        """Show the metric the grid uses when the chosen one is not compared (another outputs kind);
+        only once the URL's metric is in the control (so it never overrides the URL's)."""
         values = [o["value"] for o in options or []]
-        if not values or value in values:
+        if not done or not values or value in values:
             raise PreventUpdate
         return values[0]
 
@@ -222,7 +223,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
                     "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,
                     "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged)}
-        return grid, ctx_data, options, crumb, undrill, _changes_children(changes), status
+        return grid, ctx_data, options, crumb, undrill, _changes_children(changes, data.kind == "generation"), status
 
     @app.callback(Output({"type": GRID, "key": ALL}, "getRowsResponse"),
                   Output("ov-state", "data", allow_duplicate=True),
