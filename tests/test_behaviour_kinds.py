@@ -13,7 +13,11 @@ from dash_app.comparison.behaviour_set import Drill, load_behaviour_set
 from dash_app.views.generation_rows import word_diff
 from mlflow_cc import derive_model, log_base_model
 from mlflow_cc.analysis.behaviour_runs import compare_behaviour_runs
-from mlflow_cc.analysis.behaviours import register_metric, registered_metrics, unregister_metric
+from mlflow_cc.analysis.behaviours import (
+    register_metric,
+    registered_metrics,
+    unregister_metric,
+)
 from mlflow_cc.analysis.generation_metrics import topk_kl
 from mlflow_cc.artifacts import log_embedding_outputs, log_regression_outputs
 

@@ -13,7 +13,12 @@ from typing import Any
 
 import pytest
 from browser import Browser, serve
-from generation_fixtures import CHANGES, QUESTIONS, GenerationExperiment, log_generation_experiment
+from generation_fixtures import (
+    CHANGES,
+    QUESTIONS,
+    GenerationExperiment,
+    log_generation_experiment,
+)
 from playwright.sync_api import expect
 from waiting import INFLIGHT, TIMEOUT_S, settle
 

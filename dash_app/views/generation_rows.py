@@ -7,6 +7,7 @@ of ``assets/generation.js`` as text nodes in spans: user text is never markup.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from difflib import SequenceMatcher
@@ -53,7 +54,7 @@ def add_answers(payload: list[dict[str, Any]], rows: pd.DataFrame, n_models: int
         base = texts[r, 0] if have[0] == "t0" else None
         for c, col in enumerate(have):
             text = texts[r, c]
-            if text is None or (isinstance(text, float) and text != text):
+            if text is None or (isinstance(text, float) and math.isnan(text)):
                 continue
             row["a" + col[1:]] = word_diff(None if col == "t0" else base, str(text))
         if prompts is not None and prompts[r] is not None and "pv" not in row:

@@ -29,14 +29,18 @@ its own name (higher is better). Users add metrics with ``register_metric(..., k
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mlflow_cc.analysis.behaviour_metrics import _KIND_REGISTRY, BehaviourMetric, register_metric
+from mlflow_cc.analysis.behaviour_metrics import (
+    _KIND_REGISTRY,
+    BehaviourMetric,
+    register_metric,
+)
 from mlflow_cc.analysis.behaviours import Behaviours, column, join_dataset
 from mlflow_cc.analysis.generation_metrics import instance_divergence
 from mlflow_cc.artifacts import Outputs, normalize_answer
@@ -71,7 +75,7 @@ def _nan(model: KindArrays) -> np.ndarray:
     return np.full(len(model.valid), np.nan)
 
 
-def _score(name: str):  # noqa: ANN202 - a metric function
+def _score(name: str) -> Callable[[KindArrays, KindArrays], np.ndarray]:
     def fn(base: KindArrays, model: KindArrays) -> np.ndarray:
         return model.scores.get(name, _nan(model))
     return fn
