@@ -293,6 +293,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         table = data.table(bctx["rows"], bctx["metric"], bctx["relative"], Drill.parse(bctx.get("drill")))
         names = {f"v{i}": m.get("full_name", m["name"]) for i, m in enumerate(cmp["models"])}
         names.update({f"p{i}": f"prediction: {m.get('full_name', m['name'])}" for i, m in enumerate(cmp["models"])})
+        names.update({f"t{i}": f"answer: {m.get('full_name', m['name'])}" for i, m in enumerate(cmp["models"])})
         frame = table.rename(columns=names)
         suffix = "relative" if bctx["relative"] else "absolute"
         return dcc.send_data_frame(frame.to_csv, f"behaviours-{bctx['rows']}-{bctx['metric']}-{suffix}.csv",

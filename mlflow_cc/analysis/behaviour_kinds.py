@@ -277,8 +277,9 @@ def _aligned(out: Outputs, ids: np.ndarray, index: pd.Index) -> KindArrays:
     gen = out.generation
     if gen is not None:
         texts = np.where(valid, gen.generations[rows] if len(gen.generations) else None, None)
-        fields_.update(texts=texts, normalized=np.array([normalize_answer(t) if t is not None else None
-                                                         for t in texts], dtype=object),
+        norm = {t: normalize_answer(t) for t in set(texts.tolist()) if t is not None}  # answers repeat
+        fields_.update(texts=texts, normalized=np.array([norm.get(t) if t is not None else None for t in texts],
+                                                        dtype=object),
                        nll=floats(gen.reference_nll) if gen.reference_nll is not None else None)
     elif out.kind == "generation":
         fields_.update(texts=np.full(n, None, dtype=object), normalized=np.full(n, None, dtype=object))
