@@ -49,7 +49,7 @@ from dash_app.views.behaviours_grid import (
     _metric_options,
     _rows_response,
 )
-from dash_app.views.generation_rows import ANSWER_ROW_HEIGHT, adapt_columns, status_note
+from dash_app.views.generation_rows import adapt_columns, instance_row_height, status_note
 from dash_app.views.prologue import require_ready
 from mlflow_cc.track.flags import MODEL_TARGET, instance_target, target_problem
 
@@ -199,8 +199,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             defaultColDef={"resizable": True, "suppressHeaderMenuButton": True, "floatingFilter": False,
                            "suppressMovable": True},
             dashGridOptions={"cacheBlockSize": BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
-                             "headerHeight": 62, "rowHeight": (34 if data.kind == "classification" else
-                                                               ANSWER_ROW_HEIGHT) if rows == "instances" else 30,
+                             "headerHeight": 62, "rowHeight": instance_row_height(data.kind) if rows == "instances" else 30,
                              "getRowId": {"function": "params.data.key"}, "tooltipShowDelay": 300,
                              "animateRows": False},
             style={"height": f"{_grid_height(len(table), rows)}px", "width": "100%"})
