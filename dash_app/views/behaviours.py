@@ -49,7 +49,11 @@ from dash_app.views.behaviours_grid import (
     _metric_options,
     _rows_response,
 )
-from dash_app.views.generation_rows import adapt_columns, instance_row_height, status_note
+from dash_app.views.generation_rows import (
+    adapt_columns,
+    instance_row_height,
+    status_note,
+)
 from dash_app.views.prologue import require_ready
 from mlflow_cc.track.flags import MODEL_TARGET, instance_target, target_problem
 
