@@ -116,10 +116,13 @@ def layout(source: DataSource) -> html.Div:
                                                options=metric_opts, value=state.get("color"))]),
             html.Label(["Size", dcc.Dropdown(id="ov-size", clearable=False, className="cc-dd",
                                              options=metric_opts, value=state.get("size"))]),
-            html.Label(["Columns", dcc.RadioItems(
+            html.Label(["Layout", dcc.RadioItems(
                 id="ov-layout", value=state.get("layout") or "operation", inline=True, className="cc-radio",
                 options=[{"label": "by operation", "value": "operation"},
-                         {"label": "by step", "value": "step"}])]),
+                         {"label": "by step", "value": "step"},
+                         # x = time (analysis/time_layout.py)
+                         {"label": "by start time", "value": "time"},
+                         {"label": "by end time", "value": "time_end"}])]),
         ]),
         html.Div(id="ov-status", className="cc-status", children=status or "reading the experiment…"),
         html.Div(className="cc-main", children=[

@@ -1,0 +1,110 @@
+"""The Model Map by time: the map's figure over a date axis (pure).
+
+The layout (:mod:`mlflow_cc.analysis.time_layout`) places models in map units, so the map's
+edges, nodes, badges and selection rings are drawn by :func:`~dash_app.figures.model_map.map_figure`
+as in the other layouts; here every x is turned into a time (ms since the epoch, which Plotly's
+date axis reads) and the axis is shown, with ticks Plotly picks for the span (seconds to months).
+Added on top, each with a legend entry: runs still in progress (a dotted line from their start to
+now) and the tips of abandoned branches (crossed out). Labels are cut to the room before the next
+model on their row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dash_app.figures.encoding import Encoding, escape
+from dash_app.figures.model_map import CHAR_PX, COL_PX, map_figure
+from mlflow_cc.analysis.map_layout import MapLayout
+from mlflow_cc.analysis.time_layout import TIME_UNITS, TimeAxis
+from mlflow_cc.metric_info import MetricInfo
+from mlflow_cc.read.lineage import Forest
+
+RUNNING_COLOR = "#2a9d8f"
+DEAD_END_COLOR = "#6b7785"
+#: Map units left of the earliest model and right of the latest (room for the last labels).
+LEFT_PAD, RIGHT_PAD = 0.6, 3.2
+AXIS_TITLE = {"start": "when the run started", "end": "when the run ended (runs in progress: now)"}
+
+
+def time_map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[str, MetricInfo],
+                    hover: Mapping[str, str], selected: set[str], excluded: set[str]) -> go.Figure:
+    """The Model Map of a by-time ``layout`` (``layout.time`` set) over a date axis."""
+    axis = layout.time
+    assert axis is not None, "a by-time layout"
+    fig = map_figure(forest, layout, enc, infos, hover, selected, excluded)
+    for trace in fig.data:
+        if trace.x is not None and len(trace.x):
+            trace.x = _to_ms(axis, trace.x)
+    fig.add_traces(_running_traces(forest, layout, axis) + _dead_end_traces(forest, layout, enc, axis))
+    fig.update_layout(
+        annotations=_annotations(forest, layout, axis, fig.layout.annotations),
+        xaxis={"visible": True, "type": "date", "side": "top", "showgrid": True, "gridcolor": "#eef1f5",
+               "range": [axis.to_ms(-LEFT_PAD), axis.to_ms(TIME_UNITS + RIGHT_PAD)],
+               "title": {"text": AXIS_TITLE[axis.which], "font": {"size": 12}},
+               "tickfont": {"size": 11}, "hoverformat": "%Y-%m-%d %H:%M:%S", "automargin": True},
+        margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    if axis.now_ms is not None:
+        fig.add_vline(x=axis.now_ms, line={"color": RUNNING_COLOR, "width": 1, "dash": "dot"})
+    return fig
+
+
+def _to_ms(axis: TimeAxis, xs: Any) -> np.ndarray:
+    """Map units to ms since the epoch, as float64 (float32 would round to minutes); NaN stays."""
+    arr = np.asarray([np.nan if v is None else v for v in xs], dtype=np.float64)
+    return axis.origin_ms + arr * axis.ms_per_unit
+
+
+def _annotations(forest: Forest, layout: MapLayout, axis: TimeAxis,
+                 annotations: Any) -> list[dict[str, Any]]:
+    """The map's node labels at their times, each cut to the room before the next model on its row."""
+    by_xy = {(layout.x[r], layout.y[r]): r for r in layout.x}
+    rows: dict[float, list[float]] = {}
+    for r in layout.x:
+        rows.setdefault(layout.y[r], []).append(layout.x[r])
+    out: list[dict[str, Any]] = []
+    for a in annotations:
+        d = a.to_plotly_json()
+        rid = by_xy.get((d.get("x"), d.get("y"))) if d.get("xref") == "x" else None
+        if rid is None:
+            continue
+        x = layout.x[rid]
+        nxt = min((v for v in rows[layout.y[rid]] if v > x), default=None)
+        units = (nxt - x) if nxt is not None else TIME_UNITS + RIGHT_PAD - x
+        room = max(6, min(40, int(units * COL_PX / CHAR_PX) - 3))
+        name = forest.nodes[rid].name
+        d["text"] = escape(name if len(name) <= room else name[: room - 1] + "…")
+        d["x"] = axis.to_ms(x)
+        out.append(d)
+    return out
+
+
+def _running_traces(forest: Forest, layout: MapLayout, axis: TimeAxis) -> list[go.Scatter]:
+    """A dotted line from each visible run in progress's start to now (its end is not known yet)."""
+    if not axis.running or axis.now_ms is None:
+        return []
+    xs: list[float | None] = []
+    ys: list[float | None] = []
+    for r in axis.running:
+        start = forest.nodes[r].start_time or axis.now_ms
+        xs.extend((float(start), axis.now_ms, None))
+        ys.extend((layout.y[r], layout.y[r], None))
+    return [go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name="in progress (started → now)",
+                       line={"color": RUNNING_COLOR, "width": 2, "dash": "dot"}, showlegend=True)]
+
+
+def _dead_end_traces(forest: Forest, layout: MapLayout, enc: Encoding, axis: TimeAxis) -> list[go.Scatter]:
+    """The tips of abandoned branches, crossed out (not clickable: the node under it is)."""
+    ids = [r for r in axis.dead_ends if r in layout.x]
+    if not ids:
+        return []
+    return [go.Scatter(
+        x=[axis.to_ms(layout.x[r]) for r in ids], y=[layout.y[r] for r in ids], mode="markers",
+        marker={"symbol": "x-thin-open", "color": DEAD_END_COLOR,
+                "size": [enc.node_px(forest.nodes[r]) + 4 for r in ids], "line": {"width": 1.5}},
+        hoverinfo="skip", showlegend=True,
+        name="dead end: nothing derived from it, though later models were")]
