@@ -25,7 +25,9 @@ CMP_LIST_KEYS = ("open",)
 LIST_KEYS = ("sel", "expand", "collapse", *CMP_LIST_KEYS)
 #: Map layouts: columns by operation, by step; x by start time, by end time (analysis/time_layout.py).
 LAYOUTS = ("operation", "step", "time", "time_end")
-TEXT_KEYS = ("experiment", "layout", "color", "size", "x", "y", "focus", *CMP_TEXT_KEYS)
+#: The What-if panel's budget and quality metrics (dash_app/views/whatif.py).
+WHATIF_KEYS = ("weff", "wq")
+TEXT_KEYS = ("experiment", "layout", "color", "size", "x", "y", "focus", *CMP_TEXT_KEYS, *WHATIF_KEYS)
 
 
 def empty_state() -> dict[str, Any]:

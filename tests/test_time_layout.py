@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from dash_app.figures.overview import map_figure_for, map_layout_for
 from mlflow_cc.analysis.map_layout import layout_forest
-from mlflow_cc.analysis.time_layout import TIME_UNITS, dead_ends, run_time
+from mlflow_cc.analysis.time_layout import OFF_SCALE, TIME_UNITS, dead_ends, run_time
 from mlflow_cc.read.lineage import Forest, ModelNode, build_forest
 
 MIN = 60_000.0
@@ -54,14 +55,22 @@ def test_x_follows_start_times_and_edges_are_kept() -> None:
 def test_by_end_time_and_runs_in_progress_sit_at_now() -> None:
     lay = layout_forest(study(), "time_end")
     assert [minutes(lay, r) for r in ("base", "b", "a", "a2", "c")] == pytest.approx([10, 18, 20, 30, 45])
-    now = T0 + 60 * MIN
+    now = T0 + 32 * MIN  # close after the others' ends (10..30 min): on the time scale
     running = layout_forest(study(running=True), "time_end", now_ms=now)
-    assert running.time is not None and running.time.running == ("c",) and running.time.now_ms == now
-    assert minutes(running, "c") == pytest.approx(60)
+    axis = running.time
+    assert axis is not None and axis.running == ("c",) and axis.now_ms == now and axis.now_on_scale
+    assert minutes(running, "c") == pytest.approx(32)
     # by start time the run in progress keeps its start, and the axis reaches to now
-    started = layout_forest(study(running=True), "time", now_ms=now)
+    started = layout_forest(study(running=True), "time", now_ms=T0 + 45 * MIN)
     assert minutes(started, "c") == pytest.approx(40)
-    assert started.time is not None and started.time.to_x(now) == pytest.approx(TIME_UNITS)
+    assert started.time is not None and started.time.to_x(T0 + 45 * MIN) == pytest.approx(TIME_UNITS)
+    # a run left RUNNING for a month does not squeeze the rest: now goes off the scale, just right
+    month = T0 + 30 * 24 * 60 * MIN
+    stale = layout_forest(study(running=True), "time_end", now_ms=month)
+    axis = stale.time
+    assert axis is not None and not axis.now_on_scale and axis.now_x == pytest.approx(TIME_UNITS + OFF_SCALE)
+    assert stale.x["c"] == axis.now_x and minutes(stale, "a2") == pytest.approx(30)
+    assert stale.x["a2"] == pytest.approx(TIME_UNITS)  # the finished models fill the scale
     # without a now, a run in progress is placed at its start (the layout stays pure)
     assert run_time(study(running=True).nodes["c"], "end", None) == T0 + 40 * MIN
 
@@ -90,3 +99,29 @@ def test_collapse_focus_and_unknown_times() -> None:
     # one model: a span of at least a second, so x stays finite
     one = layout_forest(build_forest([node("base", None, 0, 1)]), "time")
     assert one.x == {"base": 0.0}
+
+
+def test_figure_puts_models_on_a_date_axis_from_minutes_to_months() -> None:
+    day = 24 * 60.0
+    nodes = [node("base", None, 0, 5), node("<b>x</b>", "base", 90 * day, 90 * day + 3, sparsity=0.5),
+             node("soon", "base", 10, 12, sparsity=0.9)]
+    for n in nodes:
+        n.metrics = {"accuracy": 0.9, "size_bytes": 100.0}
+    f = build_forest(nodes)
+    for mode in ("time", "time_end"):
+        state = {"layout": mode, "color": "accuracy", "size": "size_bytes", "sel": ["soon"]}
+        lay = map_layout_for(f, {}, state)
+        fig = map_figure_for(f, {}, state, {}, lay)
+        assert fig.layout.xaxis.type == "date" and fig.layout.xaxis.visible
+        models = next(t for t in fig.data if t.name == "models")
+        got = dict(zip(models.customdata, models.x))
+        for rid, n in f.nodes.items():
+            want = n.start_time if mode == "time" else n.end_time
+            assert abs(got[rid] - want) < 1.0, (mode, rid)
+        ring = next(t for t in fig.data if t.name == "selected")
+        assert list(ring.customdata) == ["soon"] and abs(ring.x[0] - got["soon"]) < 1.0
+        lo, hi = fig.layout.xaxis.range
+        assert lo < min(got.values()) and hi > max(got.values())
+        texts = [a.text for a in fig.layout.annotations if a.name == "node label"]
+        assert "&lt;b&gt;x&lt;/b&gt;" in texts  # user text shown as typed, never markup
+        assert "dead end: nothing derived from it, though later models were" in [t.name for t in fig.data]

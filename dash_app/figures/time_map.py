@@ -5,13 +5,14 @@ edges, nodes, badges and selection rings are drawn by :func:`~dash_app.figures.m
 as in the other layouts; here every x is turned into a time (ms since the epoch, which Plotly's
 date axis reads) and the axis is shown, with ticks Plotly picks for the span (seconds to months).
 Added on top, each with a legend entry: runs still in progress (a dotted line from their start to
-now) and the tips of abandoned branches (crossed out). Labels are cut to the room before the next
+now) and the tips of abandoned branches (a small cross). Labels are cut to the room before the next
 model on their row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.read.lineage import Forest
 
 RUNNING_COLOR = "#2a9d8f"
-DEAD_END_COLOR = "#6b7785"
+DEAD_END_COLOR = "#b4533a"
 #: Map units left of the earliest model and right of the latest (room for the last labels).
 LEFT_PAD, RIGHT_PAD = 0.6, 3.2
 AXIS_TITLE = {"start": "when the run started", "end": "when the run ended (runs in progress: now)"}
@@ -48,8 +49,12 @@ def time_map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Map
                "title": {"text": AXIS_TITLE[axis.which], "font": {"size": 12}},
                "tickfont": {"size": 11}, "hoverformat": "%Y-%m-%d %H:%M:%S", "automargin": True},
         margin={"l": 10, "r": 10, "t": 10, "b": 10})
-    if axis.now_ms is not None:
-        fig.add_vline(x=axis.now_ms, line={"color": RUNNING_COLOR, "width": 1, "dash": "dot"})
+    if axis.now_x is not None and axis.now_ms is not None:
+        when = datetime.fromtimestamp(axis.now_ms / 1000.0, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        fig.add_vline(x=axis.to_ms(axis.now_x), line={"color": RUNNING_COLOR, "width": 1, "dash": "dot"},
+                      annotation={"text": "now" if axis.now_on_scale else f"now ({when}, off scale)",
+                                  "font": {"size": 10, "color": RUNNING_COLOR}},
+                      annotation_position="bottom right")
     return fig
 
 
@@ -85,26 +90,29 @@ def _annotations(forest: Forest, layout: MapLayout, axis: TimeAxis,
 
 def _running_traces(forest: Forest, layout: MapLayout, axis: TimeAxis) -> list[go.Scatter]:
     """A dotted line from each visible run in progress's start to now (its end is not known yet)."""
-    if not axis.running or axis.now_ms is None:
+    if not axis.running or axis.now_x is None:
         return []
     xs: list[float | None] = []
     ys: list[float | None] = []
+    now = axis.to_ms(axis.now_x)
     for r in axis.running:
-        start = forest.nodes[r].start_time or axis.now_ms
-        xs.extend((float(start), axis.now_ms, None))
+        start = forest.nodes[r].start_time or now
+        xs.extend((float(start), now, None))
         ys.extend((layout.y[r], layout.y[r], None))
     return [go.Scatter(x=xs, y=ys, mode="lines", hoverinfo="skip", name="in progress (started → now)",
                        line={"color": RUNNING_COLOR, "width": 2, "dash": "dot"}, showlegend=True)]
 
 
 def _dead_end_traces(forest: Forest, layout: MapLayout, enc: Encoding, axis: TimeAxis) -> list[go.Scatter]:
-    """The tips of abandoned branches, crossed out (not clickable: the node under it is)."""
+    """A small cross at the top right of each tip of an abandoned branch (the node keeps its colour;
+    not clickable: a click there reaches the node)."""
     ids = [r for r in axis.dead_ends if r in layout.x]
     if not ids:
         return []
     return [go.Scatter(
-        x=[axis.to_ms(layout.x[r]) for r in ids], y=[layout.y[r] for r in ids], mode="markers",
-        marker={"symbol": "x-thin-open", "color": DEAD_END_COLOR,
-                "size": [enc.node_px(forest.nodes[r]) + 4 for r in ids], "line": {"width": 1.5}},
+        x=[axis.to_ms(layout.x[r] + enc.node_px(forest.nodes[r]) / 2 / COL_PX) for r in ids],
+        y=[layout.y[r] - 0.38 for r in ids], mode="markers",
+        marker={"symbol": "x-thin", "color": DEAD_END_COLOR, "size": 8, "line": {"width": 2.2,
+                                                                                "color": DEAD_END_COLOR}},
         hoverinfo="skip", showlegend=True,
         name="dead end: nothing derived from it, though later models were")]
