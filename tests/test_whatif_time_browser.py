@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from browser import Browser, serve
+from browser import HOVERED, Browser, serve, watched_page
 from mlflow import MlflowClient
 from waiting import INFLIGHT, TIMEOUT_S, settle, wait_until, wait_until_or_false
 
@@ -41,11 +41,6 @@ POINT_XY = """([graph, cd, traces]) => {
   }
   return null;
 }"""
-HOVERED = """([graph, cd]) => {
-  const g = document.querySelector('#' + graph + ' .js-plotly-plot');
-  return !!(g && (g._hoverdata || []).some(p => p.customdata === cd
-    || (Array.isArray(p.customdata) && p.customdata[0] === cd)));
-}"""
 TRACE = """([graph, name]) => {
   const g = document.querySelector('#' + graph + ' .js-plotly-plot');
   if (!g || !g._fullData) return null;
@@ -69,13 +64,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Any]:
-    ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1100}, accept_downloads=True)
-    pg = ctx.new_page()
-    pg.set_default_timeout(TIMEOUT_S * 1000)
-    pg.add_init_script(INFLIGHT)
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg, ctx, errors = watched_page(browser, INFLIGHT, TIMEOUT_S, viewport={"width": 1600, "height": 1100},
+                                   accept_downloads=True)
     yield pg
     ctx.close()
     assert errors == [], errors

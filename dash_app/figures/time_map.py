@@ -12,7 +12,7 @@ model on their row.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -50,7 +50,7 @@ def time_map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Map
                "tickfont": {"size": 11}, "hoverformat": "%Y-%m-%d %H:%M:%S", "automargin": True},
         margin={"l": 10, "r": 10, "t": 10, "b": 10})
     if axis.now_x is not None and axis.now_ms is not None:
-        when = datetime.fromtimestamp(axis.now_ms / 1000.0, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.fromtimestamp(axis.now_ms / 1000.0, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
         fig.add_vline(x=axis.to_ms(axis.now_x), line={"color": RUNNING_COLOR, "width": 1, "dash": "dot"},
                       annotation={"text": "now" if axis.now_on_scale else f"now ({when}, off scale)",
                                   "font": {"size": 10, "color": RUNNING_COLOR}},
