@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from dash_app.figures.encoding import Encoding, escape
 from dash_app.figures.model_map import CHAR_PX, COL_PX, map_figure
 from mlflow_cc.analysis.map_layout import MapLayout
-from mlflow_cc.analysis.time_layout import TIME_UNITS, TimeAxis
+from mlflow_cc.analysis.time_layout import OFF_SCALE, TIME_UNITS, TimeAxis
 from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.read.lineage import Forest
 
@@ -51,6 +51,9 @@ def time_map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Map
         margin={"l": 10, "r": 10, "t": 10, "b": 10})
     if axis.now_x is not None and axis.now_ms is not None:
         when = datetime.fromtimestamp(axis.now_ms / 1000.0, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if not axis.now_on_scale:  # the times right of the models are not on the scale: shade them
+            fig.add_vrect(x0=axis.to_ms(TIME_UNITS + OFF_SCALE / 2), x1=axis.to_ms(TIME_UNITS + RIGHT_PAD),
+                          fillcolor="rgba(42,157,143,0.07)", line={"width": 0}, layer="below")
         fig.add_vline(x=axis.to_ms(axis.now_x), line={"color": RUNNING_COLOR, "width": 1, "dash": "dot"},
                       annotation={"text": "now" if axis.now_on_scale else f"now ({when}, off scale)",
                                   "font": {"size": 10, "color": RUNNING_COLOR}},

@@ -35,6 +35,8 @@ from mlflow_cc.metric_info import MetricInfo, info_for
 from mlflow_cc.read.lineage import Forest
 
 GRAPH_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "filename": "what-if"}}
+#: The other models are drawn as grey context up to this many (an SVG point each).
+OTHERS_MAX = 3000
 #: Model titles in the table are longer than a comparison column's (one column has room).
 LABEL_CHARS = 44
 CSV_FIELDS = ("step", "budget", "quality", "gain", "model", "name", "run_id", "tied", "within_current")
@@ -168,7 +170,8 @@ def register(app: Dash, source: DataSource) -> None:
         pts = [(float(e), float(q)) for e, q in considered if e is not None and q is not None]
         on_steps = {(s.budget, s.quality) for s in sc.steps}
         extent = (min(p[0] for p in pts), max(p[0] for p in pts)) if pts else None
-        fig = whatif_figure(sc, e_info, q_info, labels, [p for p in pts if p not in on_steps], extent)
+        others = [p for p in pts if p not in on_steps] if len(pts) <= OTHERS_MAX else []
+        fig = whatif_figure(sc, e_info, q_info, labels, others, extent)
         rows = step_rows(forest, sc, labels)
         return fig, _table(rows, e_info, q_info, sc.current_step), _summary(sc, e_info, q_info, labels), key
 
