@@ -17,7 +17,9 @@ from generation_fixtures import (
     CHANGES,
     QUESTIONS,
     GenerationExperiment,
+    ValueExperiment,
     log_generation_experiment,
+    log_value_experiment,
 )
 from playwright.sync_api import expect
 from waiting import INFLIGHT, TIMEOUT_S, settle
