@@ -140,6 +140,7 @@ def test_generation_behaviours_answers_metric_and_sort(app: tuple[Any, Generatio
         first_row = page.locator(f"{BEH_GRID} .ag-center-cols-container .ag-row[row-index='0']")
         expect(first_row).to_have_attribute("row-id", expected[0])
         # The most frequent answer changes (base -> model) per model: yes -> no, 4 times, for the 70 % model.
+        expect(page.locator("#cmp-beh-changes-title")).to_have_text("Most frequent answer changes (base → model)")
         panel = page.locator("#cmp-beh-changes")
         expect(panel).to_contain_text("yes → no")
         expect(panel.locator("li").filter(has_text="yes → no")).to_contain_text("4 (13.3%)")
@@ -193,6 +194,10 @@ def test_regression_and_embedding_rows(store: dict[str, Any], browser: Browser, 
         expect(page.locator("#cmp-beh-crumb")).to_contain_text("cosine to base")
         settle(page)
         page.screenshot(path=str(shots / "embedding-subgroups-cosine.png"))
+        # No classes in embedding outputs: the grid is empty and the status says what to choose instead.
+        page.locator("#cmp-beh-rows input[value='classes']").check()
+        expect(page.locator("#cmp-beh-status")).to_contain_text("embedding outputs have no classes")
+        expect(page.locator("#cmp-beh-changes-title")).to_have_text("Most frequent prediction changes (base → model)")
     finally:
         ctx.close()
     assert errors == [], errors

@@ -90,3 +90,9 @@ def status_note(kind: str, rows: str, subgroups: Sequence[str]) -> str:
     if kind != "classification" and rows == "classes":
         return f"{kind} outputs have no classes: choose subgroup or instance rows"
     return ""
+
+
+def changes_title(kind: str) -> str:
+    """The heading of the most-frequent-changes panel."""
+    what = "answer" if kind == "generation" else "prediction"
+    return f"Most frequent {what} changes (base → model)"
