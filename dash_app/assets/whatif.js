@@ -5,6 +5,15 @@
 (function () {
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     ccWhatif: {
+      // What the panel is drawn from (not the selection): a selection change sends no request.
+      key: function (state, current) {
+        var nu = window.dash_clientside.no_update;
+        if (!state || !state.ready) { return nu; }
+        var key = JSON.stringify([state.experiment, state.filters || {}, state.weff || null,
+                                  state.wq || null, state.color || null]);
+        return key === current ? nu : key;
+      },
+
       pick: function (click, state) {
         var nu = window.dash_clientside.no_update;
         var p = click && click.points && click.points[0];
