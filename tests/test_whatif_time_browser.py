@@ -166,18 +166,25 @@ def test_whatif_draws_the_staircase_and_a_click_selects_the_step(page: Any, stud
 def test_whatif_table_exports_csv(page: Any, study: dict[str, Any]) -> None:
     reader = study["reader"]
     forest = reader.forest()
-    open_app(page, study, "?weff=latency_ms&wq=accuracy")
-    expected = whatif(forest, reader.metric_info, "latency_ms", "accuracy")
+    open_app(page, study, "?weff=sparsity&wq=accuracy&f=sparsity:0.5:0.9")
+    expected = whatif(forest, reader.metric_info, "sparsity", "accuracy", {"sparsity": [0.5, 0.9]})
     wait_until(lambda: page.locator("#ov-whatif-table tbody tr").count() == len(expected.steps),
                message="the table's rows")
+    # sparsity: higher is better, so the budget is "at least", relaxing downwards (axis reversed)
+    assert len(expected.steps) >= 3 and expected.current == 0.5
+    assert page.locator("#ov-whatif-table th").all_inner_texts()[1] == "sparsity at least"
+    lo, hi = page.evaluate("() => document.querySelector('#ov-whatif-graph .js-plotly-plot')"
+                           "._fullLayout.xaxis.range")
+    assert lo > hi  # reversed: the looser (lower) budgets to the right
+    shot(page, "whatif-sparsity-reversed.png", "#ov-whatif-card")
     with page.expect_download() as dl:
         page.click("#ov-whatif-csv-btn")
     download = dl.value
-    assert download.suggested_filename == "what-if-latency_ms-accuracy.csv"
+    assert download.suggested_filename == "what-if-sparsity-accuracy.csv"
     text = Path(download.path()).read_text()
     table = list(csv.DictReader(io.StringIO(text)))
     assert [r["run_id"] for r in table] == [s.run_id for s in expected.steps]
-    assert [float(r["budget latency_ms"]) for r in table] == [s.budget for s in expected.steps]
+    assert [float(r["budget sparsity"]) for r in table] == [s.budget for s in expected.steps]
     assert [float(r["best accuracy"]) for r in table] == pytest.approx([s.quality for s in expected.steps])
     shown = page.locator("#ov-whatif-table tbody td.cc-col-name").all_inner_texts()
     assert [r["model"] for r in table] == shown
