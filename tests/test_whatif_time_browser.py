@@ -215,6 +215,12 @@ def test_whatif_table_exports_csv(page: Any, study: dict[str, Any]) -> None:
     assert [float(r["best accuracy"]) for r in table] == pytest.approx([s.quality for s in expected.steps])
     shown = page.locator("#ov-whatif-table tbody td.cc-col-name").all_inner_texts()
     assert [r["model"] for r in table] == shown
+    # another budget metric picked by hand: the panel follows and the URL keeps it
+    page.click("#ov-whatif-eff")
+    page.get_by_role("option", name="latency_ms", exact=True).click()
+    wait_until(lambda: query_of(page).get("weff") == ["latency_ms"], message="weff=latency_ms in the URL")
+    wait_until(lambda: page.locator("#ov-whatif-table th").all_inner_texts()[1:2] == ["latency_ms at most"],
+               message="the table's budget column for latency_ms")
 
 
 def map_x(page: Any) -> dict[str, float]:
