@@ -52,10 +52,10 @@ def _run(client: MlflowClient, tmp_path: Path) -> str:
 
 
 def _log_generation(client: MlflowClient, run_id: str, **kw: object) -> None:
-    args: dict[str, object] = dict(prompts=["capital of France?", "largest animal?", "end of WW2?"],
-                                   scores={"judge": np.array([0.9, 0.5, 0.1])},
-                                   reference_nll=np.array([0.5, 1.0, 2.0]), reference_token_logprobs=REF_LP,
-                                   topk_token_ids=TOPK_IDS, topk_logprobs=TOPK_LP, dataset="qa", client=client)
+    args: dict[str, object] = {"prompts": ["capital of France?", "largest animal?", "end of WW2?"],
+                                   "scores": {"judge": np.array([0.9, 0.5, 0.1])},
+                                   "reference_nll": np.array([0.5, 1.0, 2.0]), "reference_token_logprobs": REF_LP,
+                                   "topk_token_ids": TOPK_IDS, "topk_logprobs": TOPK_LP, "dataset": "qa", "client": client}
     args.update(kw)
     aio.log_generation_outputs(run_id, IDS, GENS, REFS, **args)  # type: ignore[arg-type]
 
@@ -148,8 +148,8 @@ def test_generation_validation_writes_nothing(kwargs: dict[str, object], message
     client = sqlite_client
     run_id = _run(client, tmp_path)
     gens, refs = kwargs.pop("generations", GENS), kwargs.pop("references", REFS)
-    args: dict[str, object] = dict(reference_token_logprobs=REF_LP, topk_token_ids=TOPK_IDS, topk_logprobs=TOPK_LP,
-                                   client=client)
+    args: dict[str, object] = {"reference_token_logprobs": REF_LP, "topk_token_ids": TOPK_IDS, "topk_logprobs": TOPK_LP,
+                                   "client": client}
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         aio.log_generation_outputs(run_id, IDS, gens, refs, **args)  # type: ignore[arg-type]

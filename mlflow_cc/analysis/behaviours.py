@@ -62,6 +62,7 @@ __all__ = [
     "Page",
     "column",
     "compare_behaviours",
+    "join_dataset",
     "page",
     "register_metric",
     "registered_metrics",
@@ -256,10 +257,53 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
     optional ``label_name``, ``meta_*``), joined by id; its labels fill in where the
     base's outputs have none. ``metrics``: names of registered metrics (default all).
     """
+    if base.kind != "classification":  # generation, regression, embedding: their own metrics
+        from mlflow_cc.analysis.behaviour_kinds import compare_kind_behaviours
+        return compare_kind_behaviours(base, models, base_key=base_key, dataset=dataset, metrics=metrics)
     chosen = {n: _REGISTRY[n] for n in (metrics or _REGISTRY)}
     ids = np.asarray(base.instance_ids, dtype=object)
     n = len(ids)
     labels = np.asarray(base.labels, dtype=np.int64).copy()
+    table = join_dataset(ids, labels, dataset)
+    names = list(class_names or [])
+    if "label_name" not in table and names:
+        table["label_name"] = np.array([names[c] if 0 <= c < len(names) else None for c in labels], dtype=object)
+
+    keys = [base_key] + [k for k in models if k != base_key]
+    base_index = pd.Index(ids)
+    arrays = {base_key: _aligned(base, ids, base_index, labels)}
+    missing, extra, notes = {base_key: 0}, {base_key: 0}, {base_key: []}
+    for key in keys[1:]:
+        out = models[key]
+        notes[key] = []
+        other_kind = out.kind != "classification"
+        if other_kind:  # another outputs kind: nothing to compare
+            notes[key].append(f"outputs are {out.kind}, the base's are classification: not compared")
+            out = Outputs(np.asarray([], dtype=object), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                          np.zeros((0, base.num_classes), np.float32))
+        arrays[key] = _aligned(out, ids, base_index, labels)
+        missing[key] = int(n - arrays[key].valid.sum())
+        extra[key] = int(len(out) - arrays[key].valid.sum())
+        if out.num_classes != base.num_classes:
+            notes[key].append(f"{out.num_classes} classes, base has {base.num_classes}: "
+                              "logit metrics are not comparable")
+        if missing[key] and not other_kind:
+            notes[key].append(f"{missing[key]} of the base's {n} instances are missing")
+    for key in keys:
+        table[column("prediction", key)] = arrays[key].predictions
+        for name, spec in chosen.items():
+            if spec.per_instance:
+                values = np.asarray(spec.fn(arrays[base_key], arrays[key]), dtype=np.float64)
+                if values.shape != (n,):
+                    raise ValueError(f"metric {name!r} returned shape {values.shape}, expected ({n},)")
+                table[column(name, key)] = np.where(arrays[key].valid, values, np.nan)
+    return Behaviours(base=base_key, models=keys, metrics=chosen, instances=pd.DataFrame(table),
+                      class_names=names, missing=missing, extra=extra, notes=notes, _arrays=arrays)
+
+
+def join_dataset(ids: np.ndarray, labels: np.ndarray, dataset: pd.DataFrame | None) -> dict[str, Any]:
+    """The instance table's first columns: ``instance_id``, the dataset's ``label_name`` and ``meta_*``
+    joined by id, and ``label`` (``labels``, filled in place from the dataset's where unknown)."""
     table: dict[str, Any] = {"instance_id": ids}
     if dataset is not None and len(dataset):
         rows = pd.Index(dataset["instance_id"].astype(str)).get_indexer(ids.astype(str))
@@ -272,35 +316,7 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
             values = dataset[col].to_numpy(object)[np.where(found, rows, 0)]
             table[col] = pd.Series(np.where(found, values, None), dtype=object)
     table["label"] = labels
-    names = list(class_names or [])
-    if "label_name" not in table and names:
-        table["label_name"] = np.array([names[c] if 0 <= c < len(names) else None for c in labels], dtype=object)
-
-    keys = [base_key] + [k for k in models if k != base_key]
-    base_index = pd.Index(ids)
-    arrays = {base_key: _aligned(base, ids, base_index, labels)}
-    missing, extra, notes = {base_key: 0}, {base_key: 0}, {base_key: []}
-    for key in keys[1:]:
-        out = models[key]
-        arrays[key] = _aligned(out, ids, base_index, labels)
-        missing[key] = int(n - arrays[key].valid.sum())
-        extra[key] = int(len(out) - arrays[key].valid.sum())
-        notes[key] = []
-        if out.num_classes != base.num_classes:
-            notes[key].append(f"{out.num_classes} classes, base has {base.num_classes}: "
-                              "logit metrics are not comparable")
-        if missing[key]:
-            notes[key].append(f"{missing[key]} of the base's {n} instances are missing")
-    for key in keys:
-        table[column("prediction", key)] = arrays[key].predictions
-        for name, spec in chosen.items():
-            if spec.per_instance:
-                values = np.asarray(spec.fn(arrays[base_key], arrays[key]), dtype=np.float64)
-                if values.shape != (n,):
-                    raise ValueError(f"metric {name!r} returned shape {values.shape}, expected ({n},)")
-                table[column(name, key)] = np.where(arrays[key].valid, values, np.nan)
-    return Behaviours(base=base_key, models=keys, metrics=chosen, instances=pd.DataFrame(table),
-                      class_names=names, missing=missing, extra=extra, notes=notes, _arrays=arrays)
+    return table
 
 
 def _aligned(out: Outputs, ids: np.ndarray, base_index: pd.Index, labels: np.ndarray) -> ModelArrays:

@@ -24,6 +24,7 @@ MLflow in one ``log_artifact(s)`` call, after validation. Nothing is pickled. Re
 May import: `mlflow_cc.contract`, `mlflow_cc.errors` only.
 """
 
+from mlflow_cc.artifacts.answers import exact_match, normalize_answer, token_f1
 from mlflow_cc.artifacts.dataset import (
     CLASS_NAMES_KEY,
     PREVIEW_MAX_SIDE,
@@ -34,6 +35,7 @@ from mlflow_cc.artifacts.dataset import (
     load_dataset,
     log_dataset,
 )
+from mlflow_cc.artifacts.generation_outputs import log_generation_outputs
 from mlflow_cc.artifacts.layers import (
     SAMPLE_ABOVE,
     SAMPLE_SIZE,
@@ -47,17 +49,38 @@ from mlflow_cc.artifacts.layers import (
     sample_weights,
     summarize_tensor,
 )
-from mlflow_cc.artifacts.answers import exact_match, normalize_answer, token_f1
-from mlflow_cc.artifacts.generation_outputs import log_generation_outputs
 from mlflow_cc.artifacts.output_kinds import GenerationData, Outputs
 from mlflow_cc.artifacts.outputs import load_outputs, log_outputs
-from mlflow_cc.artifacts.value_outputs import log_embedding_outputs, log_regression_outputs
+from mlflow_cc.artifacts.value_outputs import (
+    log_embedding_outputs,
+    log_regression_outputs,
+)
 
 __all__ = [
-    "CLASS_NAMES_KEY", "PREVIEW_MAX_SIDE", "SUMMARY_COLUMNS", "TENSOR_KINDS", "DatasetInfo", "Outputs",
-    "Preview", "TensorFile", "find_dataset_run", "image_preview", "load_dataset", "load_layer_summary",
-    "load_outputs", "log_dataset", "log_layers", "log_outputs", "open_tensors", "summarize_tensor",
-    "GenerationData", "exact_match", "log_embedding_outputs", "log_generation_outputs", "log_regression_outputs",
-    "normalize_answer", "token_f1",
+    "CLASS_NAMES_KEY",
+    "PREVIEW_MAX_SIDE",
+    "SUMMARY_COLUMNS",
+    "TENSOR_KINDS",
+    "DatasetInfo",
+    "GenerationData",
+    "Outputs",
+    "Preview",
+    "TensorFile",
+    "exact_match",
+    "find_dataset_run",
+    "image_preview",
+    "load_dataset",
+    "load_layer_summary",
+    "load_outputs",
+    "log_dataset",
+    "log_embedding_outputs",
+    "log_generation_outputs",
+    "log_layers",
+    "log_outputs",
+    "log_regression_outputs",
+    "normalize_answer",
+    "open_tensors",
+    "summarize_tensor",
+    "token_f1",
 ]
 __all__ += ["SAMPLE_ABOVE", "SAMPLE_SIZE", "sample_positions", "sample_weights"]
