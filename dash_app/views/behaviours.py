@@ -36,6 +36,7 @@ from dash_app.comparison import BehaviourSet, Drill
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
+from dash_app.views import behaviours_significance as significance
 from dash_app.views.behaviours_grid import (
     BLOCK,
     GRID,
@@ -73,6 +74,7 @@ def layout() -> html.Div:
             html.Label(["Instances", dcc.Checklist(id="cmp-beh-flagged", inline=True, className="cc-radio",
                                                    options=[{"label": "flagged only", "value": "on"}],
                                                    value=[])]),
+            *significance.controls(),
         ]),
         html.Div(className="cmp-crumb", children=[
             html.Span(id="cmp-beh-crumb", className="cmp-crumb-text"),
@@ -109,6 +111,7 @@ def layout() -> html.Div:
 
 def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     """Callbacks of the Behaviours tab."""
+    significance.register(app)
 
     def bset(cmp: dict[str, Any]) -> BehaviourSet:
         return source.comparisons(cmp["experiment"]).behaviours(cmp["base"], [m["run_id"] for m in cmp["models"]])
@@ -144,9 +147,10 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                   Output("cmp-beh-status", "children"),
                   Input("cmp-ctx", "data"), Input("cmp-beh-rows", "value"), Input("cmp-beh-metric", "value"),
                   Input("cmp-beh-rel", "value"), Input("cmp-beh-flagged", "value"), Input("cmp-beh-drill", "data"),
+                  Input("cmp-beh-sig", "value"), Input("cmp-beh-alpha", "value"),
                   State("cmp-beh-ctx", "data"), State("ov-state", "data"))
     def build_grid(cmp: dict[str, Any] | None, rows: str, metric: str, rel: str, flagged: list[str],
-                   drill_text: str | None, current: dict[str, Any] | None,
+                   drill_text: str | None, sig_on: list[str] | None, alpha: str | None, current: dict[str, Any] | None,
                    state: dict[str, Any] | None) -> tuple[Any, ...]:
         """A fresh grid for what the rows now mean; the header summaries and the changes panel."""
         if not cmp:
@@ -160,7 +164,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         if metric not in metrics:
             metric = metrics[0]
         drill = _drill(drill_text) if rows == "instances" else None
-        key = _grid_key(cmp, rows, metric, rel, drill.text() if drill else None, bool(flagged))
+        level = significance.sig.parse_level(alpha)
+        key = _grid_key(cmp, rows, metric, rel, drill.text() if drill else None, bool(flagged), bool(sig_on), level)
         if current and current.get("key") == key:
             raise PreventUpdate
         relative = rel == "rel"
@@ -175,6 +180,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                                   summaries=data.summaries(metric, relative),
                                   higher_is_better=data.higher_is_better(metric), scale=scale, base_scale=base_scale,
                                   preview_kind=data.preview_kind() if rows == "instances" else None)
+        significance.decorate_columns(columns, data, rows, metric, level)
         sort, filters = _initial_sort_filter(state, current, key)
         for col in columns:
             for col_id, ascending in sort:
@@ -186,7 +192,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             defaultColDef={"resizable": True, "suppressHeaderMenuButton": True, "floatingFilter": False,
                            "suppressMovable": True},
             dashGridOptions={"cacheBlockSize": BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
-                             "headerHeight": 62, "rowHeight": 34 if rows == "instances" else 30,
+                             "headerHeight": 78, "rowHeight": 34 if rows == "instances" else 30,
                              "getRowId": {"function": "params.data.key"}, "tooltipShowDelay": 300,
                              "animateRows": False},
             style={"height": f"{_grid_height(len(table), rows)}px", "width": "100%"})
@@ -203,10 +209,13 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                  if m["run_id"] in data.unavailable]
         if rows == "subgroups" and not data.subgroup_attributes():
             notes.insert(0, "this dataset has no subgroup attributes (meta_<name> columns of its instances)")
+        if sig_on and rows not in significance.sig.TESTED_ROWS:
+            notes.insert(0, "significant only filters class and subgroup rows")
         status = ("; ".join(notes)) if notes else ""
         ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
                     "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,
-                    "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged)}
+                    "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged),
+                    "significant": bool(sig_on), "level": level}
         return grid, ctx_data, options, crumb, undrill, _changes_children(changes), status
 
     @app.callback(Output({"type": GRID, "key": ALL}, "getRowsResponse"),
