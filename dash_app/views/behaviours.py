@@ -36,6 +36,7 @@ from dash_app.comparison import BehaviourSet, Drill
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
+from dash_app.views import behaviour_flags
 from dash_app.views import behaviours_significance as significance
 from dash_app.views.behaviours_grid import (
     BLOCK,
@@ -62,7 +63,7 @@ def layout() -> html.Div:
         dcc.Store(id="cmp-beh-drill"),
         dcc.Store(id="cmp-beh-pick"),
         dcc.Store(id="cmp-flag-version"),
-        dcc.Interval(id="cmp-flag-interval", interval=3000),
+        dcc.Interval(id="cmp-flag-interval", interval=3000, disabled=True),  # on while shown: behaviour_flags
         html.Div(className="cmp-controls", children=[
             html.Label(["Rows", dcc.RadioItems(id="cmp-beh-rows", options=ROW_OPTIONS, value="classes",
                                                inline=True, className="cc-radio")]),
@@ -112,6 +113,7 @@ def layout() -> html.Div:
 def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     """Callbacks of the Behaviours tab."""
     significance.register(app)
+    behaviour_flags.register(app, source)
 
     def bset(cmp: dict[str, Any]) -> BehaviourSet:
         return source.comparisons(cmp["experiment"]).behaviours(cmp["base"], [m["run_id"] for m in cmp["models"]])
@@ -362,5 +364,5 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             line = f"{names.get(f.run_id, f.run_id)} · {what}: {f.note} — {f.user}, {f.time}"
             if needle and needle not in line.lower():
                 continue
-            items.append(html.Li(line, className="cmp-flag-item"))
+            items.append(behaviour_flags.item(line, f))
         return items or [html.Li("no flags yet" if not needle else "no flags match", className="cmp-muted")]
