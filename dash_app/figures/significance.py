@@ -40,16 +40,18 @@ def tip(metric: str, rec: Mapping[str, Any], level: float) -> str:
             f"BH q {p_text(rec['q'])} · {int(rec['n']):,} pairs · {verdict}")
 
 
-def header_delta(metric: str, rec: Mapping[str, Any] | None) -> str:
-    """A header's dataset-wide difference with its interval: ``Δ +1.20% [+0.40%, +2.00%] ✱``."""
+def header_delta(metric: str, rec: Mapping[str, Any] | None, relative: bool = False) -> str:
+    """A header's dataset-wide difference with its interval: ``Δ +1.20% [+0.40%, +2.00%] ✱``
+    (``relative``: the header shows Δ already, so ``CI [+0.40%, +2.00%] ✱``)."""
     if not rec or not math.isfinite(rec.get("delta", math.nan)):
         return ""
     mark = f" {MARK}" if rec["significant"] else ""
-    return f"Δ {value_text(metric, rec['delta'], True)} {_interval(metric, rec)}{mark}"
+    head = "CI" if relative else f"Δ {value_text(metric, rec['delta'], True)}"
+    return f"{head} {_interval(metric, rec)}{mark}"
 
 
 def decorate_columns(columns: list[dict[str, Any]], overall: Sequence[Mapping[str, Any] | None], metric: str,
-                     level: float, tested: bool) -> None:
+                     level: float, tested: bool, relative: bool = False) -> None:
     """Add the significance fields to the model columns ``v<i>`` (in place)."""
     for col in columns:
         col_id = str(col.get("colId", ""))
@@ -59,7 +61,7 @@ def decorate_columns(columns: list[dict[str, Any]], overall: Sequence[Mapping[st
         rec = overall[i] if i < len(overall) else None
         if rec is not None:
             params = col.setdefault("headerComponentParams", {})
-            params["delta"] = header_delta(metric, rec)
+            params["delta"] = header_delta(metric, rec, relative)
             params["deltaTip"] = "overall: " + tip(metric, rec, level)
             params["deltaSig"] = bool(rec["significant"])
         if tested and i > 0:

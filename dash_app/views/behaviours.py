@@ -182,7 +182,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                                   summaries=data.summaries(metric, relative),
                                   higher_is_better=data.higher_is_better(metric), scale=scale, base_scale=base_scale,
                                   preview_kind=data.preview_kind() if rows == "instances" else None)
-        significance.decorate_columns(columns, data, rows, metric, level)
+        significance.decorate_columns(columns, data, rows, metric, level, relative)
+        shown = significance.shown_rows(data, rows, metric, level, bool(sig_on), len(table))
         sort, filters = _initial_sort_filter(state, current, key)
         for col in columns:
             for col_id, ascending in sort:
@@ -197,7 +198,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                              "headerHeight": 78, "rowHeight": 34 if rows == "instances" else 30,
                              "getRowId": {"function": "params.data.key"}, "tooltipShowDelay": 300,
                              "animateRows": False},
-            style={"height": f"{_grid_height(len(table), rows)}px", "width": "100%"})
+            style={"height": f"{_grid_height(shown, rows)}px", "width": "100%"})
         what = fig.ROW_LABELS[rows]
         crumb: Any = f"{what} rows · {fig.metric_label(metric)} · {'relative to base' if relative else 'absolute'}"
         undrill = hidden

@@ -32,9 +32,18 @@ def controls() -> list[Any]:
     ]
 
 
-def decorate_columns(columns: list[dict[str, Any]], data: BehaviourSet, rows: str, metric: str, level: float) -> None:
+def decorate_columns(columns: list[dict[str, Any]], data: BehaviourSet, rows: str, metric: str, level: float,
+                     relative: bool) -> None:
     """Headers get each model's dataset-wide difference and interval; class/subgroup cells their tests."""
-    sigfig.decorate_columns(columns, sig.overall(data, metric, level), metric, level, rows in sig.TESTED_ROWS)
+    sigfig.decorate_columns(columns, sig.overall(data, metric, level), metric, level, rows in sig.TESTED_ROWS,
+                            relative)
+
+
+def shown_rows(data: BehaviourSet, rows: str, metric: str, level: float, only: bool, total: int) -> int:
+    """How many rows the grid shows (its height): the significant ones with *significant only*."""
+    if not only or rows not in sig.TESTED_ROWS:
+        return total
+    return len(sig.significant_keys(data, rows, metric, level))
 
 
 def row_filters(data: BehaviourSet, bctx: dict[str, Any]) -> list[tuple[str, str, Any]]:
