@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy import special, stats
+from threadpoolctl import threadpool_limits
 
 from mlflow_cc.analysis.behaviours import Behaviours, column
 
@@ -49,8 +50,8 @@ from mlflow_cc.analysis.behaviours import Behaviours, column
 RESAMPLES = 2000
 #: Default significance level (false discovery rate across rows) and 1 − interval level.
 LEVEL = 0.05
-#: Weights matrix entries per block of replicates (bounds memory: 4 bytes each).
-_BLOCK_ENTRIES = 16_000_000
+#: Replicates x instances of one tile of bootstrap weights (drawn and used while in the CPU cache).
+_ROWS, _TILE = 250, 8192
 #: Cumulative Poisson(1) probabilities as 16-bit thresholds: weight = number of thresholds ≤ u.
 _POISSON_EDGES = np.round(stats.poisson.cdf(np.arange(8), 1.0) * 65536).astype(np.uint32)
 
@@ -250,21 +251,20 @@ def _bootstrap_partitions(diffs: np.ndarray, valid: np.ndarray, partitions: Sequ
             s[:, j] = np.bincount(row_of, weights=diffs[order, j], minlength=len(part.keys))
         with np.errstate(invalid="ignore", divide="ignore"):
             diff = np.where(n > 0, s / np.maximum(n, 1), np.nan)
-        plans.append((rows, bounds, n, diff, np.empty((resamples, len(part.keys), 2 * models), np.float64)))
+        plans.append((rows, bounds, n, diff, np.zeros((resamples, len(part.keys), 2 * models), np.float64)))
     # A one-row partition of every instance (the dataset-wide row) is the sum of the rows of a
     # partition that also holds every instance once: no product of its own.
     whole = [len(b) == 2 and b[1] == n_inst for _r, b, *_ in plans]
     cover = next((i for i, (_r, b, *_) in enumerate(plans) if b[-1] == n_inst and not whole[i]), None)
     derived = [w and cover is not None for w in whole]
-    block = max(1, min(resamples, _BLOCK_ENTRIES // max(n_inst, 1)))
+    # Weights are drawn a tile at a time (_ROWS replicates x _TILE sorted positions): the tile stays
+    # in the CPU cache from its drawing to its products. Position j of every partition's sorted
+    # order gets the tile's column j: each row still gets its own independent Poisson(1) weights.
     bits = rng.bit_generator
-    for start in range(0, resamples, block):
-        size = min(block, resamples - start)
-        weights = _poisson_weights(bits, size, n_inst)
-        for (rows, bounds, _n, _diff, out), skip in zip(plans, derived):
-            for g in range(0 if skip else len(bounds) - 1):
-                a, e = bounds[g], bounds[g + 1]
-                out[start:start + size, g] = weights[:, a:e] @ rows[a:e] if e > a else 0.0
+    # Many small products: one BLAS thread each (threads woken per product cost more than they
+    # give, and far more on a busy machine). The limit is process-wide while it lasts.
+    with threadpool_limits(limits=1, user_api="blas"):
+        _products(plans, derived, bits, resamples, n_inst)
     for plan, skip in zip(plans, derived):
         if skip:
             plan[4][:] = plans[cover][4].sum(axis=1, keepdims=True)
@@ -280,3 +280,22 @@ def _bootstrap_partitions(diffs: np.ndarray, valid: np.ndarray, partitions: Sequ
         results.append((n, diff, np.where(tested, lo, np.nan), np.where(tested, hi, np.nan),
                         np.where(tested, p, np.nan)))
     return results
+
+
+def _products(plans: list[tuple[np.ndarray, ...]], derived: list[bool], bits: np.random.BitGenerator,
+              resamples: int, n_inst: int) -> None:
+    """Fill each plan's replicate sums: tiles of weights times the rows' (difference, pair) columns."""
+    for start in range(0, resamples, _ROWS):
+        size = min(_ROWS, resamples - start)
+        for t0 in range(0, n_inst, _TILE):
+            t1 = min(t0 + _TILE, n_inst)
+            weights = _poisson_weights(bits, size, t1 - t0)
+            for (rows, bounds, _n, _diff, out), skip in zip(plans, derived):
+                if skip or t0 >= bounds[-1]:
+                    continue
+                g = int(np.searchsorted(bounds, t0, side="right")) - 1
+                while g < len(bounds) - 1 and bounds[g] < t1:
+                    a, e = max(bounds[g], t0), min(bounds[g + 1], t1)
+                    if e > a:
+                        out[start:start + size, g] += weights[:, a - t0:e - t0] @ rows[a:e]
+                    g += 1
