@@ -143,7 +143,9 @@ def test_significant_only_filters_the_grid(store: dict[str, Any], browser: Brows
         # Headers: each model's overall difference with its interval.
         deltas = page.locator(f"{GRID} .cmp-h-delta")
         assert deltas.count() == 3
-        assert all(t.startswith("Δ ") and "[" in t for t in deltas.all_inner_texts())
+        texts = deltas.all_inner_texts()  # relative values: the header has Δ, this line the interval
+        assert all(t.startswith("CI [") and t.count("%") == 1 for t in texts), texts
+        assert texts[0].endswith("✱") and texts[1].endswith("✱"), texts  # pruned and tuned: -9 points
         painted(page)
         page.screenshot(path=str(SHOTS / "significance-all-rows.png"), full_page=True)
 

@@ -11,8 +11,8 @@ REC = {"delta": -0.09, "lo": -0.1081, "hi": -0.0728, "p": 3e-9, "q": 1e-8, "n": 
 
 
 def test_texts() -> None:
-    assert sigfig.header_delta("correct", REC) == "Δ -9.00% [-10.81%, -7.28%] ✱"
-    assert sigfig.header_delta("correct", REC, relative=True) == "CI [-10.81%, -7.28%] ✱"
+    assert sigfig.header_delta("correct", REC) == "Δ -9.0 [-10.8, -7.3]% ✱"
+    assert sigfig.header_delta("correct", REC, relative=True) == "CI [-10.8, -7.3]% ✱"
     assert sigfig.header_delta("kl", {**REC, "delta": 0.5, "lo": 0.4, "hi": 0.6, "significant": False},
                                True) == "CI [+0.4, +0.6]"
     tip = sigfig.tip("correct", REC, 0.05)
@@ -40,3 +40,10 @@ def test_flag_list_polls_only_on_the_comparisons_behaviours_tab() -> None:
     assert polling(TAB_VALUE, "behaviours") and polling(TAB_VALUE, None)
     assert not polling(TAB_VALUE, "layers")
     assert not polling("dash_app.views.overview", "behaviours") and not polling(None, None)
+
+
+def test_level_from_the_url() -> None:
+    from dash_app.comparison.significance_set import parse_level
+
+    assert parse_level("0.01") == 0.01 and parse_level("0.1") == 0.1
+    assert parse_level(None) == 0.05 and parse_level("0.3") == 0.05 and parse_level("<b>") == 0.05

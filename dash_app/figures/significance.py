@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dash_app.figures.behaviours import value_text
+from dash_app.figures.behaviours import value_kind, value_text
 
 #: The marker drawn on significant cells and headers.
 MARK = "✱"
@@ -41,11 +41,14 @@ def tip(metric: str, rec: Mapping[str, Any], level: float) -> str:
 
 
 def header_delta(metric: str, rec: Mapping[str, Any] | None, relative: bool = False) -> str:
-    """A header's dataset-wide difference with its interval: ``Δ +1.20% [+0.40%, +2.00%] ✱``
-    (``relative``: the header shows Δ already, so ``CI [+0.40%, +2.00%] ✱``)."""
+    """A header's dataset-wide difference with its interval: ``Δ +1.2 [+0.4, +2.0]% ✱`` (fractions in
+    points), ``Δ +0.12 [0.04, 0.2]`` (``relative``: the header shows Δ already, so ``CI [+0.4, +2.0]% ✱``)."""
     if not rec or not math.isfinite(rec.get("delta", math.nan)):
         return ""
     mark = f" {MARK}" if rec["significant"] else ""
+    if value_kind(metric) == "pct":  # compact: a header is 100-150 px wide
+        head = "CI" if relative else f"Δ {rec['delta'] * 100:+.1f}"
+        return f"{head} [{rec['lo'] * 100:+.1f}, {rec['hi'] * 100:+.1f}]%{mark}"
     head = "CI" if relative else f"Δ {value_text(metric, rec['delta'], True)}"
     return f"{head} {_interval(metric, rec)}{mark}"
 
