@@ -47,3 +47,12 @@ def test_level_from_the_url() -> None:
 
     assert parse_level("0.01") == 0.01 and parse_level("0.1") == 0.1
     assert parse_level(None) == 0.05 and parse_level("0.3") == 0.05 and parse_level("<b>") == 0.05
+
+
+def test_status_notes() -> None:
+    from dash_app.views.behaviours_significance import status_notes
+
+    assert status_notes(False, "classes", 0, 0.05) == []
+    assert status_notes(True, "classes", 2, 0.05) == []
+    assert status_notes(True, "subgroups", 0, 0.01) == ["no subgroup differs significantly from the base at 1%"]
+    assert status_notes(True, "instances", 100, 0.05) == ["significant only filters class and subgroup rows"]

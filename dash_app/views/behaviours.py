@@ -228,8 +228,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             notes.insert(0, "this dataset has no subgroup attributes (meta_<name> columns of its instances)")
         if status_note(data.kind, rows, data.subgroup_attributes()):
             notes.insert(0, status_note(data.kind, rows, data.subgroup_attributes()))
-        if sig_on and rows not in significance.sig.TESTED_ROWS:
-            notes.insert(0, "significant only filters class and subgroup rows")
+        notes[:0] = significance.status_notes(bool(sig_on), rows, shown, level)
         status = ("; ".join(notes)) if notes else ""
         ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
                     "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,

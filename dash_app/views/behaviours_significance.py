@@ -46,6 +46,15 @@ def shown_rows(data: BehaviourSet, rows: str, metric: str, level: float, only: b
     return len(sig.significant_keys(data, rows, metric, level))
 
 
+def status_notes(only: bool, rows: str, shown: int, level: float) -> list[str]:
+    """What *significant only* did, when it needs saying."""
+    if not only:
+        return []
+    if rows not in sig.TESTED_ROWS:
+        return ["significant only filters class and subgroup rows"]
+    return [] if shown else [f"no {rows[:-1]} differs significantly from the base at {level:.0%}"]
+
+
 def row_filters(data: BehaviourSet, bctx: dict[str, Any]) -> list[tuple[str, str, Any]]:
     """The *significant only* filter as a server-side row filter (none for instance rows)."""
     if not bctx.get("significant") or bctx["rows"] not in sig.TESTED_ROWS:
