@@ -195,3 +195,17 @@ def test_behaviour_significance_rows_match_the_grid_rows() -> None:
     kl = behaviour_significance(result, "kl")
     assert set(kl.test) == {"bootstrap"} and bool(_one(kl, "all", "all", "m").significant)
     assert behaviour_significance(result, "no such metric").empty
+
+
+def test_rows_without_pairs_are_not_tested() -> None:
+    n = 60
+    parts = [Partition("all", np.zeros(n, np.int64), ["all"]),
+             Partition("classes", np.arange(n) % 3, ["0", "1", "2", "empty"])]
+    rng = np.random.default_rng(0)
+    for base in (np.zeros(n), rng.random(n)):  # 0/1 (McNemar) and continuous (bootstrap)
+        table = paired_significance(base, {"gone": np.full(n, np.nan), "here": base + (base > 0.5)}, parts,
+                                    resamples=200)
+        untested = table[(table.model == "gone") | (table.key == "empty")]
+        assert (untested.n == 0).all() and untested[["delta", "lo", "hi", "p", "q"]].isna().all().all()
+        assert not untested.significant.any()
+        assert table[(table.model == "here") & (table.key != "empty")].p.notna().all()

@@ -36,6 +36,7 @@ partition; the dataset-wide row across models), ``q`` the adjusted p-value; a ce
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -190,7 +191,8 @@ def _sorted_rows(part: Partition, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _interval(replicates: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Percentile interval over axis 0 (replicates with NaN — a row left empty — are ignored)."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row without pairs: all NaN, stays NaN
         lo, hi = np.nanquantile(replicates, [level / 2, 1 - level / 2], axis=0) \
             if replicates.size else (np.full(replicates.shape[1:], np.nan),) * 2
     return lo, hi
@@ -270,7 +272,8 @@ def _bootstrap_partitions(diffs: np.ndarray, valid: np.ndarray, partitions: Sequ
             plan[4][:] = plans[cover][4].sum(axis=1, keepdims=True)
     results = []
     for _rows, _bounds, n, diff, out in plans:
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # rows without pairs: NaN
             replicates = np.where(out[..., models:] > 0, out[..., :models] / out[..., models:], np.nan)
             se = np.nanstd(replicates, axis=0, ddof=1) if resamples > 1 else np.full(diff.shape, np.nan)
             z = np.abs(diff) / se
