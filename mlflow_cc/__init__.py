@@ -2,10 +2,12 @@
 
 Write side: :func:`log_base_model`, :func:`derive_model`, :func:`set_metric_info`.
 Read side: :class:`ExperimentReader` builds the provenance :class:`Forest`.
+One line for existing scripts: :func:`autolog` records their compression calls.
 """
 
 from __future__ import annotations
 
+from mlflow_cc.autolog import autolog, autolog_name
 from mlflow_cc.errors import ArtifactError, LineageError, MlflowCCError, OperationError
 from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.notebook import show
@@ -21,7 +23,21 @@ from mlflow_cc.track.tracking import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArtifactError", "ExperimentReader", "Forest", "LineageError", "LineageWarning", "MetricInfo",
-    "MlflowCCError", "ModelNode", "ModelRun", "OperationError", "build_forest", "derive_model",
-    "log_base_model", "set_metric_info", "show",
+    "ArtifactError",
+    "ExperimentReader",
+    "Forest",
+    "LineageError",
+    "LineageWarning",
+    "MetricInfo",
+    "MlflowCCError",
+    "ModelNode",
+    "ModelRun",
+    "OperationError",
+    "autolog",
+    "autolog_name",
+    "build_forest",
+    "derive_model",
+    "log_base_model",
+    "set_metric_info",
+    "show",
 ]

@@ -26,6 +26,8 @@ ALLOWED = {
                                "mlflow_cc.track"},
     "mlflow_cc.torch": BASE | {"mlflow_cc.metric_info", "mlflow_cc.artifacts", "mlflow_cc.read",
                                "mlflow_cc.track", "mlflow_cc.torch", "mlflow_cc"},
+    "mlflow_cc.autolog": BASE | {"mlflow_cc.metric_info", "mlflow_cc.artifacts", "mlflow_cc.read",
+                                 "mlflow_cc.track", "mlflow_cc.torch", "mlflow_cc.autolog"},
     "mlflow_cc.studies": {"mlflow_cc"},
     # Composition roots: the public API, the CLI and the notebook helper (dash_app only lazily).
     "mlflow_cc": {"mlflow_cc"},
