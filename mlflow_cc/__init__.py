@@ -13,6 +13,7 @@ from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.notebook import show
 from mlflow_cc.read.lineage import Forest, LineageWarning, ModelNode, build_forest
 from mlflow_cc.read.reader import ExperimentReader
+from mlflow_cc.track.register import Registration, register_model
 from mlflow_cc.track.tracking import (
     ModelRun,
     derive_model,
@@ -33,11 +34,13 @@ __all__ = [
     "ModelNode",
     "ModelRun",
     "OperationError",
+    "Registration",
     "autolog",
     "autolog_name",
     "build_forest",
     "derive_model",
     "log_base_model",
+    "register_model",
     "set_metric_info",
     "show",
 ]
