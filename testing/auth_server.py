@@ -69,6 +69,14 @@ class AuthAdmin:
                    {"username": username, "resource_type": "experiment", "resource_id": experiment_id,
                     "permission": permission})
 
+    def grant_registered_model(self, username: str, name: str, permission: str) -> None:
+        """Give ``username`` ``permission`` on a registered model of the Model Registry."""
+        if permission not in PERMISSIONS:
+            raise ValueError(f"permission must be one of {PERMISSIONS}")
+        self._post("/api/3.0/mlflow/users/permissions/grant",
+                   {"username": username, "resource_type": "registered_model", "resource_id": name,
+                    "permission": permission})
+
     def revoke_experiment(self, username: str, experiment_id: str) -> None:
         """Take back what :meth:`grant_experiment` gave (the default permission applies again)."""
         self._post("/api/3.0/mlflow/users/permissions/revoke",
