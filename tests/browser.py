@@ -71,3 +71,19 @@ def iter_browser() -> Iterator[Browser]:
         yield b
     finally:
         b.close()
+
+
+def checked_page(browser: Browser, inflight: str, timeout_s: float, width: int = 1500,
+                 height: int = 1000) -> Iterator[Any]:
+    """A fresh context and page (``inflight``: the request-counter init script); after the
+    ``yield``, fails if the browser console reported an error. Use as a fixture body."""
+    ctx = browser.browser.new_context(viewport={"width": width, "height": height})
+    page = ctx.new_page()
+    page.set_default_timeout(timeout_s * 1000)
+    page.add_init_script(inflight)
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    ctx.close()
+    assert errors == [], errors

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import Browser, serve
+from browser import Browser, checked_page, serve
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import expect
 from waiting import INFLIGHT, TIMEOUT_S, settle
@@ -43,16 +43,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Any]:
-    ctx = browser.browser.new_context(viewport={"width": 1500, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(TIMEOUT_S * 1000)
-    pg.add_init_script(INFLIGHT)
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    yield pg
-    ctx.close()
-    assert errors == [], errors
+    yield from checked_page(browser, INFLIGHT, TIMEOUT_S)
 
 
 def test_register_from_selection_details(page: Any, store: dict[str, Any]) -> None:
