@@ -108,11 +108,17 @@ def explicit_tree(uri: str, experiment: str) -> None:
         pass
 
 
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """What the script prints without autolog (it logs nothing: run once for every store)."""
+    tmp = tmp_path_factory.mktemp("plain")
+    return run_script(tmp, f"sqlite:///{tmp / 'unused.db'}", "")
+
+
 @pytest.mark.parametrize("where", ["sqlite", "server"])
-def test_plain_script_with_one_line_logs_the_explicit_tree(where: str, tmp_path: Path, request: pytest.FixtureRequest,
-                                                           experiment_name: str) -> None:
+def test_plain_script_with_one_line_logs_the_explicit_tree(where: str, plain: str, tmp_path: Path,
+                                                           request: pytest.FixtureRequest, experiment_name: str) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if where == "sqlite" else request.getfixturevalue("mlflow_server").url
-    plain = run_script(tmp_path, uri, "")
     logged = run_script(tmp_path, uri, f"import mlflow_cc; mlflow_cc.autolog(experiment={experiment_name!r}, "
                                        "evaluate=accuracy)")
     assert logged == plain  # the script computes exactly what it computes without autolog
@@ -260,3 +266,67 @@ def test_quantization_configs_become_typed_parameters() -> None:
     assert nested == {"method": "awq", "bits": 4, "group.size": 128, "group.zero": True,
                       "modules_to_not_convert": "lm_head,embed"}
     assert json.loads(json.dumps(nested)) == nested
+
+
+def test_transformers_quantized_loads_derive_from_the_checkpoint(autologged: str, experiment_name: str,
+                                                                 tmp_path: Path) -> None:
+    from transformers import AutoModel, BertConfig, BertModel, QuantoConfig
+    from transformers.quantizers import (
+        HfQuantizer,
+        register_quantization_config,
+        register_quantizer,
+    )
+    from transformers.utils.quantization_config import QuantizationConfigMixin
+
+    # A user's own quantization method, through transformers' public registration API (every
+    # built-in one needs a GPU or a package this CPU-only venv does not have)
+    @register_quantization_config("cc_round")
+    class RoundConfig(QuantizationConfigMixin):
+        def __init__(self, decimals: int = 2, **_: Any) -> None:
+            self.quant_method, self.decimals = "cc_round", decimals
+
+    @register_quantizer("cc_round")
+    class RoundQuantizer(HfQuantizer):
+        requires_calibration = False
+
+        def validate_environment(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def _process_model_before_weight_loading(self, model: Any, **kwargs: Any) -> Any:
+            return model
+
+        def _process_model_after_weight_loading(self, model: Any, **kwargs: Any) -> Any:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.copy_(torch.round(p, decimals=self.quantization_config.decimals))
+            return model
+
+        def is_serializable(self, *args: Any, **kwargs: Any) -> bool:
+            return False
+
+        @property
+        def is_trainable(self) -> bool:
+            return False
+
+    config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    for name in ("tiny-a", "tiny-b"):
+        BertModel(config).save_pretrained(tmp_path / name)
+    mlflow_cc.autolog(experiment=experiment_name)
+    full = AutoModel.from_pretrained(tmp_path / "tiny-a")  # a plain load logs nothing
+    assert mlflow.MlflowClient().get_experiment_by_name(experiment_name) is None
+    rounded = AutoModel.from_pretrained(tmp_path / "tiny-a", quantization_config=RoundConfig(decimals=2))
+    with pytest.raises(ImportError, match="optimum-quanto"):  # the user's error, as without autolog
+        AutoModel.from_pretrained(tmp_path / "tiny-b", quantization_config=QuantoConfig(weights="int8"))
+    AutoModel.from_pretrained(tmp_path / "tiny-b", quantization_config=RoundConfig(decimals=1))
+
+    forest = ExperimentReader(experiment_name).forest()
+    roots = {forest.nodes[r].name: forest.nodes[r] for r in forest.roots}
+    assert sorted(roots) == ["BertModel", "tiny-b"]  # no run for the failed load
+    (child_a,) = [forest.nodes[c] for c in roots["BertModel"].children]
+    assert child_a.operation == "quantize"
+    assert child_a.op_params == {"checkpoint": str(tmp_path / "tiny-a"), "method": "cc_round", "decimals": 2}
+    assert roots["BertModel"].metrics[contract.METRIC_PARAMS] == child_a.metrics[contract.METRIC_PARAMS] > 0
+    assert RECORDER.models[rounded].run_id == child_a.run_id and RECORDER.models[full].run_id == roots["BertModel"].run_id
+    assert roots["tiny-b"].params == {"checkpoint": str(tmp_path / "tiny-b")} and not roots["tiny-b"].metrics
+    (child_b,) = [forest.nodes[c] for c in roots["tiny-b"].children]
+    assert child_b.op_params["decimals"] == 1 and child_b.status == "FINISHED"

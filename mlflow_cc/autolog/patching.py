@@ -44,7 +44,7 @@ class Plan:
     output: Callable[[Any], Any] | None = None  # the call's result -> the model made; None: in place
     coalesce: Hashable | None = None  # see Recorder.after
     tensor: str | None = None
-    parent: Callable[[], Tracked] | None = None  # the parent run when it is not ``model``'s
+    parent: Callable[[], Tracked] | None = None  # the parent run when it is not ``model``'s (asked after the call)
     observe: Callable[[Any], None] | None = None  # only look at the result: no run is logged
 
 
@@ -78,8 +78,8 @@ def run_operation(describe: Describe, signature: inspect.Signature | None, label
             finally:
                 if bound is not None:  # describe may have materialized a one-shot iterator argument
                     call_args, call_kwargs = bound.args, bound.kwargs
-            if plan is not None and plan.observe is None:
-                parent = plan.parent() if plan.parent is not None else RECORDER.before(plan.model)
+            if plan is not None and plan.observe is None and plan.parent is None:
+                parent = RECORDER.before(plan.model)  # in place: the model is measured before it changes
         except Exception as exc:  # noqa: BLE001 - never break the user's call
             warn(f"{label}: not recorded ({type(exc).__name__}: {exc})")
             plan = None
@@ -89,11 +89,14 @@ def run_operation(describe: Describe, signature: inspect.Signature | None, label
                 plan.observe(result)
             except Exception as exc:  # noqa: BLE001 - never break the user's call
                 warn(f"{label}: {type(exc).__name__}: {exc}")
-        elif plan is not None and parent is not None:
+        elif plan is not None:
             try:
+                if plan.parent is not None:  # a new model from a source: its parent once the call worked
+                    parent = plan.parent()
                 out = plan.output(result) if plan.output is not None else plan.model
-                RECORDER.after(parent, plan.model, out, plan.operation, plan.params,
-                               coalesce=plan.coalesce, tensor=plan.tensor)
+                if parent is not None:
+                    RECORDER.after(parent, plan.model, out, plan.operation, plan.params,
+                                   coalesce=plan.coalesce, tensor=plan.tensor)
             except Exception as exc:  # noqa: BLE001 - never break the user's call
                 warn(f"{label}: the result was not recorded ({type(exc).__name__}: {exc})")
         return result
