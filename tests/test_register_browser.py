@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import Browser, checked_page, serve
+from browser import Browser, serve, watched_page
 from mlflow.tracking import MlflowClient
 from playwright.sync_api import expect
 from waiting import INFLIGHT, TIMEOUT_S, settle
@@ -43,7 +43,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Any]:
-    yield from checked_page(browser, INFLIGHT, TIMEOUT_S)
+    pg, ctx, errors = watched_page(browser, INFLIGHT, TIMEOUT_S, viewport={"width": 1500, "height": 1000})
+    yield pg
+    ctx.close()
+    assert errors == [], errors
 
 
 def test_register_from_selection_details(page: Any, store: dict[str, Any]) -> None:
