@@ -330,3 +330,38 @@ def test_transformers_quantized_loads_derive_from_the_checkpoint(autologged: str
     assert roots["tiny-b"].params == {"checkpoint": str(tmp_path / "tiny-b")} and not roots["tiny-b"].metrics
     (child_b,) = [forest.nodes[c] for c in roots["tiny-b"].children]
     assert child_b.op_params["decimals"] == 1 and child_b.status == "FINISHED"
+
+
+def test_fine_tuning_at_the_end_is_logged_when_autologging_ends(autologged: str, experiment_name: str) -> None:
+    mlflow_cc.autolog(experiment=experiment_name)
+    model = tiny()
+    prune.l1_unstructured(model[0], "weight", 0.5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    other = torch.optim.SGD(tiny().parameters(), lr=0.1)  # trains a model autolog does not follow
+    x, y = torch.randn(16, 6), torch.randint(0, 2, (16,))
+    for _ in range(4):
+        for opt, m in ((optimizer, model), (other, None)):
+            opt.zero_grad()
+            if m is not None:
+                nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+    mlflow_cc.autolog(disable=True)  # the last fine-tuning has no next operation: logged now
+    forest = ExperimentReader(experiment_name).forest()
+    assert len(forest.roots) == 1
+    ops = sorted((n.operation or "", json.dumps(n.op_params, sort_keys=True)) for n in forest.nodes.values())
+    assert ops == [("", "{}"), ("finetune", '{"lr": 0.001, "optimizer": "adam", "steps": 4}'),
+                   ("prune", '{"amount": 0.5, "method": "l1_unstructured", "tensors": "weight"}')]
+
+
+def test_importing_mlflow_cc_imports_no_torch_and_autolog_imports_no_transformers() -> None:
+    code = ("import sys, mlflow_cc\n"
+            "assert 'torch' not in sys.modules, 'import mlflow_cc imported torch'\n"
+            "import torch\n"
+            "mlflow_cc.autolog(experiment='x')\n"
+            "from torch.nn.utils import prune\n"
+            "assert prune.l1_unstructured.__name__ == 'l1_unstructured' and hasattr(prune.l1_unstructured, '__wrapped__')\n"
+            "assert 'transformers' not in sys.modules, 'autolog imported transformers'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests",
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "GIT_PYTHON_REFRESH": "quiet",
+                               "MLFLOW_TRACKING_URI": "sqlite:///:memory:"}, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
