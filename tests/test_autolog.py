@@ -365,3 +365,22 @@ def test_importing_mlflow_cc_imports_no_torch_and_autolog_imports_no_transformer
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "GIT_PYTHON_REFRESH": "quiet",
                                "MLFLOW_TRACKING_URI": "sqlite:///:memory:"}, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_capture_logs_what_it_logs_for_the_helpers(autologged: str, experiment_name: str) -> None:
+    from mlflow_cc.torch import Capture
+
+    capture = Capture(sample_input=torch.randn(4, 6), layers=True, activations=False, latency_runs=2)
+    mlflow_cc.autolog(experiment=experiment_name, capture=capture, evaluate=lambda m: {"score": 1.0})
+    model = tiny()
+    small = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    assert small is not model
+    forest = ExperimentReader(experiment_name).forest()
+    (root,) = forest.roots
+    (child,) = forest.nodes[root].children
+    for run_id in (root, child):
+        node = forest.nodes[run_id]
+        assert {contract.METRIC_LATENCY, contract.METRIC_SIZE, "score"} <= set(node.metrics)
+        paths = [a.path for a in MlflowClient().list_artifacts(run_id, "mlflow_cc/layers")]
+        assert contract.ARTIFACT_LAYER_SUMMARY in paths
+    assert forest.nodes[child].operation == "quantize" and RECORDER.models[small].run_id == child
