@@ -331,6 +331,12 @@ def test_transformers_quantized_loads_derive_from_the_checkpoint(autologged: str
     (child_b,) = [forest.nodes[c] for c in roots["tiny-b"].children]
     assert child_b.op_params["decimals"] == 1 and child_b.status == "FINISHED"
 
+    model, info = AutoModel.from_pretrained(tmp_path / "tiny-a", quantization_config=RoundConfig(decimals=3),
+                                            output_loading_info=True)
+    assert isinstance(info, dict)
+    third = MlflowClient().get_run(RECORDER.models[model].run_id)
+    assert third.data.tags[contract.TAG_PARENT] == roots["BertModel"].run_id and third.info.status == "FINISHED"
+
 
 def test_fine_tuning_at_the_end_is_logged_when_autologging_ends(autologged: str, experiment_name: str) -> None:
     mlflow_cc.autolog(experiment=experiment_name)

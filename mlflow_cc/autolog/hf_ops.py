@@ -123,12 +123,17 @@ def _from_pretrained(args: dict[str, Any]) -> Plan | None:
             _checkpoint_bases[str(key)] = RECORDER.log_checkpoint_base(name, {"checkpoint": str(key)[:500]})
         return _checkpoint_bases[str(key)]
 
-    return Plan(model=None, operation="quantize", params=params, output=lambda result: result, parent=parent)
+    return Plan(model=None, operation="quantize", params=params, output=_model_of, parent=parent)
 
 
-def _remember(key: str, model: Any) -> None:
+def _model_of(result: Any) -> Any:
+    """The model ``from_pretrained`` returned (``output_loading_info=True`` adds a dict after it)."""
+    return result[0] if isinstance(result, tuple) else result
+
+
+def _remember(key: str, result: Any) -> None:
     try:
-        _loaded[key] = weakref.ref(model)
+        _loaded[key] = weakref.ref(_model_of(result))
     except TypeError:  # not weak-referenceable: it cannot be a later quantized load's parent
         pass
 

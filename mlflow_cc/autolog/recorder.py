@@ -76,9 +76,12 @@ class Recorder:
             self.names[model] = str(name)
             state = self.models.get(model)
         if state is not None:
-            client = mlflow.MlflowClient(state.tracking_uri)
-            if contract.TAG_PARENT not in client.get_run(state.run_id).data.tags:
-                client.update_run(state.run_id, name=str(name))
+            try:
+                client = mlflow.MlflowClient(state.tracking_uri)
+                if contract.TAG_PARENT not in client.get_run(state.run_id).data.tags:
+                    client.update_run(state.run_id, name=str(name))
+            except Exception as exc:  # noqa: BLE001 - never break the user's call
+                warn(f"could not rename run {state.run_id} to {name!r}: {exc}")
 
     def tracked(self) -> list[tuple[Any, Tracked]]:
         with self.lock:
