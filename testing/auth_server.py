@@ -63,10 +63,17 @@ class AuthAdmin:
 
     def grant_experiment(self, username: str, experiment_id: str, permission: str) -> None:
         """Give ``username`` ``permission`` (READ, USE, EDIT, MANAGE or DENY) on an experiment."""
+        self._grant(username, "experiment", experiment_id, permission)
+
+    def grant_registered_model(self, username: str, name: str, permission: str) -> None:
+        """Give ``username`` ``permission`` on a registered model of the Model Registry."""
+        self._grant(username, "registered_model", name, permission)
+
+    def _grant(self, username: str, resource_type: str, resource_id: str, permission: str) -> None:
         if permission not in PERMISSIONS:
             raise ValueError(f"permission must be one of {PERMISSIONS}")
         self._post("/api/3.0/mlflow/users/permissions/grant",
-                   {"username": username, "resource_type": "experiment", "resource_id": experiment_id,
+                   {"username": username, "resource_type": resource_type, "resource_id": resource_id,
                     "permission": permission})
 
     def revoke_experiment(self, username: str, experiment_id: str) -> None:

@@ -239,6 +239,36 @@ def test_flags_are_written_with_the_users_own_permissions(make_app: Any, store: 
     assert flags_on(alices) == []
 
 
+def test_register_model_follows_the_users_permissions(make_app: Any, store: AuthStore) -> None:
+    """*Register model* writes with the signed-in user's client: READ on the registered model is refused."""
+    from dash_app.state import overview_part
+    from testing.auth_server import AuthAdmin
+
+    admin = client_for_user(store.url, "admin", ADMIN_PW)
+    admin.create_registered_model("team-model")
+    auth = AuthAdmin(store.url, ADMIN_PW)
+    auth.grant_registered_model(ALICE[0], "team-model", "READ")
+    auth.grant_registered_model(BOB[0], "team-model", "EDIT")
+
+    def register(user: tuple[str, str], exp: str) -> tuple[str, str]:
+        run = admin.create_run(exp, run_name=f"{user[0]}-model", tags={contract.TAG_KIND: contract.KIND_MODEL})
+        admin.set_terminated(run.info.run_id)
+        web = make_app()
+        assert _sign_in(web, user).status_code == 302
+        search = f"?experiment={exp}&sel={run.info.run_id}"
+        state = outputs(call(web, "ov-state.data", {("ov-url-in", "search"): search}))["ov-state"]["data"]
+        resp = call(web, "ov-reg-msg.children", {("ov-reg-btn", "n_clicks"): 1, ("ov-reg-name", "value"): "team-model",
+                                                 ("ov-reg-alias", "value"): "", ("ov-view", "data"): overview_part(state)})
+        return outputs(resp)["ov-reg-msg"]["children"], run.info.run_id
+
+    message, _ = register(ALICE, store.alice_exp)
+    assert message.startswith("not registered: MLflow refused (PERMISSION_DENIED)"), message
+    assert admin.search_model_versions("name = 'team-model'") == []
+    message, bobs = register(BOB, store.bob_exp)
+    assert message.startswith("Registered bob-model as team-model version 1 — bob-model"), message
+    assert [v.run_id for v in admin.search_model_versions("name = 'team-model'")] == [bobs]
+
+
 def test_sign_out_button_in_the_browser(store: AuthStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The header's Sign out button posts the session's token: the user is signed out, for good."""
     from browser import launch, serve

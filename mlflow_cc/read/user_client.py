@@ -14,8 +14,10 @@ the run, so MLflow's permission check on the run stands in front of it.
 from __future__ import annotations
 
 import requests
+from mlflow.store.model_registry.rest_store import RestStore as RegistryRestStore
 from mlflow.store.tracking.rest_store import RestStore
 from mlflow.tracking import MlflowClient
+from mlflow.tracking._model_registry.client import ModelRegistryClient
 from mlflow.tracking._tracking_service.client import TrackingServiceClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import MlflowHostCreds
@@ -36,6 +38,18 @@ class _UserTrackingClient(TrackingServiceClient):
         return self._user_store
 
 
+class _UserRegistryClient(ModelRegistryClient):
+    """A ModelRegistryClient whose store sends one user's credentials."""
+
+    def __init__(self, tracking_uri: str, store: RegistryRestStore) -> None:
+        self._user_store = store
+        super().__init__(tracking_uri, tracking_uri)
+
+    @property
+    def store(self) -> RegistryRestStore:  # type: ignore[override]
+        return self._user_store
+
+
 def client_for_user(tracking_uri: str, username: str, password: str) -> MlflowClient:
     """An MlflowClient on ``tracking_uri`` (http/https) that authenticates as ``username``."""
     if not tracking_uri.startswith(("http://", "https://")):
@@ -49,6 +63,8 @@ def client_for_user(tracking_uri: str, username: str, password: str) -> MlflowCl
 
     client = MlflowClient(tracking_uri)
     client._tracking_client = _UserTrackingClient(tracking_uri, RestStore(creds))
+    # The Model Registry too (Register model writes versions as the signed-in user).
+    client._registry_client_lazy = _UserRegistryClient(tracking_uri, RegistryRestStore(creds))
     return client
 
 
