@@ -36,14 +36,18 @@ def write_auth_config(workdir: Path, default_permission: str = "NO_PERMISSIONS")
 
 
 def start_basic_auth_server(backend_uri: str, workdir: Path, admin_password: str, *,
-                            port: int | None = None) -> MlflowServer:
-    """Start ``mlflow server --app-name basic-auth`` (served artifacts) and wait for /health."""
+                            port: int | None = None, app_name: str = "basic-auth",
+                            extra_args: list[str] | None = None) -> MlflowServer:
+    """Start ``mlflow server --app-name basic-auth`` (served artifacts) and wait for /health.
+
+    ``app_name``: another app composed with basic-auth (``compress-compare-auth``).
+    """
     config = write_auth_config(workdir)
     os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(config)  # read by the server process (restarts too)
     os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"] = admin_password
     # The auth app's CSRF protection needs a fixed key (the same across restarts).
     os.environ.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_urlsafe(32))
-    return start_mlflow_server(backend_uri, workdir, port=port, extra_args=["--app-name", "basic-auth"])
+    return start_mlflow_server(backend_uri, workdir, port=port, extra_args=["--app-name", app_name, *(extra_args or [])])
 
 
 class AuthAdmin:
