@@ -19,6 +19,7 @@ from typing import Any
 import flask
 from dash import Dash
 
+from dash_app.auth import first_hook
 from dash_app.sessions import Session
 from dash_app.team_source import UserSources
 from mlflow_cc.read.store_health import StoreHealth
@@ -31,7 +32,6 @@ def require_mlflow_sign_in(app: Dash, open_paths: Iterable[str] = ()) -> None:
     """Answer every request of ``app`` as MLflow's basic-auth app would; set the request's user."""
     from mlflow.server.auth import authenticate_request
 
-    server: flask.Flask = app.server
     open_set = frozenset(open_paths)
 
     def _sign_in() -> Any:
@@ -47,7 +47,7 @@ def require_mlflow_sign_in(app: Dash, open_paths: Iterable[str] = ()) -> None:
         flask.g.cc_session = Session(result.username, password)
         return None
 
-    server.before_request_funcs.setdefault(None, []).insert(0, _sign_in)
+    first_hook(app, _sign_in)
 
 
 def own_server_url(environ: dict[str, Any], static_prefix: str) -> str:

@@ -23,15 +23,21 @@ ADMIN = "admin"
 PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "DENY")
 
 
-def write_auth_config(workdir: Path, default_permission: str = "NO_PERMISSIONS") -> Path:
-    """An auth ini with its user database in ``workdir``; returns its path."""
+def write_auth_config(workdir: Path, default_permission: str = "NO_PERMISSIONS",
+                      admin_password: str | None = None) -> Path:
+    """An auth ini with its user database in ``workdir``; returns its path.
+
+    ``admin_password`` is written too when given: older MLflow releases (3.7 included) read it only there.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "basic_auth.ini"
     path.write_text("[mlflow]\n"
                     f"default_permission = {default_permission}\n"
                     f"database_uri = sqlite:///{workdir / 'basic_auth.db'}\n"
                     f"admin_username = {ADMIN}\n"
-                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                    + (f"admin_password = {admin_password}\n" if admin_password else ""))
+    path.chmod(0o600)
     return path
 
 
@@ -42,7 +48,7 @@ def start_basic_auth_server(backend_uri: str, workdir: Path, admin_password: str
 
     ``app_name``: another app composed with basic-auth (``compress-compare-auth``).
     """
-    config = write_auth_config(workdir)
+    config = write_auth_config(workdir, admin_password=admin_password)
     os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(config)  # read by the server process (restarts too)
     os.environ["MLFLOW_AUTH_ADMIN_PASSWORD"] = admin_password
     # The auth app's CSRF protection needs a fixed key (the same across restarts).
