@@ -63,8 +63,12 @@ class AuthAdmin:
         self.url = url.rstrip("/")
         self._auth = (ADMIN, admin_password)
 
-    def _post(self, path: str, payload: dict[str, str]) -> None:
-        resp = requests.post(self.url + path, json=payload, auth=self._auth, timeout=30)
+    def _post(self, path: str, payload: dict[str, str], method: str = "POST",
+              legacy: tuple[str, str, dict[str, str]] | None = None) -> None:
+        """``legacy``: (method, path, payload) of the same call on MLflow before the 3.x permissions API."""
+        resp = requests.request(method, self.url + path, json=payload, auth=self._auth, timeout=30)
+        if resp.status_code == 404 and legacy is not None:
+            resp = requests.request(legacy[0], self.url + legacy[1], json=legacy[2], auth=self._auth, timeout=30)
         if resp.status_code != 200:
             raise RuntimeError(f"{path}: {resp.status_code} {resp.text[:300]}")
 
@@ -77,9 +81,13 @@ class AuthAdmin:
             raise ValueError(f"permission must be one of {PERMISSIONS}")
         self._post("/api/3.0/mlflow/users/permissions/grant",
                    {"username": username, "resource_type": "experiment", "resource_id": experiment_id,
-                    "permission": permission})
+                    "permission": permission},
+                   legacy=("POST", "/api/2.0/mlflow/experiments/permissions/create",
+                           {"experiment_id": experiment_id, "username": username, "permission": permission}))
 
     def revoke_experiment(self, username: str, experiment_id: str) -> None:
         """Take back what :meth:`grant_experiment` gave (the default permission applies again)."""
         self._post("/api/3.0/mlflow/users/permissions/revoke",
-                   {"username": username, "resource_type": "experiment", "resource_id": experiment_id})
+                   {"username": username, "resource_type": "experiment", "resource_id": experiment_id},
+                   legacy=("DELETE", "/api/2.0/mlflow/experiments/permissions/delete",
+                           {"experiment_id": experiment_id, "username": username}))

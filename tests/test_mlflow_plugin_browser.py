@@ -7,7 +7,6 @@ under ``--gunicorn-opts`` with two users who each see only their own experiment.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,25 +88,24 @@ def test_mlflow_ui_and_app_at_one_origin(plain_server: MlflowServer, browser) ->
 @pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MlflowServer, str, str]]:
     work = tmp_path_factory.mktemp("plugin-auth")
-    server = start_basic_auth_server(f"sqlite:///{work / 'mlflow.db'}", work, ADMIN_PW,
-                                     app_name="compress-compare-auth",
+    backend = f"sqlite:///{work / 'mlflow.db'}"
+    # The studies go straight into the server's store first: through basic-auth every request
+    # pays a password hash, and 40 runs take minutes on a busy machine.
+    build_study_shape("alice-study", tracking_uri=backend)
+    build_study_shape("bob-study", tracking_uri=backend, seed=1)
+    client = MlflowClient(backend)
+    alice_exp = client.get_experiment_by_name("alice-study").experiment_id
+    bob_exp = client.get_experiment_by_name("bob-study").experiment_id
+    server = start_basic_auth_server(backend, work, ADMIN_PW, app_name="compress-compare-auth",
                                      extra_args=["--gunicorn-opts", "--timeout 120 --threads 4"])
     try:
         admin = AuthAdmin(server.url, ADMIN_PW)
         for user, pw in (ALICE, BOB):
             admin.create_user(user, pw)
-        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = "admin", ADMIN_PW
-        build_study_shape("alice-study", tracking_uri=server.url)
-        build_study_shape("bob-study", tracking_uri=server.url, seed=1)
-        client = MlflowClient(server.url)
-        alice_exp = client.get_experiment_by_name("alice-study").experiment_id
-        bob_exp = client.get_experiment_by_name("bob-study").experiment_id
         admin.grant_experiment(ALICE[0], alice_exp, "READ")
         admin.grant_experiment(BOB[0], bob_exp, "EDIT")
         yield server, alice_exp, bob_exp
     finally:
-        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
-            os.environ.pop(key, None)
         server.stop(grace_s=5)
 
 
