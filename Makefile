@@ -53,7 +53,7 @@ venvs: install
 
 test: install chromium postgres venvs
 	$(PY) -m pytest -q -p no:cacheprovider tests
-	.venv-mlflow-old/bin/python -m pytest -q -p no:cacheprovider $(OLD_MLFLOW_TESTS)
+	.venv-mlflow-old/bin/python -m pytest -q -p no:cacheprovider -k "not browser" $(OLD_MLFLOW_TESTS)
 
 lint: install
 	$(VENV)/bin/ruff check mlflow_cc dash_app tests examples benchmarks

@@ -9,9 +9,9 @@ server's ``--artifacts-destination``.
 ``mlflow server --app-name compress-compare-auth`` composes it with MLflow's basic-auth app:
 the same users, passwords and permissions. The browser's basic-auth credentials for the
 MLflow UI are sent to the app too (one origin), so signing in to one signs in to both; each
-request is authenticated by MLflow's own ``authenticate_request`` and the app reads as that
-user through MLflow's REST API on the server's own socket, so MLflow decides what the user
-sees and where review flags may be written, exactly as for the MLflow UI.
+request is authenticated by MLflow's own ``authenticate_request``; the app reads the store
+directly but only the experiments MLflow's own rules let that user read, and writes review
+flags through MLflow's REST API as the user (:mod:`dash_app.mlflow_plugin_auth`).
 
 Both work under MLflow's default uvicorn server (an ASGI app: MLflow's FastAPI wrapper of its
 Flask app) and under ``--gunicorn-opts`` (the Flask app), and honour ``--static-prefix``.
@@ -34,7 +34,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from dash_app import store_status
 from dash_app.app import create_app as create_dash_app
-from dash_app.mlflow_plugin_auth import LoopbackUserSources, require_mlflow_sign_in
+from dash_app.mlflow_plugin_auth import StoreUserSources, require_mlflow_sign_in
 from dash_app.serving import (
     ENV_EXPERIMENT,
     ENV_REFRESH_MS,
@@ -108,7 +108,7 @@ def build_plugin_app(path: str, *, auth: bool) -> Dash:
     health = StoreHealth(backend)
     source: Any
     if auth:
-        source = LoopbackUserSources(static, health, ui_url)
+        source = StoreUserSources(backend, static, health, ui_url)
     else:
         client = MlflowClient(backend)
         source = ResilientSource(lambda exp: ExperimentReader(exp, client=client, snapshot=False), client, health,
