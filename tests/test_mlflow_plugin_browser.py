@@ -72,6 +72,7 @@ def test_mlflow_ui_and_app_at_one_origin(plain_server: MlflowServer, browser) ->
     status = _wait_status(app, f"{len(study)} models")
     assert status.startswith("plugin-study: ")
     app.locator("#ov-map .scatterlayer .point").first.wait_for(timeout=MS)
+    app.locator("#ov-scatter .scatterlayer .point").first.wait_for(timeout=MS)
     # A run link in the app opens the run's page in the MLflow UI of this origin.
     app.goto(f"{tracking}/compress-compare/?experiment={exp_id}&sel={study['mag50'][0]}", wait_until="load")
     link = app.locator(f"a[href*='/runs/{study['mag50'][0]}']").first
@@ -123,6 +124,7 @@ def test_basic_auth_users_see_only_their_experiments(auth_server, browser) -> No
         assert _wait_status(app, "models").startswith(f"{name}: ")
         assert app.locator("#cc-user-name").inner_text() == user
         app.locator("#ov-map .scatterlayer .point").first.wait_for(timeout=MS)
+        app.locator("#ov-scatter .scatterlayer .point").first.wait_for(timeout=MS)
         app.screenshot(path=str(_screens() / f"plugin-auth-{user}.png"))
         # The experiment picker lists only what MLflow lets this user read.
         layout = context.request.get(f"{server.url}/compress-compare/_dash-layout").text()
