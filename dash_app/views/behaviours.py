@@ -49,7 +49,12 @@ from dash_app.views.behaviours_grid import (
     _metric_options,
     _rows_response,
 )
-from dash_app.views.generation_rows import ANSWER_ROW_HEIGHT, adapt_columns, status_note
+from dash_app.views.generation_rows import (
+    adapt_columns,
+    changes_title,
+    instance_row_height,
+    status_note,
+)
 from dash_app.views.prologue import require_ready
 from mlflow_cc.track.flags import MODEL_TARGET, instance_target, target_problem
 
@@ -86,7 +91,7 @@ def layout() -> html.Div:
         dcc.Loading(html.Div(id="cmp-beh-grid-wrap", className="cmp-grid-wrap"), type="dot", delay_show=400),
         html.Div(className="cmp-body", style={"marginTop": "8px"}, children=[
             html.Div(className="cmp-side", style={"flex": "1 1 60%"}, children=[
-                html.H4("Most frequent prediction changes (base → model)"),
+                html.H4(changes_title("classification"), id="cmp-beh-changes-title"),
                 html.Div(id="cmp-beh-changes", style={"display": "flex", "flexWrap": "wrap", "gap": "4px 18px"})]),
             html.Div(className="cmp-side", style={"flex": "1 1 40%"}, children=[
                 html.H4("Flags for review"),
@@ -138,6 +143,12 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         if new == state:
             raise PreventUpdate
         return patch_changes(state, new)
+
+    @app.callback(Output("cmp-beh-changes-title", "children"), Input("cmp-beh-ctx", "data"),
+                  prevent_initial_call=True)
+    def changes_heading(bctx: dict[str, Any] | None) -> str:
+        """Answers change for generation outputs, predictions for the others."""
+        return changes_title((bctx or {}).get("kind") or "classification")
 
     @app.callback(Output("cmp-beh-metric", "value", allow_duplicate=True), Input("cmp-beh-metric", "options"),
                   Input("cmp-beh-init", "data"), State("cmp-beh-metric", "value"), prevent_initial_call=True)
@@ -199,8 +210,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             defaultColDef={"resizable": True, "suppressHeaderMenuButton": True, "floatingFilter": False,
                            "suppressMovable": True},
             dashGridOptions={"cacheBlockSize": BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
-                             "headerHeight": 62, "rowHeight": (34 if data.kind == "classification" else
-                                                               ANSWER_ROW_HEIGHT) if rows == "instances" else 30,
+                             "headerHeight": 62, "rowHeight": instance_row_height(data.kind) if rows == "instances" else 30,
                              "getRowId": {"function": "params.data.key"}, "tooltipShowDelay": 300,
                              "animateRows": False},
             style={"height": f"{_grid_height(len(table), rows)}px", "width": "100%"})
@@ -222,7 +232,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         status = ("; ".join(notes)) if notes else ""
         ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
                     "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,
-                    "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged)}
+                    "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged),
+                    "kind": data.kind}
         return grid, ctx_data, options, crumb, undrill, _changes_children(changes, data.kind == "generation"), status
 
     @app.callback(Output({"type": GRID, "key": ALL}, "getRowsResponse"),
