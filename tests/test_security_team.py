@@ -265,3 +265,40 @@ def test_sign_out_button_in_the_browser(store: AuthStore, tmp_path: Path, monkey
     finally:
         chromium.close()
         served.stop()
+
+
+def test_flags_are_removed_with_the_users_own_permissions(make_app: Any, store: AuthStore) -> None:
+    """Removing a flag is checked like writing one: the experiment on screen, then MLflow decides."""
+    from dash_http import remove_flag_call
+
+    from mlflow_cc.track.flags import add_flag
+
+    admin = client_for_user(store.url, "admin", ADMIN_PW)
+
+    def model(exp: str, name: str) -> str:
+        run = admin.create_run(exp, run_name=name, tags={contract.TAG_KIND: contract.KIND_MODEL})
+        admin.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    bobs, alices = model(store.bob_exp, "bob-unflag"), model(store.alice_exp, "alice-unflag")
+    on_bobs, on_alices = add_flag(admin, bobs, "bob's"), add_flag(admin, alices, "alice's")
+
+    def remove(user: tuple[str, str], exp: str, run_id: str, flag_id: str) -> tuple[str, int]:
+        web = make_app()
+        assert _sign_in(web, user).status_code == 302
+        state = outputs(call(web, "ov-state.data", {("ov-url-in", "search"): f"?experiment={exp}&sel={run_id}"}))
+        cmp = outputs(call(web, "cmp-ctx.data", {("ov-state", "data"): state["ov-state"]["data"]}))["cmp-ctx"]["data"]
+        resp = remove_flag_call(web, cmp, run_id, flag_id)
+        return outputs(resp)["cmp-flag-msg"]["children"], resp.status_code
+
+    def flags_on(run_id: str) -> list[str]:
+        return [k for k in admin.get_run(run_id).data.tags if k.startswith(contract.TAG_FLAG_PREFIX)]
+
+    # Bob's screen shows his study: Alice's run is refused before MLflow is asked.
+    assert remove(BOB, store.bob_exp, alices, on_alices.id)[0] == "not removed: not a model of this experiment"
+    # Alice may only read her study: MLflow refuses, she is told so (no callback error).
+    assert remove(ALICE, store.alice_exp, alices, on_alices.id) == (
+        "not removed: MLflow refused the write (PERMISSION_DENIED)", 200)
+    assert flags_on(alices) == [contract.TAG_FLAG_PREFIX + on_alices.id]
+    assert remove(BOB, store.bob_exp, bobs, on_bobs.id) == ("flag removed from the model's MLflow run", 200)
+    assert flags_on(bobs) == []

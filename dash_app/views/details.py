@@ -10,6 +10,7 @@ from dash.exceptions import PreventUpdate
 from dash_app.figures.details import details_figure, value_label
 from dash_app.selection_table import selection_csv, selection_rows
 from dash_app.source import DataSource
+from dash_app.views import details_changes
 from dash_app.views.prologue import require_ready, view_data
 from mlflow_cc.analysis.selection import Explanation, explain_selection, refine
 from mlflow_cc.metric_info import MetricInfo, info_for
@@ -54,6 +55,7 @@ def register(app: Dash, source: DataSource) -> None:
                           "drag a box, or use + Descendants. Their comparison appears here.",
                           className="cc-hint")
         children: list[Any] = [html.H4(f"{len(ids)} model{'s' if len(ids) != 1 else ''} selected")]
+        children.append(details_changes.block(forest, ids))  # what changed, in words
         ex: Explanation | None = explain(forest, ids)
         metrics = primary_metrics(forest, infos, state.get("color"))
         if ex is not None:
