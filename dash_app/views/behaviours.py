@@ -36,6 +36,8 @@ from dash_app.comparison import BehaviourSet, Drill
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
+from dash_app.views import behaviour_flags
+from dash_app.views import behaviours_significance as significance
 from dash_app.views.behaviours_grid import (
     BLOCK,
     GRID,
@@ -67,7 +69,7 @@ def layout() -> html.Div:
         dcc.Store(id="cmp-beh-drill"),
         dcc.Store(id="cmp-beh-pick"),
         dcc.Store(id="cmp-flag-version"),
-        dcc.Interval(id="cmp-flag-interval", interval=3000),
+        dcc.Interval(id="cmp-flag-interval", interval=3000, disabled=True),  # on while shown: behaviour_flags
         html.Div(className="cmp-controls", children=[
             html.Label(["Rows", dcc.RadioItems(id="cmp-beh-rows", options=ROW_OPTIONS, value="classes",
                                                inline=True, className="cc-radio")]),
@@ -79,6 +81,7 @@ def layout() -> html.Div:
             html.Label(["Instances", dcc.Checklist(id="cmp-beh-flagged", inline=True, className="cc-radio",
                                                    options=[{"label": "flagged only", "value": "on"}],
                                                    value=[])]),
+            *significance.controls(),
         ]),
         html.Div(className="cmp-crumb", children=[
             html.Span(id="cmp-beh-crumb", className="cmp-crumb-text"),
@@ -115,6 +118,8 @@ def layout() -> html.Div:
 
 def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     """Callbacks of the Behaviours tab."""
+    significance.register(app)
+    behaviour_flags.register(app, source)
 
     def bset(cmp: dict[str, Any]) -> BehaviourSet:
         return source.comparisons(cmp["experiment"]).behaviours(cmp["base"], [m["run_id"] for m in cmp["models"]])
@@ -166,9 +171,10 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                   Output("cmp-beh-status", "children"),
                   Input("cmp-ctx", "data"), Input("cmp-beh-rows", "value"), Input("cmp-beh-metric", "value"),
                   Input("cmp-beh-rel", "value"), Input("cmp-beh-flagged", "value"), Input("cmp-beh-drill", "data"),
+                  Input("cmp-beh-sig", "value"), Input("cmp-beh-alpha", "value"),
                   State("cmp-beh-ctx", "data"), State("ov-state", "data"))
     def build_grid(cmp: dict[str, Any] | None, rows: str, metric: str, rel: str, flagged: list[str],
-                   drill_text: str | None, current: dict[str, Any] | None,
+                   drill_text: str | None, sig_on: list[str] | None, alpha: str | None, current: dict[str, Any] | None,
                    state: dict[str, Any] | None) -> tuple[Any, ...]:
         """A fresh grid for what the rows now mean; the header summaries and the changes panel."""
         if not cmp:
@@ -182,7 +188,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         if metric not in metrics:
             metric = metrics[0]
         drill = _drill(drill_text) if rows == "instances" else None
-        key = _grid_key(cmp, rows, metric, rel, drill.text() if drill else None, bool(flagged))
+        level = significance.sig.parse_level(alpha)
+        key = _grid_key(cmp, rows, metric, rel, drill.text() if drill else None, bool(flagged), bool(sig_on), level)
         if current and current.get("key") == key:
             raise PreventUpdate
         relative = rel == "rel"
@@ -199,6 +206,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                                   preview_kind=data.preview_kind() if rows == "instances" else None)
         if rows == "instances" and data.kind != "classification":
             columns = adapt_columns(columns, data.kind)  # prompt, reference, answers with marked words
+        significance.decorate_columns(columns, data, rows, metric, level, relative)
+        shown = significance.shown_rows(data, rows, metric, level, bool(sig_on), len(table))
         sort, filters = _initial_sort_filter(state, current, key)
         for col in columns:
             for col_id, ascending in sort:
@@ -210,10 +219,10 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             defaultColDef={"resizable": True, "suppressHeaderMenuButton": True, "floatingFilter": False,
                            "suppressMovable": True},
             dashGridOptions={"cacheBlockSize": BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
-                             "headerHeight": 62, "rowHeight": instance_row_height(data.kind) if rows == "instances" else 30,
+                             "headerHeight": 78, "rowHeight": instance_row_height(data.kind) if rows == "instances" else 30,
                              "getRowId": {"function": "params.data.key"}, "tooltipShowDelay": 300,
                              "animateRows": False},
-            style={"height": f"{_grid_height(len(table), rows)}px", "width": "100%"})
+            style={"height": f"{_grid_height(shown, rows)}px", "width": "100%"})
         what = fig.ROW_LABELS[rows]
         crumb: Any = f"{what} rows · {fig.metric_label(metric)} · {'relative to base' if relative else 'absolute'}"
         undrill = hidden
@@ -229,11 +238,12 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             notes.insert(0, "this dataset has no subgroup attributes (meta_<name> columns of its instances)")
         if status_note(data.kind, rows, data.subgroup_attributes()):
             notes.insert(0, status_note(data.kind, rows, data.subgroup_attributes()))
+        notes[:0] = significance.status_notes(bool(sig_on), rows, shown, level)
         status = ("; ".join(notes)) if notes else ""
         ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
                     "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,
                     "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged),
-                    "kind": data.kind}
+                    "kind": data.kind, "significant": bool(sig_on), "level": level}
         return grid, ctx_data, options, crumb, undrill, _changes_children(changes, data.kind == "generation"), status
 
     @app.callback(Output({"type": GRID, "key": ALL}, "getRowsResponse"),
@@ -381,5 +391,5 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             line = f"{names.get(f.run_id, f.run_id)} · {what}: {f.note} — {f.user}, {f.time}"
             if needle and needle not in line.lower():
                 continue
-            items.append(html.Li(line, className="cmp-flag-item"))
+            items.append(behaviour_flags.item(line, f))
         return items or [html.Li("no flags yet" if not needle else "no flags match", className="cmp-muted")]

@@ -47,6 +47,8 @@ class Capture:
     ``eval_set``). ``weights_exclude``: fnmatch patterns of tensors summarized but not stored.
     ``sample_above``/``sample_size``: weights of more elements are stored as a fixed sample of
     that many values (the same positions for every model; ``sample_above=None``: all in full).
+    ``log_model``: also log the model itself (``mlflow.pytorch.log_model``, an MLflow 3 logged model
+    linked to the run; see :mod:`mlflow_cc.torch.logged_model`).
     """
 
     eval_set: EvalSet | None = None
@@ -63,6 +65,7 @@ class Capture:
     sample_size: int = artifacts.SAMPLE_SIZE
     latency_runs: int = 10
     progress: bool = True
+    log_model: bool = False
     _dataset_runs: dict[str, str] = field(default_factory=dict, repr=False)
 
     def log(self, model_run: ModelRun, model: nn.Module) -> dict[str, float]:
@@ -87,6 +90,10 @@ class Capture:
                        activation_cap=self.activation_cap, seed=self.seed,
                        weights_exclude=self.weights_exclude, sample_above=self.sample_above,
                        sample_size=self.sample_size)
+        if self.log_model:
+            from mlflow_cc.torch.logged_model import log_pytorch_model
+
+            log_pytorch_model(model_run, model)
         return metrics
 
     def log_outputs(self, model_run: ModelRun, outputs: dict[str, np.ndarray]) -> None:

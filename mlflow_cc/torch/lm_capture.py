@@ -91,4 +91,8 @@ class LMCapture(Capture):
                        activation_instances=self.activation_instances, activation_cap=self.activation_cap,
                        seed=self.seed, weights_exclude=self.weights_exclude, sample_above=self.sample_above,
                        sample_size=self.sample_size)
+        if self.log_model:
+            from mlflow_cc.torch.logged_model import log_pytorch_model
+
+            log_pytorch_model(model_run, model)
         return metrics
