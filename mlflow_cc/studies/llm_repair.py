@@ -76,16 +76,17 @@ def build(tracking_uri: str | None = None, *, experiment: str = EXPERIMENT,
         for sparsity in sparsities:
             for exclude in ([], ["norm"]):
                 words = f"{'per-layer' if method == 'local_magnitude' else 'global'} {sparsity:.0%}"
-                _, run = prune(model, base, sparsity=sparsity, method=method, exclude_types=exclude,
-                               exclude_names=TIED, capture=capture,
-                               name=f"{words}, norms {'kept' if exclude else 'pruned'}")
+                # [1]: the run only; the pruned copy (with its masks, 3x the model) is dropped at once
+                run = prune(model, base, sparsity=sparsity, method=method, exclude_types=exclude,
+                            exclude_names=TIED, capture=capture,
+                            name=f"{words}, norms {'kept' if exclude else 'pruned'}")[1]
                 label = f"{method} {sparsity:.0%} {'excluding' if exclude else 'including'} norms"
                 results[label] = _metrics(run)
-    _, run = prune(model, base, sparsity=0.5, method="2:4", exclude_types=["norm"], exclude_names=TIED,
-                   capture=capture, name="2:4 semi-structured, norms kept")
+    run = prune(model, base, sparsity=0.5, method="2:4", exclude_types=["norm"], exclude_names=TIED,
+                capture=capture, name="2:4 semi-structured, norms kept")[1]
     results["2:4 semi-structured"] = _metrics(run)
-    _, run = quantize(model, base, method="weight_only", exclude_names=["lm_head"], capture=capture,
-                      name="int8 weight-only")
+    run = quantize(model, base, method="weight_only", exclude_names=["lm_head"], capture=capture,
+                   name="int8 weight-only")[1]
     results["int8 weight-only"] = _metrics(run)
     return results
 
