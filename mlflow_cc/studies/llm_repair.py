@@ -15,6 +15,8 @@ whole words; the model answers in sentences, so exact match is near 0 for every 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 from collections.abc import Callable
 from typing import Any
 
@@ -92,5 +94,16 @@ def build(tracking_uri: str | None = None, *, experiment: str = EXPERIMENT,
 
 
 def _metrics(run: cc.ModelRun) -> dict[str, float]:
+    _release_memory()
     data = run.client.get_run(run.run_id).data.metrics
     return {k: round(data[k], 4) for k in ("answer_accuracy", "f1", "reference_nll", "sparsity")}
+
+
+def _release_memory() -> None:
+    """Hand the freed model copies back to the system (glibc keeps freed heap memory otherwise: the
+    resident size grew to 5-7 GB over the study's 15 models of 0.5 GB)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
