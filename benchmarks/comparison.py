@@ -51,6 +51,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,9 @@ from mlflow_cc.artifacts import log_dataset, log_layers, log_outputs, summarize_
 from mlflow_cc.track.tracking import derive_model, log_base_model
 
 BLOCK = 100
+#: Bumped when log_behaviour_models writes something else (cached stores are rebuilt).
+STORE_VERSION = 1
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "mlflow-cc-bench"
 
 
 def log_model_runs(uri: str, experiment: str, models: int) -> tuple[str, list[str]]:
@@ -103,6 +107,34 @@ def log_behaviour_models(uri: str, instances: int, models: int) -> tuple[str, li
         noisy = logits + rng.normal(0, 0.3 * k, logits.shape).astype(np.float32)
         log_outputs(run_id, ids, noisy, labels, dataset="bench", dataset_run_id=dataset, client=client)
     return exp_id, run_ids
+
+
+def cached_behaviour_store(cache: Path, instances: int, models: int) -> tuple[str, str, list[str]]:
+    """The behaviours store for these sizes, built once under ``cache`` and reused: (uri, exp id, run ids).
+
+    A folder per (instances, models, generator version); ``ready.json`` is written last, so a
+    build cut short is started again.
+    """
+    folder = cache / f"behaviours-v{STORE_VERSION}-i{instances}-m{models}"
+    ready = folder / "ready.json"
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    if ready.is_file():
+        doc = json.loads(ready.read_text())
+        return uri, doc["experiment_id"], doc["run_ids"]
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    cwd = os.getcwd()
+    os.chdir(folder)  # mlflow's default artifact root is relative to the working directory
+    try:
+        t = time.perf_counter()
+        exp_id, run_ids = log_behaviour_models(uri, instances, models)
+        print(f"built {instances} x {models} outputs in {time.perf_counter() - t:.0f}s under {folder}",
+              file=sys.stderr)
+    finally:
+        os.chdir(cwd)
+    ready.write_text(json.dumps({"experiment_id": exp_id, "run_ids": run_ids}))
+    return uri, exp_id, run_ids
 
 
 def _first_page_request(exp_id: str, run_ids: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -266,6 +298,9 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=12)
     parser.add_argument("--params", type=int, default=25_000_000)
     parser.add_argument("--cold-repeats", type=int, default=3, help="Fresh processes timing the cold first page.")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE),
+                        help="Where the behaviours store is built once per (instances, models) and reused.")
+    parser.add_argument("--no-layers", action="store_true", help="Skip the Layers part (no layers_* keys).")
     parser.add_argument("--cold-child", nargs=3, metavar=("URI", "EXP_ID", "RUN_IDS"), help=argparse.SUPPRESS)
     parser.add_argument("--layers-child", nargs=2, metavar=("URI", "RUN_IDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -276,13 +311,16 @@ def main() -> None:
         layers_child(args.layers_child[0], args.layers_child[1].split(","))
         return
     result: dict[str, object] = {"instances": args.instances, "models": args.models}
+    uri, exp_id, run_ids = cached_behaviour_store(Path(args.cache_dir), args.instances, args.models)
+    result.update(bench_behaviours(uri, exp_id, run_ids))
+    result.update(bench_cold(uri, exp_id, run_ids, args.cold_repeats))
+    print(f"behaviours: {result}", file=sys.stderr)
+    if args.no_layers:
+        print(json.dumps(result))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-comparison-") as tmp:
         os.chdir(tmp)  # mlflow's default artifact root is relative to the working directory
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
-        exp_id, run_ids = log_behaviour_models(uri, args.instances, args.models)
-        result.update(bench_behaviours(uri, exp_id, run_ids))
-        result.update(bench_cold(uri, exp_id, run_ids, args.cold_repeats))
-        print(f"behaviours: {result}", file=sys.stderr)
         layer_ids, total = log_layer_models(uri, args.models, args.params)
         result["params_per_model"] = total
         child = subprocess.run([sys.executable, __file__, "--layers-child", uri, ",".join(layer_ids)],
