@@ -109,7 +109,7 @@ def test_lean_paging_crosses_pages(mlflow_server, experiment_name: str) -> None:
     client = MlflowClient(mlflow_server.url)
     exp = client.create_experiment(experiment_name)
     ids = build_random_forest(client, exp, 25, seed=5)
-    search = RestRunSearch(host_creds(mlflow_server.url), page_size=7)
+    search = RestRunSearch(host_creds(mlflow_server.url), page_size=7, first_page=2)
     got = [r.run_id for r in search.search(exp)]
     assert sorted(got) == sorted(ids) and len(got) == len(set(got))
     newest = max(r.start_time for r in search.search(exp))

@@ -174,13 +174,16 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
 
     warnings.extend(_break_cycles(by_id))
 
-    for n in sorted(by_id.values(), key=_order_key):
+    ordered = sorted(by_id.values(), key=_order_key)
+    roots: list[str] = []
+    for n in ordered:
         if n.parent_id is not None:
             by_id[n.parent_id].children.append(n.run_id)
+        else:
+            roots.append(n.run_id)
         if n.is_failed:
             reason = f": {n.failure_reason}" if n.failure_reason else ""
             warnings.append(LineageWarning("failed", n.run_id, f"{n.name} {n.status.lower()}{reason}"))
-    roots = [n.run_id for n in sorted(by_id.values(), key=_order_key) if n.parent_id is None]
     forest = Forest(by_id, roots, warnings)
     for root in roots:  # depths, iteratively (trees can be deep)
         stack = [(root, 0)]
