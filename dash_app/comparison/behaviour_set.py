@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from dash_app.comparison.preview_index import PreviewIndex
 from mlflow_cc.analysis.behaviour_columns import ids_to_arrow
+from mlflow_cc.analysis.behaviour_kinds import instance_text_columns
 from mlflow_cc.analysis.behaviour_runs import load_compared_outputs
 from mlflow_cc.analysis.behaviours import (
     Behaviours,
@@ -79,6 +80,11 @@ class BehaviourSet:
         return self.behaviours.instance_metrics if self.behaviours is not None else []
 
     @property
+    def kind(self) -> str:
+        """The outputs kind compared ("classification", "generation", "regression", "embedding")."""
+        return getattr(self.behaviours, "kind", "classification")
+
+    @property
     def compared(self) -> list[str]:
         """Models that have outputs (the base first)."""
         return self.behaviours.models if self.behaviours is not None else []
@@ -129,6 +135,18 @@ class BehaviourSet:
                                   "name": (agg["attribute"].astype(str) + ": " + agg["value"].astype(str))
                                   if len(agg) else pd.Series(dtype=object),
                                   "count": agg["count"].astype(np.int64)})
+        elif self.kind != "classification":  # --- gen-kinds: answers as text (a table computed in full)
+            agg = b.instances
+            rows = self._drill_mask(drill)
+            if rows is not None:
+                agg = agg.loc[rows]
+            labels = agg["label"].to_numpy()
+            frame = pd.DataFrame({"key": agg["instance_id"].astype(str).to_numpy(), "label": labels,
+                                  "name": self._names(labels)})
+            for i in range(len(self.models)):
+                frame[f"p{i}"] = np.nan  # no class predictions
+            for name, values in instance_text_columns(b, agg, self.models).items():
+                frame[name] = values
         else:  # one column per model of this metric only, straight from the computed arrays
             rows = self._drill_mask(drill)
             keys = self._keys()

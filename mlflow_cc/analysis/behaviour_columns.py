@@ -8,6 +8,8 @@ and computes a metric's column for every model on first use, the models in a sma
 thread pool (numpy releases the GIL), then caches it. The aligned arrays a metric
 function gets (:class:`ModelArrays`: logits, softmax, log-softmax) are built per model
 for that computation and dropped after, except the base's, which every metric needs.
+:func:`join_dataset` joins the dataset's columns to the base's instances (by position when
+they are the same instances in the same order, checked in Arrow).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,6 +69,50 @@ def ids_to_arrow(ids: np.ndarray) -> pa.Array:
             data = chars[chars != 0]  # row-major: each id's characters, ids in order
             return pa.LargeStringArray.from_buffers(len(ids), pa.py_buffer(offsets), pa.py_buffer(data))
     return pa.array(np.asarray(ids, dtype=object), pa.large_string())
+
+
+def join_dataset(ids: np.ndarray, labels: np.ndarray, dataset: pd.DataFrame | None) -> dict[str, Any]:
+    """The instance table's first columns: ``instance_id``, the dataset's ``label_name`` and ``meta_*``
+    joined by id, and ``label`` (``labels``, filled in place from the dataset's where unknown).
+
+    A dataset with the base's instances in the base's order (the usual case, checked in Arrow)
+    lends its columns as they are.
+    """
+    n = len(ids)
+    table: dict[str, Any] = {"instance_id": ids}
+    if dataset is not None and len(dataset):
+        rows = _dataset_rows(dataset["instance_id"], ids)
+        found = rows >= 0
+        if "label" in dataset.columns:
+            ds_labels = pd.to_numeric(dataset["label"], errors="coerce").fillna(-1).to_numpy(np.int64)
+            fill = found & (labels < 0)
+            labels[fill] = ds_labels[rows[fill]]
+        same_order = bool(found.all()) and np.array_equal(rows, np.arange(n))
+        for col in [c for c in dataset.columns if c == "label_name" or c.startswith("meta_")]:
+            if same_order:
+                table[col] = dataset[col].reset_index(drop=True)
+            else:
+                values = dataset[col].to_numpy(object)[np.where(found, rows, 0)]
+                table[col] = pd.Series(np.where(found, values, None), dtype=object)
+    table["label"] = labels
+    return table
+
+
+def _dataset_rows(dataset_ids: pd.Series, ids: np.ndarray) -> np.ndarray:
+    """For each base instance, its row in the dataset (-1: not there); same order is checked in Arrow."""
+    n = len(ids)
+    if len(dataset_ids) == n:
+        try:
+            theirs = pa.array(dataset_ids, pa.large_string())
+            if isinstance(theirs, pa.ChunkedArray):
+                theirs = theirs.combine_chunks()
+            same = theirs.equals(ids_to_arrow(ids))
+        except (pa.ArrowException, TypeError, ValueError):
+            same = False
+        if same:
+            return np.arange(n)
+    index = pd.Index(np.asarray(dataset_ids.astype(str), dtype=object))
+    return index.get_indexer(np.asarray(ids, dtype=object).astype(str))
 
 
 def align(out: Outputs, ids: np.ndarray, index: Callable[[], pd.Index]) -> Alignment:
@@ -210,6 +257,32 @@ class LazyModelArrays(ModelArrays):
     def log_probs(self) -> np.ndarray:  # type: ignore[override]
         shifted, exp = self._shifted
         return shifted - np.log(exp.sum(axis=1, keepdims=True))
+
+
+class TableColumns:
+    """Per-model values read from a wide table computed in full by the caller (the other outputs kinds)."""
+
+    def __init__(self, table: pd.DataFrame, keys: Sequence[str]) -> None:
+        self._table = table
+        self.keys = list(keys)
+
+    def values(self, metric: str, key: str) -> np.ndarray:
+        col = f"{metric}{SEP}{key}"
+        if col not in self._table.columns:
+            return np.full(len(self._table), np.nan)
+        return self._table[col].to_numpy(np.float64)
+
+    def predictions(self, key: str) -> np.ndarray:
+        return self.values("prediction", key)
+
+    def valid(self, key: str) -> np.ndarray:
+        return ~np.isnan(self.predictions(key))
+
+    def compute(self, metric: str) -> None:
+        """Nothing to do: every column is in the table."""
+
+    def arrays(self, key: str) -> ModelArrays:
+        raise NotImplementedError("a precomputed table has no aligned arrays")
 
 
 def subset(arrays: ModelArrays, rows: np.ndarray) -> ModelArrays:

@@ -41,13 +41,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from mlflow_cc.analysis.behaviour_columns import (
     ModelColumns,
+    TableColumns,
     align,
     dense,
-    ids_to_arrow,
+    join_dataset,
     subset,
 )
 from mlflow_cc.analysis.behaviour_metrics import (
@@ -73,6 +73,7 @@ __all__ = [
     "Page",
     "column",
     "compare_behaviours",
+    "join_dataset",
     "page",
     "register_metric",
     "registered_metrics",
@@ -83,6 +84,20 @@ __all__ = [
 
 
 
+
+
+class _WideTable:
+    """The ``instances`` field: the table given to the constructor, or built from the columns when read."""
+
+    SLOT = "_instances_given"
+
+    def __get__(self, obj: Behaviours | None, owner: type | None = None) -> pd.DataFrame | None:
+        if obj is None:
+            return None  # the field's default
+        return obj.instance_table(False)
+
+    def __set__(self, obj: Behaviours, value: pd.DataFrame | None) -> None:
+        obj.__dict__[self.SLOT] = value
 
 
 @dataclass
@@ -99,9 +114,8 @@ class Behaviours:
     base: str
     models: list[str]  # model keys in column order, base first
     metrics: dict[str, BehaviourMetric]
-    #: The base's instances: ``instance_id`` (str array), ``label`` (int64), ``label_name``, ``meta_*``.
-    base_columns: dict[str, Any]
-    columns: ModelColumns
+    #: Given when the caller computed the whole table (the other outputs kinds); else built when read.
+    instances: pd.DataFrame | None = _WideTable()  # type: ignore[assignment]
     class_names: list[str] = field(default_factory=list)
     #: Per model: instances of the base the model lacks, and instances it has that the base lacks.
     missing: dict[str, int] = field(default_factory=dict)
@@ -112,7 +126,20 @@ class Behaviours:
     unavailable: dict[str, str] = field(default_factory=dict)
     #: The dataset (instances, class names, previews) when it was loaded from the store.
     dataset: DatasetInfo | None = None
+    #: The base's instances: ``instance_id`` (str array), ``label`` (int64), ``label_name``, ``meta_*``.
+    base_columns: dict[str, Any] | None = None
+    #: Where per-model values come from: computed on demand, or read from a given ``instances``.
+    columns: ModelColumns | TableColumns | None = None
     _tables: dict[bool, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.columns is None:  # the caller computed the whole table
+            table = self.__dict__.get(_WideTable.SLOT)
+            if table is None:
+                raise TypeError("Behaviours needs either instances or columns")
+            self.columns = TableColumns(table, self.models)
+            if self.base_columns is None:
+                self.base_columns = {c: table[c].to_numpy() for c in table.columns if SEP not in c}
 
     @property
     def instance_metrics(self) -> list[str]:
@@ -145,11 +172,6 @@ class Behaviours:
         """(N,) float64 predictions of ``model`` aligned to the base (NaN where it lacks the instance)."""
         return self.columns.predictions(model)
 
-    @property
-    def instances(self) -> pd.DataFrame:
-        """The whole per-instance table (every metric of every model), built on first use."""
-        return self.instance_table(False)
-
     def metric_columns(self, metric: str | None = None) -> list[str]:
         """The ``<metric>|<model>`` columns, of one metric or of all per-instance metrics."""
         names = [metric] if metric else self.instance_metrics
@@ -158,13 +180,16 @@ class Behaviours:
     def instance_table(self, relative: bool = False) -> pd.DataFrame:
         """The per-instance table; ``relative``: metric columns minus the base's (model - base)."""
         if relative not in self._tables:  # computed once
-            cols = dense(self.columns, self.instance_metrics)
+            table = self.__dict__.get(_WideTable.SLOT)
+            if table is None:
+                table = pd.DataFrame({**self.base_columns, **dense(self.columns, self.instance_metrics)})
             if relative:
+                table = table.copy()
                 for metric in self.instance_metrics:
                     base_values = self.values(metric, self.base)
                     for key in self.models:
-                        cols[column(metric, key)] = self.values(metric, key) - base_values
-            self._tables[relative] = pd.DataFrame({**self.base_columns, **cols})
+                        table[column(metric, key)] = self.values(metric, key) - base_values
+            self._tables[relative] = table
         return self._tables[relative]
 
     def overall(self, relative: bool = False) -> pd.DataFrame:
@@ -298,26 +323,14 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
     optional ``label_name``, ``meta_*``), joined by id; its labels fill in where the
     base's outputs have none. ``metrics``: names of registered metrics (default all).
     """
+    if base.kind != "classification":  # generation, regression, embedding: their own metrics
+        from mlflow_cc.analysis.behaviour_kinds import compare_kind_behaviours
+        return compare_kind_behaviours(base, models, base_key=base_key, dataset=dataset, metrics=metrics)
     chosen = {n: _REGISTRY[n] for n in (metrics or _REGISTRY)}
     ids = np.asarray(base.instance_ids)
     n = len(ids)
     labels = np.asarray(base.labels, dtype=np.int64).copy()
-    table: dict[str, Any] = {"instance_id": ids}
-    if dataset is not None and len(dataset):
-        rows = _dataset_rows(dataset["instance_id"], ids)
-        found = rows >= 0
-        everywhere = bool(found.all())
-        if "label" in dataset.columns:
-            ds_labels = pd.to_numeric(dataset["label"], errors="coerce").fillna(-1).to_numpy(np.int64)
-            fill = found & (labels < 0)
-            labels[fill] = ds_labels[rows[fill]]
-        for col in [c for c in dataset.columns if c == "label_name" or c.startswith("meta_")]:
-            if everywhere and np.array_equal(rows, np.arange(n)):  # same order: the column as it is
-                table[col] = dataset[col].reset_index(drop=True)
-            else:
-                values = dataset[col].to_numpy(object)[np.where(found, rows, 0)]
-                table[col] = np.where(found, values, None)
-    table["label"] = labels
+    table = join_dataset(ids, labels, dataset)
     names = list(class_names or [])
     if "label_name" not in table and names:
         table["label_name"] = np.array([names[c] if 0 <= c < len(names) else None for c in labels], dtype=object)
@@ -348,23 +361,6 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
     columns = ModelColumns(base_key, outputs, alignments, labels, chosen)
     return Behaviours(base=base_key, models=keys, metrics=chosen, base_columns=table, columns=columns,
                       class_names=names, missing=missing, extra=extra, notes=notes)
-
-
-def _dataset_rows(dataset_ids: pd.Series, ids: np.ndarray) -> np.ndarray:
-    """For each base instance, its row in the dataset (-1: not there); same order is checked in Arrow."""
-    n = len(ids)
-    if len(dataset_ids) == n:
-        try:
-            theirs = pa.array(dataset_ids, pa.large_string())
-            if isinstance(theirs, pa.ChunkedArray):
-                theirs = theirs.combine_chunks()
-            same = theirs.equals(ids_to_arrow(ids))
-        except (pa.ArrowException, TypeError, ValueError):
-            same = False
-        if same:
-            return np.arange(n)
-    index = pd.Index(np.asarray(dataset_ids.astype(str), dtype=object))
-    return index.get_indexer(np.asarray(ids, dtype=object).astype(str))
 
 
 def _wide_to_models(row: pd.Series, result: Behaviours) -> pd.DataFrame:
