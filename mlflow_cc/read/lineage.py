@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from mlflow_cc.read.op_words import default_model_name
@@ -194,8 +195,8 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
     return forest
 
 
-def _order_key(n: ModelNode) -> tuple[Any, ...]:
-    return (n.start_time, n.run_id)
+#: Siblings and roots in start order (the run id breaks ties); attrgetter runs in C.
+_order_key = attrgetter("start_time", "run_id")
 
 
 def _break_cycles(by_id: dict[str, ModelNode]) -> list[LineageWarning]:

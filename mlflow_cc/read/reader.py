@@ -31,7 +31,13 @@ from mlflow_cc.errors import MlflowCCError
 from mlflow_cc.metric_info import MetricInfo, parse_experiment_tags
 from mlflow_cc.read.lineage import Forest, LineageWarning, ModelNode, build_forest
 from mlflow_cc.read.rest_search import RestRunSearch, RunFields, client_host_creds
-from mlflow_cc.read.snapshot import Snapshot, SnapshotStore, node_record, user_identity
+from mlflow_cc.read.snapshot import (
+    Snapshot,
+    SnapshotStore,
+    gc_paused,
+    node_record,
+    user_identity,
+)
 
 #: Runs per search_runs page.
 PAGE_SIZE = 1000
@@ -155,7 +161,7 @@ class ExperimentReader:
     # -- public ------------------------------------------------------------------
     def forest(self) -> Forest:
         """The forest, fetched in full the first time and cached after."""
-        with self._lock:
+        with self._lock, gc_paused():  # tens of thousands of nodes: no collection passes meanwhile
             if self._forest is None and not self._open_from_snapshot():
                 self._full_fetch()
             assert self._forest is not None
@@ -163,7 +169,7 @@ class ExperimentReader:
 
     def refresh(self) -> Forest:
         """Fetch only what changed (new or still-running runs) and rebuild the forest."""
-        with self._lock:
+        with self._lock, gc_paused():
             if self._forest is None or time.monotonic() - self._last_full > self.full_every_s:
                 self._full_fetch()
             else:

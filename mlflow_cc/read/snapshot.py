@@ -193,8 +193,10 @@ class SnapshotStore:
 
 
 _FIELD_SET = frozenset(NODE_FIELDS)
-_FIELD_TYPES = (("run_id", str), ("name", str), ("status", str), ("start_time", int), ("op_params", dict),
-                ("inputs", list), ("metrics", dict), ("params", dict), ("tags", dict))
+_KEYS, _VALUES = ("run_id", "name", "status", "start_time", "op_params", "inputs", "metrics", "params", "tags"), \
+    (str, str, str, int, dict, list, dict, dict, dict)
+#: What build_forest fills in; a node from a snapshot starts with these.
+_DERIVED = {"external": False, "parent_id": None, "depth": 0}
 
 
 def _node(rec: dict[str, Any], experiment_id: str) -> ModelNode:
@@ -202,10 +204,14 @@ def _node(rec: dict[str, Any], experiment_id: str) -> ModelNode:
         raise ValueError("node record has unexpected fields")
     if rec["experiment_id"] != experiment_id:
         raise ValueError("node from another experiment")
-    for k, t in _FIELD_TYPES:
-        if not isinstance(rec[k], t):
-            raise TypeError(f"node record {rec.get('run_id')!r} has fields of the wrong type")
-    return ModelNode(**rec)
+    if not all(map(isinstance, map(rec.__getitem__, _KEYS), _VALUES)):
+        raise TypeError(f"node record {rec.get('run_id')!r} has fields of the wrong type")
+    # The dataclass's __init__ without its per-field Python: a reopen builds tens of thousands.
+    node = object.__new__(ModelNode)
+    node.__dict__.update(rec)
+    node.__dict__.update(_DERIVED)
+    node.children = []
+    return node
 
 
 def _nonfinite_text(value: float) -> str:
