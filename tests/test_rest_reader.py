@@ -154,3 +154,19 @@ def test_reader_over_lean_path_reports_a_store_gone(tmp_path: Path, monkeypatch:
         reader.refresh()
     assert is_unreachable(exc.value)
     assert len(reader.last_forest) == 5  # what was read is kept
+
+
+def test_snapshot_keeps_nonfinite_metrics_and_refuses_bad_nodes(tmp_path: Path) -> None:
+    from mlflow_cc.read.lineage import ModelNode
+    from mlflow_cc.read.snapshot import Snapshot, SnapshotStore
+
+    store = SnapshotStore(tmp_path)
+    nodes = [ModelNode("a", "a", "1", metrics={"x": float("nan"), "y": 1.0}),
+             ModelNode("b", "b", "1", metrics={"x": 1e308, "y": 1e308}),
+             ModelNode("c", "c", "1", metrics={"z": -float("inf"), "w": float("inf")}, tags={"k": "v"})]
+    path = store.save("http://h", "1", "", Snapshot(nodes, {}, 3))
+    loaded = store.load("http://h", "1", "")
+    assert [_nan_free(n.metrics) for n in loaded.nodes] == [_nan_free(n.metrics) for n in nodes]
+    assert loaded.nodes[2].tags == {"k": "v"} and loaded.nodes[2].children == [] and not loaded.nodes[2].external
+    path.write_bytes(path.read_bytes().replace(b'"name":"b"', b'"name":7'))
+    assert store.load("http://h", "1", "") is None and not path.exists()  # refused, removed

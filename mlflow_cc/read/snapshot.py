@@ -60,7 +60,8 @@ NODE_FIELDS = ("run_id", "name", "experiment_id", "declared_parent_id", "operati
 
 def node_record(node: ModelNode) -> dict[str, Any]:
     """The stored fields of a node (also used to tell whether a refetched run changed)."""
-    return {f: getattr(node, f) for f in NODE_FIELDS}
+    fields = node.__dict__
+    return {f: fields[f] for f in NODE_FIELDS}
 
 
 def user_identity(client: MlflowClient) -> str:
@@ -156,8 +157,8 @@ class SnapshotStore:
         """Write atomically; returns the path, or None when the folder is not writable."""
         path = self.path(self.key(tracking_uri, experiment_id, user))
         records = [node_record(n) for n in snapshot.nodes]
-        nonfinite = [i for i, rec in enumerate(records)
-                     if not all(math.isfinite(v) for v in rec["metrics"].values())]
+        # A sum is finite when every term is (an overflow only sends a node down the exact path).
+        nonfinite = [i for i, rec in enumerate(records) if not math.isfinite(sum(rec["metrics"].values()))]
         for i in nonfinite:
             records[i]["metrics"] = {k: v if math.isfinite(v) else _nonfinite_text(v)
                                      for k, v in records[i]["metrics"].items()}
