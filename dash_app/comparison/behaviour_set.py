@@ -301,5 +301,6 @@ def load_behaviour_set(client: MlflowClient, base: str, run_ids: Sequence[str],
         loaded.base, loaded.models, base_key=base,
         dataset=dataset.instances if dataset is not None else None,
         class_names=dataset.class_names if dataset is not None else None)
-    previews = PreviewIndex(client, loaded.dataset_run_id) if dataset is not None and loaded.dataset_run_id else None
+    previews = (PreviewIndex(client, loaded.dataset_run_id, dataset.previews_path)
+                if dataset is not None and loaded.dataset_run_id else None)
     return BehaviourSet(base, models, behaviours, loaded.unavailable, dataset, preview_index=previews)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -31,9 +32,11 @@ KEEP_GROUPS = 16
 class PreviewIndex:
     """(kind, value) previews of a dataset run's instances, by id."""
 
-    def __init__(self, client: MlflowClient, dataset_run_id: str) -> None:
+    def __init__(self, client: MlflowClient, dataset_run_id: str, path: Path | None = None) -> None:
+        """``path``: the previews file when already known (:attr:`DatasetInfo.previews_path`)."""
         self._client = client
         self._run_id = dataset_run_id
+        self._path = path
         self._lock = threading.Lock()
         self._loaded = False
         self._file: pq.ParquetFile | None = None
@@ -72,7 +75,7 @@ class PreviewIndex:
             return
         self._loaded = True
         try:
-            path = artifact_path(self._client, self._run_id, contract.ARTIFACT_DATASET_PREVIEWS)
+            path = self._path or artifact_path(self._client, self._run_id, contract.ARTIFACT_DATASET_PREVIEWS)
             pf = pq.ParquetFile(path)
             missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
             if missing:
