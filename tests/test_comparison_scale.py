@@ -117,3 +117,26 @@ def test_models_share_the_base_arrays_and_pages_show_previews(sqlite_uri: str, e
     assert shown["x08999"] == ("text", "text of x08999") and shown["x00000"] == ("text", "text of x00000")
     assert all(shown[key] == ("text", f"text of {key}") for key in keys) and "not-an-id" not in shown
     assert PreviewIndex(client, runs[0]).lookup(["x00000"]) == {}  # a run without previews: none, no error
+
+
+def test_metrics_computed_in_row_blocks_equal_whole_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlflow_cc.analysis.behaviour_columns as columns
+
+    rng = np.random.default_rng(4)
+    n, k = 1_000, 5
+    ids = [f"i{j}" for j in range(n)]
+    labels = rng.integers(-1, k, n)  # some unknown labels
+    base = _outputs(ids, rng.normal(size=(n, k)), labels)
+    logits = rng.normal(size=(n, k))
+    logits[7] = np.nan
+    order = rng.permutation(n)[: n - 30]
+    models = {"same": _outputs(ids, logits, labels),
+              "shuffled": _outputs([ids[j] for j in order], logits[order], labels[order])}
+    monkeypatch.setattr(columns, "CHUNK_ROWS", 10**9)
+    whole = compare_behaviours(base, models)
+    monkeypatch.setattr(columns, "CHUNK_ROWS", 37)
+    blocks = compare_behaviours(base, models)
+    for metric in whole.instance_metrics:
+        for key in whole.models:
+            np.testing.assert_allclose(blocks.values(metric, key), whole.values(metric, key), rtol=1e-6,
+                                       err_msg=f"{metric} {key}")

@@ -34,6 +34,8 @@ from mlflow_cc.artifacts import Outputs
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 #: Aligned arrays of non-base models kept for per-group metrics and prediction changes.
 KEEP_ARRAYS = 2
+#: Rows per block when a built-in metric is computed (a block's arrays stay in the CPU's cache).
+CHUNK_ROWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -185,13 +187,24 @@ class ModelColumns:
             base = self.arrays(self.base)
             n = self.n
 
+            # The built-in metrics are row-wise: computed over blocks of rows that stay in the CPU's
+            # cache (no model-sized temporaries). A registered metric gets whole arrays, as documented.
+            blocks = ([slice(i, i + CHUNK_ROWS) for i in range(0, n, CHUNK_ROWS)]
+                      if spec.fn.__module__ == ModelArrays.__module__ and n > CHUNK_ROWS else [slice(None)])
+
             def one(key: str) -> tuple[str, np.ndarray]:
-                model = base if key == self.base else self._build(key)
-                values = np.asarray(spec.fn(base, model), dtype=np.float64)
-                if values.shape != (n,):
-                    raise ValueError(f"metric {metric!r} returned shape {values.shape}, expected ({n},)")
+                values = np.empty(n, np.float64)
+                for rows in blocks:
+                    if key == self.base:
+                        b = m = base if rows == slice(None) else self._build(key, rows)
+                    else:
+                        b, m = (base if rows == slice(None) else RowBlock(base, rows)), self._build(key, rows)
+                    got = np.asarray(spec.fn(b, m), dtype=np.float64)
+                    if got.shape != (len(m.valid),):
+                        raise ValueError(f"metric {metric!r} returned shape {got.shape}, expected ({n},)")
+                    values[rows] = got
                 if not self._align[key].all_valid:
-                    values = np.where(model.valid, values, np.nan)
+                    values = np.where(self._align[key].valid, values, np.nan)
                 return key, values
 
             if len(todo) > 1 and WORKERS > 1:
@@ -216,18 +229,20 @@ class ModelColumns:
                 del self._arrays[k]
         return built
 
-    def _build(self, key: str) -> ModelArrays:
+    def _build(self, key: str, rows: slice = slice(None)) -> ModelArrays:
+        """Model ``key``'s arrays for the base's rows ``rows`` (all by default)."""
         a, out = self._align[key], self._outputs[key]
-        n, k = self.n, out.logits.shape[1]
+        valid, labels = a.valid[rows], self.labels[rows]
+        n, k = len(labels), out.logits.shape[1]
         if len(out.instance_ids) == 0:
             logits = np.full((n, k), np.nan, np.float32)
         elif a.rows is None:
-            logits = np.asarray(out.logits, dtype=np.float32)  # no copy: read-only use below
+            logits = np.asarray(out.logits[rows], dtype=np.float32)  # no copy: read-only use below
         else:
-            logits = np.array(np.asarray(out.logits)[a.rows], dtype=np.float32)
-            logits[~a.valid] = np.nan
-        preds = self.predictions(key) if len(out.instance_ids) else np.full(n, np.nan)
-        return LazyModelArrays(self.labels, preds, logits, a.valid)
+            logits = np.array(np.asarray(out.logits)[a.rows[rows]], dtype=np.float32)
+            logits[~valid] = np.nan
+        preds = self.predictions(key)[rows] if len(out.instance_ids) else np.full(n, np.nan)
+        return LazyModelArrays(labels, preds, logits, valid)
 
 
 class LazyModelArrays(ModelArrays):
@@ -283,6 +298,24 @@ class TableColumns:
 
     def arrays(self, key: str) -> ModelArrays:
         raise NotImplementedError("a precomputed table has no aligned arrays")
+
+
+class RowBlock(ModelArrays):
+    """Rows ``rows`` (a slice) of another :class:`ModelArrays`; its softmax is sliced from the whole one's."""
+
+    def __init__(self, whole: ModelArrays, rows: slice) -> None:
+        for name in ("labels", "predictions", "logits", "valid"):
+            object.__setattr__(self, name, getattr(whole, name)[rows])
+        object.__setattr__(self, "_whole", whole)
+        object.__setattr__(self, "_rows", rows)
+
+    @property
+    def probs(self) -> np.ndarray:  # type: ignore[override]
+        return self._whole.probs[self._rows]
+
+    @property
+    def log_probs(self) -> np.ndarray:  # type: ignore[override]
+        return self._whole.log_probs[self._rows]
 
 
 def subset(arrays: ModelArrays, rows: np.ndarray) -> ModelArrays:
