@@ -134,9 +134,8 @@ def test_metrics_computed_in_row_blocks_equal_whole_arrays(monkeypatch: pytest.M
               "shuffled": _outputs([ids[j] for j in order], logits[order], labels[order])}
     monkeypatch.setattr(columns, "CHUNK_ROWS", 10**9)
     whole = compare_behaviours(base, models)
+    expected = {(metric, key): whole.values(metric, key) for metric in whole.instance_metrics for key in whole.models}
     monkeypatch.setattr(columns, "CHUNK_ROWS", 37)
     blocks = compare_behaviours(base, models)
-    for metric in whole.instance_metrics:
-        for key in whole.models:
-            np.testing.assert_allclose(blocks.values(metric, key), whole.values(metric, key), rtol=1e-6,
-                                       err_msg=f"{metric} {key}")
+    for (metric, key), values in expected.items():
+        np.testing.assert_allclose(blocks.values(metric, key), values, rtol=1e-6, err_msg=f"{metric} {key}")
