@@ -73,6 +73,8 @@ class BehaviourSet:
                                                                   repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _key_series: pd.Series | None = field(default=None, repr=False)
+    #: Paired significance per (metric, level): see dash_app.comparison.significance_set.
+    _significance: dict[tuple[str, float], pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @property
     def metrics(self) -> list[str]:

@@ -160,7 +160,10 @@ class ModelColumns:
         if hit is None:
             a, out = self._align[key], self._outputs[key]
             preds = np.asarray(out.predictions)
-            hit = preds.astype(np.float64) if a.rows is None else preds[a.rows].astype(np.float64)
+            if not len(preds):
+                hit = np.full(self.n, np.nan)
+            else:
+                hit = preds.astype(np.float64) if a.rows is None else preds[a.rows].astype(np.float64)
             if not a.all_valid:
                 hit[~a.valid] = np.nan
             with self._lock:
