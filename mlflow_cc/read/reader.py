@@ -16,6 +16,7 @@ of paging through every run again.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -38,6 +39,7 @@ from mlflow_cc.read.snapshot import (
     node_record,
     user_identity,
 )
+from mlflow_cc.read.user_client import call_as
 
 #: Runs per search_runs page.
 PAGE_SIZE = 1000
@@ -137,7 +139,8 @@ class ExperimentReader:
         self.client = client or MlflowClient(tracking_uri)
         creds = client_host_creds(self.client) if lean else None
         #: The lean REST search on an http(s) store (None: the client's search_runs).
-        self.rest = RestRunSearch(creds) if creds is not None else None
+        self.rest = (RestRunSearch(creds, call=functools.partial(call_as, self.client))
+                     if creds is not None else None)
         self.tracking_uri = self.client.tracking_uri
         self.experiment_id, self.experiment_name = resolve_experiment(self.client, experiment)
         self.full_every_s = full_every_s

@@ -101,8 +101,12 @@ class RestRunSearch:
     """
 
     def __init__(self, creds: MlflowHostCreds | Callable[[], MlflowHostCreds], *,
-                 page_size: int = REST_PAGE_SIZE, first_page: int = FIRST_PAGE) -> None:
+                 page_size: int = REST_PAGE_SIZE, first_page: int = FIRST_PAGE,
+                 call: Callable[[Callable[[], Any]], Any] | None = None) -> None:
+        """``call(fn)``: how a request is made (default ``fn()``); a per-user client's reader passes
+        one that runs it as that user (:func:`~mlflow_cc.read.user_client.call_as`)."""
         self._creds = creds if callable(creds) else (lambda: creds)
+        self._call = call or (lambda fn: fn())
         self.page_size = page_size
         self.first_page = min(first_page, page_size)
 
@@ -137,7 +141,7 @@ class RestRunSearch:
         def work() -> None:
             try:
                 t = time.perf_counter()
-                doc = self._fetch(body)
+                doc = self._call(lambda: self._fetch(body))
                 future.set_result((doc, time.perf_counter() - t))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
                 future.set_exception(exc)
