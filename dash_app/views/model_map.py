@@ -19,9 +19,10 @@ from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
 from dash_app.figures.hover import hover_texts
-from dash_app.figures.overview import map_figure_for, map_layout_for
+from dash_app.figures.overview import dense_pick, map_figure_for, map_layout_for
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
+from dash_app.views import find
 from dash_app.views.prologue import require_ready
 from mlflow_cc.analysis.map_layout import MapLayout
 from mlflow_cc.read.lineage import Forest
@@ -53,6 +54,8 @@ def layout(first: tuple[Any, str] | None = None, view: dict[str, Any] | None = N
             html.Button("Expand selected", id="ov-expand"),
             html.Button("Focus subtree", id="ov-focus"),
             html.Button("Show all", id="ov-unfocus"),
+            html.Span(className="cc-sep"),
+            find.layout(),
         ]),
         dcc.Store(id="ov-map-drawn", data=[view, version] if first is not None else None),
         dcc.Store(id="ov-sel-shown"),
@@ -115,6 +118,7 @@ def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str]:
 # The map goes first: the scatterplot (thousands of points) is asked for once the map's
 # figure is on its way (``ov-map-drawn``), so the browser draws the map meanwhile.
 def register(app: Dash, source: DataSource) -> None:
+    find.register(app, source)
 
     @app.callback(Output("ov-map", "figure"), Output("ov-map-info", "children"),
                   Output("ov-map-drawn", "data"),
@@ -163,6 +167,10 @@ def register(app: Dash, source: DataSource) -> None:
         excluded = st.excluded_ids(forest, state.get("filters"))
         ids: list[str] = event.get("ids") or []
         state = dict(state)
+        if event.get("range") or event.get("cell"):  # the scatterplot's density layer
+            picked = dense_pick(forest, source.metric_info(state["experiment"]), state, event)
+            state["sel"] = st.pick(state.get("sel") or [], picked, bool(event.get("shift")), excluded, forest)
+            return state
         expand = [i.split(":", 1)[1] for i in ids if i.startswith("expand:")]
         if expand and event.get("kind") == "click":
             state["expand"] = list(dict.fromkeys((state.get("expand") or []) + expand))
