@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+import plotly.io as pio
 from dash import (
     ClientsideFunction,
     Dash,
@@ -14,6 +16,7 @@ from dash import (
     ctx,
     dcc,
     html,
+    no_update,
 )
 from dash.exceptions import PreventUpdate
 
@@ -100,6 +103,11 @@ def selection_only(source: DataSource, drawn: list[Any] | None, state: dict[str,
     return same_layout(layout_of(source, forest, drawn[0]), layout_of(source, forest, state))
 
 
+def figure_digest(fig: Any) -> str:
+    """A short digest of what a figure draws (equal digests: the browser's figure needs no redraw)."""
+    return hashlib.blake2b(pio.to_json(fig, validate=False).encode(), digest_size=12).hexdigest()
+
+
 def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str]:
     """The map figure for ``state`` and its one-line summary."""
     forest = source.forest(state["experiment"])
@@ -134,7 +142,11 @@ def register(app: Dash, source: DataSource) -> None:
         if selection_only(source, drawn, state, version):
             raise PreventUpdate
         fig, info = draw(source, state)
-        return fig, info, [state, version]
+        digest = figure_digest(fig)
+        if drawn and len(drawn) > 2 and drawn[2] == digest:
+            # e.g. a refresh whose new runs or metrics are all collapsed away: nothing to redraw
+            return no_update, no_update, [state, version, digest]
+        return fig, info, [state, version, digest]
 
     # Clicks, column headers and boxes of both plots change the selection in the browser at once
     # and write it into ov-state (assets/overview.js); the badge of a collapsed subtree comes

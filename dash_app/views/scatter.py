@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Dash, Input, Output, Patch, State, dcc, html
+from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
@@ -16,7 +16,7 @@ from dash_app.figures.overview import (
     scatter_needs_hover,
 )
 from dash_app.source import DataSource
-from dash_app.views.model_map import hover_of
+from dash_app.views.model_map import figure_digest, hover_of
 from dash_app.views.prologue import require_ready, view_data
 
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
@@ -54,7 +54,10 @@ def register(app: Dash, source: DataSource) -> None:
         fig = scatter_figure_for(forest, infos, state, hover)
         dense = scatter_is_dense(forest, state)
         ring = next((i for i, t in enumerate(fig.data) if t.name == "selected"), None)
-        return fig, [*key, ring if dense else None]
+        digest = figure_digest(fig)
+        if mine and len(mine) > 3 and mine[3] == digest:
+            return no_update, [*key, mine[2], digest]  # a refresh that changes nothing drawn here
+        return fig, [*key, ring if dense else None, digest]
 
     @app.callback(Output("ov-scatter", "figure", allow_duplicate=True), Input("ov-state", "data"),
                   State("ov-scatter-drawn", "data"), prevent_initial_call=True)
