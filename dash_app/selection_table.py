@@ -26,7 +26,8 @@ def selection_rows(forest: Forest, ids: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _cell(v: Any) -> Any:
+def spreadsheet_safe(v: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a leading formula character gets a quote."""
     if isinstance(v, str) and v.startswith(FORMULA_START):
         return "'" + v
     return v
@@ -42,5 +43,5 @@ def selection_csv(forest: Forest, ids: Sequence[str], links: Mapping[str, str] |
     w.writeheader()
     for r in rows:
         r["mlflow_url"] = (links or {}).get(r["run_id"], "")
-        w.writerow({k: _cell(r.get(k, "")) for k in fields})
+        w.writerow({k: spreadsheet_safe(r.get(k, "")) for k in fields})
     return buf.getvalue()

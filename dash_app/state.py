@@ -1,7 +1,7 @@
 """The Compression Overview's view state and how user actions change it (pure, no Dash).
 
 The state is a plain JSON dict (it lives in a ``dcc.Store`` and in the URL):
-``experiment`` (id), ``layout`` ("operation"|"step"), ``color``/``size``/``x``/``y``
+``experiment`` (id), ``layout`` (one of :data:`LAYOUTS`), ``color``/``size``/``x``/``y``
 (metric names), ``sel`` (selected run ids), ``filters`` ({metric: [lo, hi] or None}),
 ``focus`` (run id or None), ``expand``/``collapse`` (run ids overriding automatic
 collapsing).
@@ -9,11 +9,11 @@ collapsing).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from mlflow_cc.analysis.whatif import outside_budgets
 from mlflow_cc.read.lineage import Forest
 
 #: The Performance Comparison's keys (dash_app/views/comparison.py): the app tab, the base, its
@@ -23,7 +23,11 @@ CMP_TEXT_KEYS = ("tab", "base", "ctab", "rows", "metric", "rel", "bsort", "bfilt
                  "lshow", "lsort", "lpat", "lview")
 CMP_LIST_KEYS = ("open",)
 LIST_KEYS = ("sel", "expand", "collapse", *CMP_LIST_KEYS)
-TEXT_KEYS = ("experiment", "layout", "color", "size", "x", "y", "focus", *CMP_TEXT_KEYS)
+#: Map layouts: columns by operation, by step; x by start time, by end time (analysis/time_layout.py).
+LAYOUTS = ("operation", "step", "time", "time_end")
+#: The What-if panel's budget and quality metrics (dash_app/views/whatif.py).
+WHATIF_KEYS = ("weff", "wq")
+TEXT_KEYS = ("experiment", "layout", "color", "size", "x", "y", "focus", *CMP_TEXT_KEYS, *WHATIF_KEYS)
 
 
 def empty_state() -> dict[str, Any]:
@@ -62,7 +66,7 @@ def parse_query(search: str | None) -> dict[str, Any]:
     for key in TEXT_KEYS:
         if q.get(key):
             out[key] = q[key][-1]
-    if out.get("layout") not in (None, "operation", "step"):
+    if out.get("layout") not in (None, *LAYOUTS):
         del out["layout"]
     for key in LIST_KEYS:
         vals = [v for raw in q.get(key, []) for v in raw.split(",") if v]
@@ -102,17 +106,7 @@ def to_query(state: dict[str, Any]) -> str:
 
 def excluded_ids(forest: Forest, filters: dict[str, Any] | None) -> set[str]:
     """Models outside a budget: a metric out of its range, or missing a budgeted metric."""
-    active = {m: r for m, r in (filters or {}).items() if r}
-    if not active:
-        return set()
-    out: set[str] = set()
-    for rid, n in forest.nodes.items():
-        for m, (lo, hi) in active.items():
-            v = n.metrics.get(m)
-            if v is None or math.isnan(v) or not lo <= v <= hi:
-                out.add(rid)
-                break
-    return out
+    return outside_budgets(forest, filters)
 
 
 def pick(current: Iterable[str], picked: Iterable[str], additive: bool, excluded: set[str],

@@ -19,8 +19,9 @@ import re
 from typing import Final
 
 #: Bumped when the meaning of a key changes. The reader accepts runs without it
-#: (plain MLflow runs) and any version <= this one.
-SCHEMA_VERSION: Final = 1
+#: (plain MLflow runs) and any version <= this one. Version 2: ``outputs.parquet`` holds one of
+#: :data:`OUTPUT_KINDS` (version-1 outputs, without the kind, are classification outputs).
+SCHEMA_VERSION: Final = 2
 
 PREFIX: Final = "mlflow_cc."
 
@@ -47,6 +48,8 @@ TAG_FAILURE: Final = PREFIX + "failure_reason"
 TAG_DATASET: Final = PREFIX + "dataset"
 #: Run id of the dataset run that holds the dataset's shared previews/metadata.
 TAG_DATASET_RUN: Final = PREFIX + "dataset_run_id"
+#: What the run's outputs artifact holds: one of :data:`OUTPUT_KINDS` (also in the file's metadata).
+TAG_OUTPUT_KIND: Final = PREFIX + "output_kind"
 #: Prefix of review flags: ``mlflow_cc.flag.<id>`` = JSON {"target", "note", "user", "time"}.
 TAG_FLAG_PREFIX: Final = PREFIX + "flag."
 
@@ -94,6 +97,15 @@ ARTIFACT_ACTIVATIONS: Final = ARTIFACT_ROOT + "/layers/activations.safetensors"
 ARTIFACT_DATASET_INSTANCES: Final = ARTIFACT_ROOT + "/dataset/instances.parquet"
 #: On a dataset run: previews (instance_id, kind "image"|"text", value: PNG base64 or text).
 ARTIFACT_DATASET_PREVIEWS: Final = ARTIFACT_ROOT + "/dataset/previews.parquet"
+
+# --- outputs kinds (outputs.parquet, schema version 2) --------------------------
+#: ``classification``: label, prediction, logits; ``generation``: prompt, generated text, references,
+#: teacher-forced reference scores; ``regression``: prediction and target values; ``embedding``: a vector.
+OUTPUT_KINDS: Final = ("classification", "generation", "regression", "embedding")
+OUTPUTS_SCHEMA_VERSION: Final = 2
+#: Parquet schema metadata keys of ``outputs.parquet`` (absent in version-1 files: classification).
+OUTPUTS_META_KIND: Final = PREFIX + "output_kind"
+OUTPUTS_META_VERSION: Final = PREFIX + "outputs_schema_version"
 
 KIND_MODEL: Final = "model"
 KIND_DATASET: Final = "dataset"

@@ -71,3 +71,25 @@ def iter_browser() -> Iterator[Browser]:
         yield b
     finally:
         b.close()
+
+
+#: True once Plotly has the point with this customdata under the pointer in a graph (by the id of
+#: its dcc.Graph): a click then picks it. Evaluated with ``[graph, customdata]``.
+HOVERED = """([graph, cd]) => {
+  const g = document.querySelector('#' + graph + ' .js-plotly-plot');
+  return !!(g && (g._hoverdata || []).some(p => p.customdata === cd
+    || (Array.isArray(p.customdata) && p.customdata[0] === cd)));
+}"""
+
+
+def watched_page(browser: Browser, init_script: str, timeout_s: float, **context: Any) -> tuple[Any, Any, list[str]]:
+    """A page in a fresh context (``context``: Playwright's new_context options) with
+    ``init_script`` and ``timeout_s`` as its default; the list collects console errors and page errors."""
+    ctx = browser.browser.new_context(**context)
+    pg = ctx.new_page()
+    pg.set_default_timeout(timeout_s * 1000)
+    pg.add_init_script(init_script)
+    errors: list[str] = []
+    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    return pg, ctx, errors

@@ -17,6 +17,7 @@ from cachetools import LRUCache
 from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
+from mlflow_cc.analysis.behaviour_kinds import instance_text_columns
 from mlflow_cc.analysis.behaviour_runs import load_compared_outputs
 from mlflow_cc.analysis.behaviours import (
     Behaviours,
@@ -122,6 +123,11 @@ class BehaviourSet:
         return self.behaviours.instance_metrics if self.behaviours is not None else []
 
     @property
+    def kind(self) -> str:
+        """The outputs kind compared ("classification", "generation", "regression", "embedding")."""
+        return getattr(self.behaviours, "kind", "classification")
+
+    @property
     def compared(self) -> list[str]:
         """Models that have outputs (the base first)."""
         return self.behaviours.models if self.behaviours is not None else []
@@ -183,6 +189,10 @@ class BehaviourSet:
             for i, run_id in enumerate(self.models):
                 col = column("prediction", run_id)
                 frame[f"p{i}"] = agg[col].to_numpy() if col in agg.columns else np.nan
+            if getattr(b, "kind", "classification") != "classification":  # --- gen-kinds: answers as text
+                for name, values in instance_text_columns(b, agg, self.models).items():
+                    frame[name] = values
+                frame[[f"p{i}" for i in range(len(self.models))]] = np.nan  # no class predictions
         base_values = agg[column(metric, b.base)].to_numpy(np.float64)
         for i, run_id in enumerate(self.models):
             col = column(metric, run_id)

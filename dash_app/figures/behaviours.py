@@ -17,8 +17,14 @@ import pandas as pd
 #: Words for the built-in metrics; registered metrics show their own name.
 METRIC_LABELS = {"correct": "correctness", "flip": "prediction change rate", "confidence": "confidence on true label",
                  "logit_mse": "logit MSE", "kl": "KL divergence"}
+#: Metrics of generation, regression and embedding outputs (see mlflow_cc.analysis.behaviour_kinds).
+METRIC_LABELS.update({"exact_match": "exact match", "f1": "token F1", "answer_changed": "answer change rate",
+                      "nll": "reference NLL", "perplexity": "reference perplexity",
+                      "divergence": "next-token divergence", "abs_error": "absolute error",
+                      "signed_error": "signed error", "prediction_change": "prediction change",
+                      "cosine_to_base": "cosine to base", "l2_to_base": "distance to base"})
 #: Metrics whose values are fractions in [0, 1], shown as percentages.
-FRACTION_METRICS = frozenset({"correct", "flip", "confidence"})
+FRACTION_METRICS = frozenset({"correct", "flip", "confidence", "exact_match", "f1", "answer_changed"})
 ROW_LABELS = {"classes": "class", "subgroups": "subgroup", "instances": "instance"}
 MODEL_COLUMN_WIDTH = 150
 #: Digits kept in row payloads (the browser draws bars, a few digits suffice).

@@ -260,7 +260,7 @@ def _node_labels(forest: Forest, layout: MapLayout, enc: Encoding, selected: set
         textfont={"size": 10, "color": "#2b3440", "shadow": "1px 1px 1px #fff, -1px -1px 1px #fff, "
                                                            "1px -1px 1px #fff, -1px 1px 1px #fff"},
         marker={"size": _arr([enc.node_px(forest.nodes[r]) for r in ids]).round(1), "opacity": 0},
-        hoverinfo="skip", showlegend=False, name="node labels")
+        customdata=ids, hoverinfo="skip", showlegend=False, name="node labels")
 
 
 def _size_legend(enc: Encoding, infos: Mapping[str, MetricInfo]) -> list[go.Scatter]:

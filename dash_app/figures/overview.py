@@ -5,6 +5,7 @@ Used by the views and by ``benchmarks/overview.py`` (which times exactly this).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,7 +16,8 @@ from dash_app.figures.encoding import Encoding
 from dash_app.figures.hover import hover_texts
 from dash_app.figures.model_map import map_figure
 from dash_app.figures.scatter import FULL_HOVER_MAX, axis_for, scatter_figure
-from dash_app.state import excluded_ids
+from dash_app.figures.time_map import time_map_figure
+from dash_app.state import LAYOUTS, excluded_ids
 from mlflow_cc.analysis.map_layout import DEFAULT_BUDGET, MapLayout, layout_forest
 from mlflow_cc.analysis.pareto import pareto_front
 from mlflow_cc.metric_info import MetricInfo, info_for
@@ -32,10 +34,11 @@ def map_layout_for(forest: Forest, infos: Mapping[str, MetricInfo], state: Mappi
     color = state.get("color")
     sel = state.get("sel") or ()
     return layout_forest(
-        forest, "step" if state.get("layout") == "step" else "operation", budget=budget,
+        forest, state.get("layout") if state.get("layout") in LAYOUTS else "operation", budget=budget,
         expand=state.get("expand") or (), collapse=state.get("collapse") or (),
         reveal=sel if len(sel) <= REVEAL_MAX else (), focus=state.get("focus") or None, metric=color,
-        higher_is_better=info_for(infos, color).higher_is_better if color else True)
+        higher_is_better=info_for(infos, color).higher_is_better if color else True,
+        now_ms=time.time() * 1000.0)
 
 
 def front_ids(forest: Forest, infos: Mapping[str, MetricInfo], x: str | None, y: str | None,
@@ -52,8 +55,9 @@ def map_figure_for(forest: Forest, infos: Mapping[str, MetricInfo], state: Mappi
                    hover: Mapping[str, str], layout: MapLayout) -> go.Figure:
     """The Model Map for ``state`` (``hover`` needs only the laid-out models)."""
     enc = Encoding.build(forest, infos, state.get("color"), state.get("size"))
-    return map_figure(forest, layout, enc, infos, hover, set(state.get("sel") or ()),
-                      excluded_ids(forest, state.get("filters")))
+    draw = time_map_figure if layout.time is not None else map_figure  # by time: a date axis
+    return draw(forest, layout, enc, infos, hover, set(state.get("sel") or ()),
+                excluded_ids(forest, state.get("filters")))
 
 
 def scatter_figure_for(forest: Forest, infos: Mapping[str, MetricInfo], state: Mapping[str, Any],

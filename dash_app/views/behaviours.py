@@ -49,6 +49,7 @@ from dash_app.views.behaviours_grid import (
     _metric_options,
     _rows_response,
 )
+from dash_app.views.generation_rows import ANSWER_ROW_HEIGHT, adapt_columns, status_note
 from dash_app.views.prologue import require_ready
 from mlflow_cc.track.flags import MODEL_TARGET, instance_target, target_problem
 
@@ -138,6 +139,16 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             raise PreventUpdate
         return patch_changes(state, new)
 
+    @app.callback(Output("cmp-beh-metric", "value", allow_duplicate=True), Input("cmp-beh-metric", "options"),
+                  Input("cmp-beh-init", "data"), State("cmp-beh-metric", "value"), prevent_initial_call=True)
+    def metric_in_options(options: list[dict[str, Any]] | None, done: bool | None, value: str | None) -> str:
+        """Show the metric the grid uses when the chosen one is not compared (another outputs kind);
+        only once the URL's metric is in the control (so it never overrides the URL's)."""
+        values = [o["value"] for o in options or []]
+        if not done or not values or value in values:
+            raise PreventUpdate
+        return values[0]
+
     @app.callback(Output("cmp-beh-grid-wrap", "children"), Output("cmp-beh-ctx", "data"),
                   Output("cmp-beh-metric", "options"), Output("cmp-beh-crumb", "children"),
                   Output("cmp-beh-undrill", "style"), Output("cmp-beh-changes", "children"),
@@ -175,6 +186,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                                   summaries=data.summaries(metric, relative),
                                   higher_is_better=data.higher_is_better(metric), scale=scale, base_scale=base_scale,
                                   preview_kind=data.preview_kind() if rows == "instances" else None)
+        if rows == "instances" and data.kind != "classification":
+            columns = adapt_columns(columns, data.kind)  # prompt, reference, answers with marked words
         sort, filters = _initial_sort_filter(state, current, key)
         for col in columns:
             for col_id, ascending in sort:
@@ -186,7 +199,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             defaultColDef={"resizable": True, "suppressHeaderMenuButton": True, "floatingFilter": False,
                            "suppressMovable": True},
             dashGridOptions={"cacheBlockSize": BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
-                             "headerHeight": 62, "rowHeight": 34 if rows == "instances" else 30,
+                             "headerHeight": 62, "rowHeight": (34 if data.kind == "classification" else
+                                                               ANSWER_ROW_HEIGHT) if rows == "instances" else 30,
                              "getRowId": {"function": "params.data.key"}, "tooltipShowDelay": 300,
                              "animateRows": False},
             style={"height": f"{_grid_height(len(table), rows)}px", "width": "100%"})
@@ -203,11 +217,13 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                  if m["run_id"] in data.unavailable]
         if rows == "subgroups" and not data.subgroup_attributes():
             notes.insert(0, "this dataset has no subgroup attributes (meta_<name> columns of its instances)")
+        if status_note(data.kind, rows, data.subgroup_attributes()):
+            notes.insert(0, status_note(data.kind, rows, data.subgroup_attributes()))
         status = ("; ".join(notes)) if notes else ""
         ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
                     "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,
                     "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged)}
-        return grid, ctx_data, options, crumb, undrill, _changes_children(changes), status
+        return grid, ctx_data, options, crumb, undrill, _changes_children(changes, data.kind == "generation"), status
 
     @app.callback(Output({"type": GRID, "key": ALL}, "getRowsResponse"),
                   Output("ov-state", "data", allow_duplicate=True),
@@ -277,6 +293,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         table = data.table(bctx["rows"], bctx["metric"], bctx["relative"], Drill.parse(bctx.get("drill")))
         names = {f"v{i}": m.get("full_name", m["name"]) for i, m in enumerate(cmp["models"])}
         names.update({f"p{i}": f"prediction: {m.get('full_name', m['name'])}" for i, m in enumerate(cmp["models"])})
+        names.update({f"t{i}": f"answer: {m.get('full_name', m['name'])}" for i, m in enumerate(cmp["models"])})
         frame = table.rename(columns=names)
         suffix = "relative" if bctx["relative"] else "absolute"
         return dcc.send_data_frame(frame.to_csv, f"behaviours-{bctx['rows']}-{bctx['metric']}-{suffix}.csv",

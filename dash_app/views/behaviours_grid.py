@@ -14,6 +14,8 @@ from dash import (
 from dash_app.comparison import BehaviourSet, Drill
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
+from dash_app.views.generation_rows import add_answers
+from mlflow_cc import contract
 from mlflow_cc.analysis.behaviours import registered_metrics
 from mlflow_cc.track.flags import Flag
 
@@ -29,9 +31,11 @@ ROW_OPTIONS = [{"label": "classes", "value": "classes"}, {"label": "subgroups", 
 
 
 def _metric_options() -> list[dict[str, str]]:
-    """Every registered per-instance metric (registered before the app starts)."""
-    return [{"label": fig.metric_label(name), "value": name}
-            for name, spec in registered_metrics().items() if spec.per_instance]
+    """Every registered per-instance metric of every outputs kind (registered before the app starts):
+    a metric named in the URL is an option before the compared models' kind is known."""
+    names = dict.fromkeys(name for kind in contract.OUTPUT_KINDS for name, spec in registered_metrics(kind).items()
+                          if spec.per_instance)
+    return [{"label": fig.metric_label(name), "value": name} for name in names]
 
 
 def _drill(data: Any) -> Drill | None:
@@ -82,6 +86,8 @@ def _rows_response(source: DataSource, bctx: dict[str, Any], request: dict[str, 
     class_names = data.behaviours.class_names if data.behaviours is not None else []
     rows = fig.rows_payload(result.rows, len(bctx["run_ids"]), mode=bctx["rows"], class_names=class_names,
                             previews=previews, flags=flag_notes)
+    if bctx["rows"] == "instances" and data.kind != "classification":
+        add_answers(rows, result.rows, len(bctx["run_ids"]))  # answers with the words changed vs the base
     return {"rowData": rows, "rowCount": result.total}
 
 
@@ -94,13 +100,14 @@ def _class_label(data: BehaviourSet, value: str) -> str:
     return names[i] if 0 <= i < len(names) and names[i] != value else value
 
 
-def _changes_children(changes: list[dict[str, Any]]) -> list[Any]:
+def _changes_children(changes: list[dict[str, Any]], wide: bool = False) -> list[Any]:
+    """The changes panel; ``wide``: answers (generation) get wider columns and the full pair as a tooltip."""
     out: list[Any] = []
     for model in changes:
-        items = [html.Li([html.Span(c["pair"], className="cmp-change-pair"),
+        items = [html.Li([html.Span(c["pair"], className="cmp-change-pair", title=c["pair"]),
                           html.Span(f"{c['count']} ({c['share']})", className="cmp-muted")])
                  for c in model["items"]] or [html.Li("no changed predictions", className="cmp-muted")]
-        out.append(html.Div(style={"minWidth": "170px", "maxWidth": "220px"}, children=[
+        out.append(html.Div(style={"minWidth": "170px", "maxWidth": "360px" if wide else "220px"}, children=[
             html.Div(model["name"], className="cmp-change-model", title=model["title"]),
             html.Ul(items, className="cmp-changes")]))
     return out or [html.Span("only the base is selected", className="cmp-muted")]

@@ -27,7 +27,7 @@ from mlflow.exceptions import MlflowException
 from dash_app import state as st
 from dash_app.figures.encoding import default_metrics
 from dash_app.source import DataSource
-from dash_app.views import details, filters, model_map, scatter
+from dash_app.views import details, filters, model_map, scatter, whatif
 from dash_app.views.prologue import require_ready
 from mlflow_cc.errors import MlflowCCError
 from mlflow_cc.read.lineage import Forest
@@ -116,15 +116,19 @@ def layout(source: DataSource) -> html.Div:
                                                options=metric_opts, value=state.get("color"))]),
             html.Label(["Size", dcc.Dropdown(id="ov-size", clearable=False, className="cc-dd",
                                              options=metric_opts, value=state.get("size"))]),
-            html.Label(["Columns", dcc.RadioItems(
+            html.Label(["Layout", dcc.RadioItems(
                 id="ov-layout", value=state.get("layout") or "operation", inline=True, className="cc-radio",
                 options=[{"label": "by operation", "value": "operation"},
-                         {"label": "by step", "value": "step"}])]),
+                         {"label": "by step", "value": "step"},
+                         # x = time (analysis/time_layout.py)
+                         {"label": "by start time", "value": "time"},
+                         {"label": "by end time", "value": "time_end"}])]),
         ]),
         html.Div(id="ov-status", className="cc-status", children=status or "reading the experiment…"),
         html.Div(className="cc-main", children=[
             html.Div(className="cc-left", children=[model_map.layout(first_map, view, version)]),
             html.Div(className="cc-right", children=[scatter.layout(), filters.layout(),
+                                                     whatif.layout(),  # the What-if panel
                                                      details.layout()]),
         ]),
     ])
@@ -226,3 +230,4 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     scatter.register(app, source)
     filters.register(app, source)
     details.register(app, source)
+    whatif.register(app, source)

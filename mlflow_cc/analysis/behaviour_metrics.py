@@ -1,4 +1,9 @@
 """Per-instance behaviour metrics of a model against the base: the built-ins (correct, flip, confidence, logit MSE, KL) and the registry users add their own to.
+
+Classification metrics get :class:`ModelArrays`; metrics of the other outputs kinds
+(``kind="generation"``, ``"regression"``, ``"embedding"``; built-ins in
+:mod:`.behaviour_kinds`) get :class:`~mlflow_cc.analysis.behaviour_kinds.KindArrays` and live in a
+registry of their own per kind.
 """
 
 from __future__ import annotations
@@ -40,13 +45,16 @@ class BehaviourMetric:
     per_instance: bool = True
     higher_is_better: bool = True
     description: str = ""
+    kind: str = "classification"
 
 
 _REGISTRY: dict[str, BehaviourMetric] = {}
+#: Metrics of the other outputs kinds: kind -> name -> metric.
+_KIND_REGISTRY: dict[str, dict[str, BehaviourMetric]] = {"generation": {}, "regression": {}, "embedding": {}}
 
 
 def register_metric(name: str, fn: MetricFn, *, per_instance: bool = True, higher_is_better: bool = True,
-                    description: str = "", replace: bool = False) -> BehaviourMetric:
+                    description: str = "", replace: bool = False, kind: str = "classification") -> BehaviourMetric:
     """Add a comparison metric that every later :func:`compare_behaviours` computes.
 
     ``fn(base, model)`` gets two :class:`ModelArrays` aligned by instance. Per-instance
@@ -54,24 +62,35 @@ def register_metric(name: str, fn: MetricFn, *, per_instance: bool = True, highe
     per-class and per-subgroup values are their means. Metrics with
     ``per_instance=False`` return one float for the instances they are given (e.g. a
     macro F1); they are computed per group by calling ``fn`` on each group's rows.
+    ``kind``: the outputs kind the metric compares (default classification); a metric of
+    another kind gets two :class:`~mlflow_cc.analysis.behaviour_kinds.KindArrays`.
     """
     if not name or SEP in name:
         raise ValueError(f"metric name must be non-empty and not contain {SEP!r}: {name!r}")
-    if name in _REGISTRY and not replace:
+    registry = _registry(kind)
+    if name in registry and not replace:
         raise ValueError(f"metric {name!r} is already registered (pass replace=True)")
-    metric = BehaviourMetric(name, fn, per_instance, higher_is_better, description)
-    _REGISTRY[name] = metric
+    metric = BehaviourMetric(name, fn, per_instance, higher_is_better, description, kind)
+    registry[name] = metric
     return metric
 
 
-def unregister_metric(name: str) -> None:
+def _registry(kind: str) -> dict[str, BehaviourMetric]:
+    if kind == "classification":
+        return _REGISTRY
+    if kind not in _KIND_REGISTRY:
+        raise ValueError(f"unknown outputs kind {kind!r}: use classification, {', '.join(_KIND_REGISTRY)}")
+    return _KIND_REGISTRY[kind]
+
+
+def unregister_metric(name: str, kind: str = "classification") -> None:
     """Remove a registered metric (built-ins included)."""
-    _REGISTRY.pop(name, None)
+    _registry(kind).pop(name, None)
 
 
-def registered_metrics() -> dict[str, BehaviourMetric]:
-    """The registered metrics by name, built-ins first."""
-    return dict(_REGISTRY)
+def registered_metrics(kind: str = "classification") -> dict[str, BehaviourMetric]:
+    """The registered metrics of an outputs kind by name, built-ins first."""
+    return dict(_registry(kind))
 
 
 def _with_label(model: ModelArrays) -> np.ndarray:

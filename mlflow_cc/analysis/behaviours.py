@@ -62,6 +62,7 @@ __all__ = [
     "Page",
     "column",
     "compare_behaviours",
+    "join_dataset",
     "page",
     "register_metric",
     "registered_metrics",
@@ -256,22 +257,14 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
     optional ``label_name``, ``meta_*``), joined by id; its labels fill in where the
     base's outputs have none. ``metrics``: names of registered metrics (default all).
     """
+    if base.kind != "classification":  # generation, regression, embedding: their own metrics
+        from mlflow_cc.analysis.behaviour_kinds import compare_kind_behaviours
+        return compare_kind_behaviours(base, models, base_key=base_key, dataset=dataset, metrics=metrics)
     chosen = {n: _REGISTRY[n] for n in (metrics or _REGISTRY)}
     ids = np.asarray(base.instance_ids, dtype=object)
     n = len(ids)
     labels = np.asarray(base.labels, dtype=np.int64).copy()
-    table: dict[str, Any] = {"instance_id": ids}
-    if dataset is not None and len(dataset):
-        rows = pd.Index(dataset["instance_id"].astype(str)).get_indexer(ids.astype(str))
-        found = rows >= 0
-        if "label" in dataset.columns:
-            ds_labels = pd.to_numeric(dataset["label"], errors="coerce").fillna(-1).to_numpy(np.int64)
-            fill = found & (labels < 0)
-            labels[fill] = ds_labels[rows[fill]]
-        for col in [c for c in dataset.columns if c == "label_name" or c.startswith("meta_")]:
-            values = dataset[col].to_numpy(object)[np.where(found, rows, 0)]
-            table[col] = pd.Series(np.where(found, values, None), dtype=object)
-    table["label"] = labels
+    table = join_dataset(ids, labels, dataset)
     names = list(class_names or [])
     if "label_name" not in table and names:
         table["label_name"] = np.array([names[c] if 0 <= c < len(names) else None for c in labels], dtype=object)
@@ -301,6 +294,24 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
                 table[column(name, key)] = np.where(arrays[key].valid, values, np.nan)
     return Behaviours(base=base_key, models=keys, metrics=chosen, instances=pd.DataFrame(table),
                       class_names=names, missing=missing, extra=extra, notes=notes, _arrays=arrays)
+
+
+def join_dataset(ids: np.ndarray, labels: np.ndarray, dataset: pd.DataFrame | None) -> dict[str, Any]:
+    """The instance table's first columns: ``instance_id``, the dataset's ``label_name`` and ``meta_*``
+    joined by id, and ``label`` (``labels``, filled in place from the dataset's where unknown)."""
+    table: dict[str, Any] = {"instance_id": ids}
+    if dataset is not None and len(dataset):
+        rows = pd.Index(dataset["instance_id"].astype(str)).get_indexer(ids.astype(str))
+        found = rows >= 0
+        if "label" in dataset.columns:
+            ds_labels = pd.to_numeric(dataset["label"], errors="coerce").fillna(-1).to_numpy(np.int64)
+            fill = found & (labels < 0)
+            labels[fill] = ds_labels[rows[fill]]
+        for col in [c for c in dataset.columns if c == "label_name" or c.startswith("meta_")]:
+            values = dataset[col].to_numpy(object)[np.where(found, rows, 0)]
+            table[col] = pd.Series(np.where(found, values, None), dtype=object)
+    table["label"] = labels
+    return table
 
 
 def _aligned(out: Outputs, ids: np.ndarray, base_index: pd.Index, labels: np.ndarray) -> ModelArrays:

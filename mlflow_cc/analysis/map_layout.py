@@ -4,7 +4,8 @@ Rows follow a dendrogram: every visible leaf takes a row, a parent sits on the r
 its first child (so a chain of operations reads as one horizontal line, as in the
 paper's map). Columns are either aligned by operation (the same operation name
 shares a column; the second ``prune`` on one path gets a column of its own,
-``prune 2``) or by step (depth).
+``prune 2``), by step (depth), or by time (``time``/``time_end``: when each run started or
+ended, see :mod:`mlflow_cc.analysis.time_layout`).
 
 Large forests stay readable by collapsing subtrees into one summarised node
 instead of shrinking everything: a breadth-first pass expands nodes while the
@@ -19,9 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mlflow_cc.analysis.time_layout import TIME_MODES, TimeAxis, time_positions
 from mlflow_cc.read.lineage import Forest
 
-Mode = Literal["operation", "step"]
+Mode = Literal["operation", "step", "time", "time_end"]
 
 #: Visible models shown before subtrees start collapsing.
 DEFAULT_BUDGET = 150
@@ -49,11 +51,11 @@ class Summary:
 class MapLayout:
     """Positions of the visible models and what they hide.
 
-    ``x`` is a column index, ``y`` a row index (0 at the top).
+    ``x`` is a column index (by time: map units, see ``time``), ``y`` a row index (0 at the top).
     """
 
     mode: Mode
-    x: dict[str, int]
+    x: dict[str, float]
     y: dict[str, float]
     columns: list[Column]
     #: Parent edges between visible models: (parent, child).
@@ -63,6 +65,8 @@ class MapLayout:
     collapsed: dict[str, Summary] = field(default_factory=dict)
     focus: str | None = None
     rows: int = 0
+    #: By time: how x maps to time (None in the other layouts).
+    time: TimeAxis | None = None
 
     @property
     def visible(self) -> list[str]:
@@ -207,12 +211,14 @@ def subtree_sizes(forest: Forest, roots: Iterable[str] | None = None) -> dict[st
 def layout_forest(forest: Forest, mode: Mode = "operation", *, budget: int = DEFAULT_BUDGET,
                   expand: Iterable[str] = (), collapse: Iterable[str] = (),
                   reveal: Iterable[str] = (), focus: str | None = None,
-                  metric: str | None = None, higher_is_better: bool = True) -> MapLayout:
+                  metric: str | None = None, higher_is_better: bool = True,
+                  now_ms: float | None = None) -> MapLayout:
     """Lay out ``forest`` (or the subtree under ``focus``) for the Model Map.
 
     ``expand``/``collapse`` override the automatic collapsing; ``reveal`` lists models
     that must be visible (their ancestors are expanded). Collapsed nodes get a
-    :class:`Summary` (descendant count and best ``metric``). Runs in O(n log n).
+    :class:`Summary` (descendant count and best ``metric``). By time, ``now_ms`` places runs in
+    progress. Runs in O(n log n).
     """
     nodes = forest.nodes
     roots = [focus] if focus is not None and focus in nodes else list(forest.roots)
@@ -244,7 +250,11 @@ def layout_forest(forest: Forest, mode: Mode = "operation", *, budget: int = DEF
         else:
             collapsed_ids.append(rid)
 
-    if mode == "step":
+    time_axis: TimeAxis | None = None
+    if mode in TIME_MODES:
+        xcol, time_axis = time_positions(forest, visible, TIME_MODES[mode], now_ms)
+        columns: list[Column] = []
+    elif mode == "step":
         depth0 = nodes[roots[0]].depth if focus else 0
         xcol = {rid: nodes[rid].depth - depth0 for rid in visible}
         ncols = max(xcol.values(), default=0) + 1
@@ -291,7 +301,7 @@ def layout_forest(forest: Forest, mode: Mode = "operation", *, budget: int = DEF
             summaries[rid] = _summarise(forest, rid, sizes[rid], metric, higher_is_better)
     return MapLayout(mode=mode, x={rid: xcol[rid] for rid in y}, y=y, columns=columns,
                      edges=[(p, c) for p, c in edges if p is not None], extra_edges=extra,
-                     collapsed=summaries, focus=focus, rows=row)
+                     collapsed=summaries, focus=focus, rows=row, time=time_axis)
 
 
 def _summarise(forest: Forest, rid: str, count: int, metric: str | None,

@@ -2,10 +2,13 @@
 
 Three artifacts, at the paths of :mod:`mlflow_cc.contract`:
 
-* **outputs** (:mod:`.outputs`, one per model run): per-instance predictions on an evaluation
-  set, Parquet with ``instance_id`` (string), ``label`` (int64, nullable), ``prediction``
-  (int64), ``logits`` (fixed-size list of float32, one per class), ``score_<name>``
-  (float64, optional per-instance scores);
+* **outputs** (:mod:`.outputs`, one per model run): per-instance outputs on an evaluation
+  set, Parquet of one kind (schema metadata ``mlflow_cc.output_kind``, run tag of the same
+  name; version-1 files without it are classification): classification (:func:`log_outputs`:
+  ``instance_id`` (string), ``label`` (int64, nullable), ``prediction`` (int64), ``logits``
+  (fixed-size list of float32, one per class), ``score_<name>`` (float64, optional
+  per-instance scores)), generation (:func:`log_generation_outputs`), regression
+  (:func:`log_regression_outputs`) and embedding (:func:`log_embedding_outputs`);
 * **dataset** (:mod:`.dataset`, one dataset run per experiment and dataset name): per-instance
   metadata (``instance_id``, ``label``, ``label_name``, ``meta_<attribute>``) and previews
   (``instance_id``, ``kind`` "image"|"text", ``value``: base64 PNG or text), stored once and
@@ -21,6 +24,7 @@ MLflow in one ``log_artifact(s)`` call, after validation. Nothing is pickled. Re
 May import: `mlflow_cc.contract`, `mlflow_cc.errors` only.
 """
 
+from mlflow_cc.artifacts.answers import exact_match, normalize_answer, token_f1
 from mlflow_cc.artifacts.dataset import (
     CLASS_NAMES_KEY,
     PREVIEW_MAX_SIDE,
@@ -31,6 +35,7 @@ from mlflow_cc.artifacts.dataset import (
     load_dataset,
     log_dataset,
 )
+from mlflow_cc.artifacts.generation_outputs import log_generation_outputs
 from mlflow_cc.artifacts.layers import (
     SUMMARY_COLUMNS,
     TENSOR_KINDS,
@@ -40,10 +45,37 @@ from mlflow_cc.artifacts.layers import (
     open_tensors,
     summarize_tensor,
 )
-from mlflow_cc.artifacts.outputs import Outputs, load_outputs, log_outputs
+from mlflow_cc.artifacts.output_kinds import GenerationData, Outputs
+from mlflow_cc.artifacts.outputs import load_outputs, log_outputs
+from mlflow_cc.artifacts.value_outputs import (
+    log_embedding_outputs,
+    log_regression_outputs,
+)
 
 __all__ = [
-    "CLASS_NAMES_KEY", "PREVIEW_MAX_SIDE", "SUMMARY_COLUMNS", "TENSOR_KINDS", "DatasetInfo", "Outputs",
-    "Preview", "TensorFile", "find_dataset_run", "image_preview", "load_dataset", "load_layer_summary",
-    "load_outputs", "log_dataset", "log_layers", "log_outputs", "open_tensors", "summarize_tensor",
+    "CLASS_NAMES_KEY",
+    "PREVIEW_MAX_SIDE",
+    "SUMMARY_COLUMNS",
+    "TENSOR_KINDS",
+    "DatasetInfo",
+    "GenerationData",
+    "Outputs",
+    "Preview",
+    "TensorFile",
+    "exact_match",
+    "find_dataset_run",
+    "image_preview",
+    "load_dataset",
+    "load_layer_summary",
+    "load_outputs",
+    "log_dataset",
+    "log_embedding_outputs",
+    "log_generation_outputs",
+    "log_layers",
+    "log_outputs",
+    "log_regression_outputs",
+    "normalize_answer",
+    "open_tensors",
+    "summarize_tensor",
+    "token_f1",
 ]

@@ -1,10 +1,13 @@
 """Per-instance outputs of one model run on an evaluation set (``outputs.parquet``): write, validate, read.
+
+Classification outputs are written here; the other kinds by :mod:`.generation_outputs` and
+:mod:`.value_outputs`. :func:`load_outputs` reads every kind: the kind is in the file's schema
+metadata (schema version 2); a version-1 file without it holds classification outputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -13,14 +16,24 @@ from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
 from mlflow_cc.artifacts.files import artifact_path, get_run
+from mlflow_cc.artifacts.generation_outputs import read_generation
+from mlflow_cc.artifacts.output_kinds import (
+    CLASSIFICATION,
+    EMBEDDING,
+    GENERATION,
+    REGRESSION,
+    Outputs,
+    table_kind,
+    write_outputs,
+)
 from mlflow_cc.artifacts.tables import (
     _instance_ids,
     _int_vector,
     _label_array,
-    _log_table,
     _read_parquet,
     _require_finite,
 )
+from mlflow_cc.artifacts.value_outputs import read_embedding, read_regression
 from mlflow_cc.errors import ArtifactError
 
 
@@ -68,41 +81,31 @@ def log_outputs(run_id: str, instance_ids: Sequence[str], logits: np.ndarray,
         if not allow_nonfinite:
             _require_finite(f"extra score {name!r}", arr)
         columns[f"score_{name}"] = pa.array(arr, pa.float64())
-    _log_table(client, run_id, contract.ARTIFACT_OUTPUTS, pa.table(columns))
-    tags = {contract.TAG_DATASET: dataset, contract.TAG_DATASET_RUN: dataset_run_id}
-    for key, value in tags.items():
-        if value:
-            client.set_tag(run_id, key, value)
-
-
-@dataclass
-class Outputs:
-    """A model's per-instance outputs, as numpy arrays aligned by row.
-
-    ``labels`` uses -1 for an unknown label. ``logits`` is (N, K) float32.
-    """
-
-    instance_ids: np.ndarray  # (N,) object (str)
-    labels: np.ndarray  # (N,) int64, -1 = unknown
-    predictions: np.ndarray  # (N,) int64
-    logits: np.ndarray  # (N, K) float32
-    scores: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N,) float64
-    dataset: str | None = None
-    dataset_run_id: str | None = None
-
-    def __len__(self) -> int:
-        return len(self.instance_ids)
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.logits.shape[1])
+    write_outputs(client, run_id, CLASSIFICATION, columns, dataset, dataset_run_id)
 
 
 def load_outputs(client: MlflowClient, run_id: str) -> Outputs:
     """Read run ``run_id``'s outputs artifact. Raises :class:`ArtifactError`."""
     run = get_run(client, run_id)
     path = artifact_path(client, run_id, contract.ARTIFACT_OUTPUTS, run=run)
-    table = _read_parquet(path, f"outputs of run {run_id}", ("instance_id", "prediction", "logits"))
+    table = _read_parquet(path, f"outputs of run {run_id}", ("instance_id",))
+    try:
+        kind = table_kind(table.schema)
+    except ValueError as exc:
+        raise ArtifactError(f"outputs of run {run_id}: {exc}", "unreadable") from None
+    required = _REQUIRED[kind]
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise ArtifactError(f"outputs of run {run_id} ({kind}) file {path.name} lacks columns {missing}",
+                            "unreadable")
+    if kind != CLASSIFICATION:
+        try:
+            outputs = _READERS[kind](table)
+        except (pa.ArrowException, ValueError, TypeError, KeyError) as exc:
+            raise ArtifactError(f"outputs of run {run_id} ({kind}) are malformed: {exc}", "unreadable") from None
+        outputs.dataset = run.data.tags.get(contract.TAG_DATASET)
+        outputs.dataset_run_id = run.data.tags.get(contract.TAG_DATASET_RUN)
+        return outputs
     n = table.num_rows
     try:
         logits = _logits_matrix(table.column("logits"), n)
@@ -122,6 +125,13 @@ def load_outputs(client: MlflowClient, run_id: str) -> Outputs:
     outputs.dataset = tags.get(contract.TAG_DATASET)
     outputs.dataset_run_id = tags.get(contract.TAG_DATASET_RUN)
     return outputs
+
+
+#: Columns each kind's file must have.
+_REQUIRED = {CLASSIFICATION: ("instance_id", "prediction", "logits"),
+             GENERATION: ("instance_id", "generation", "references"),
+             REGRESSION: ("instance_id", "prediction"), EMBEDDING: ("instance_id", "vector")}
+_READERS = {GENERATION: read_generation, REGRESSION: read_regression, EMBEDDING: read_embedding}
 
 
 def _logits_matrix(column: pa.ChunkedArray, n: int) -> np.ndarray:
