@@ -70,30 +70,26 @@ def density_trace(forest: Forest, enc: Encoding, ids: Sequence[str], xs: np.ndar
     gx, gy = grids(xs, ys, xlog, ylog)
     ix, iy = gx.index(xs), gy.index(ys)
     nx, ny = len(gx.edges) - 1, len(gy.edges) - 1
-    count = np.zeros((ny, nx), dtype=np.int64)
-    tsum = np.zeros((ny, nx))
-    tcount = np.zeros((ny, nx), dtype=np.int64)
-    names: dict[tuple[int, int], list[str]] = {}
-    for k, r in enumerate(ids):
-        i, j = int(ix[k]), int(iy[k])
-        if i < 0 or j < 0:
-            continue
-        count[j, i] += 1
-        t = enc.color_t(forest.nodes[r])
-        if t is not None:
-            tsum[j, i] += t
-            tcount[j, i] += 1
-        listed = names.setdefault((j, i), [])
-        if len(listed) < NAMES_IN_TIP:
-            listed.append(escape(forest.nodes[r].name))
+    inside = (ix >= 0) & (iy >= 0)
+    cell = np.where(inside, iy * nx + ix, -1)
+    ts = np.array([np.nan if (t := enc.color_t(forest.nodes[r])) is None else t for r in ids], dtype=float)
+    known = inside & ~np.isnan(ts)
+    count = np.bincount(cell[inside], minlength=nx * ny)
+    tsum = np.bincount(cell[known], weights=ts[known], minlength=nx * ny)
+    tcount = np.bincount(cell[known], minlength=nx * ny)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(tcount > 0, tsum / np.maximum(tcount, 1), 0.5)
-    z = np.where(count > 0, z, np.nan)
-    tips = [["" if count[j, i] == 0 else
-             f"<b>{count[j, i]} model{'s' if count[j, i] != 1 else ''}</b><br>"
-             + "<br>".join(names[(j, i)]) + ("<br>…" if count[j, i] > NAMES_IN_TIP else "")
-             + "<br><i>click or box to select</i>"
-             for i in range(nx)] for j in range(ny)]
+    z = np.where(count > 0, z, np.nan).reshape(ny, nx)
+    # the first few models of each cell, in the order given: a stable sort by cell
+    order = np.argsort(cell, kind="stable")
+    starts = np.searchsorted(cell[order], np.arange(nx * ny))
+    tips = np.full(nx * ny, "", dtype=object)
+    for c in np.flatnonzero(count):
+        k = int(count[c])
+        first = [escape(forest.nodes[ids[i]].name) for i in order[starts[c]:starts[c] + min(k, NAMES_IN_TIP)]]
+        tips[c] = (f"<b>{k} model{'s' if k != 1 else ''}</b><br>" + "<br>".join(first)
+                   + ("<br>…" if k > NAMES_IN_TIP else "") + "<br><i>click or box to select</i>")
+    tips = tips.reshape(ny, nx)
     return go.Heatmap(
         x=gx.centers(), y=gy.centers(), z=z, zmin=0, zmax=1, colorscale=COLORSCALE, showscale=False,
         hoverongaps=False, text=tips, hovertemplate="%{text}<extra></extra>", name="density",

@@ -124,7 +124,9 @@ def front_trace(forest: Forest, front: Sequence[str], xs: Mapping[str, float], y
 
     Labels sit on the side away from the dominated models (up-left when lower x and higher y are
     better). Not hoverable (and no ``customdata``), so clicks and boxes still pick the models below.
+    Models at the same point (ties) are drawn once, labelled by the first.
     """
+    front = list({(xs[r], ys[r]): r for r in reversed(front)}.values())[::-1]
     labelled = len(front) <= FRONT_LABELS_MAX
     up, down = ("top", "bottom") if yi.higher_is_better else ("bottom", "top")
     away = "left" if not xi.higher_is_better else "right"  # away from the dominated models
