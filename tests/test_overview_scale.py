@@ -80,3 +80,22 @@ def test_find_lists_names_containing_the_text_starting_ones_first() -> None:
     assert labels[0] == "model-12" and all("model-12" in label for label in labels)
     assert len(opts) == 30 and all(o["value"] in forest.nodes for o in opts)
     assert matches(forest, "   ") == [] and matches(forest, "no such model") == []
+
+
+def test_a_refresh_with_nothing_new_keeps_the_forest_and_a_change_rebuilds_it(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from mlflow_cc.track.tracking import set_metric_info
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    bulk_random_forest(uri, "refresh", 40)
+    reader = ExperimentReader("refresh", uri)
+    first = reader.forest()
+    assert reader.refresh() is first  # views and their caches keyed on the forest stay valid
+    set_metric_info("accuracy", direction="max", format=".2%", experiment="refresh", tracking_uri=uri)
+    second = reader.refresh()
+    assert second is not first and reader.metric_info["accuracy"].format == ".2%"
+    client = MlflowClient(uri)
+    run = client.create_run(reader.experiment_id, run_name="late", start_time=2**41)
+    third = reader.refresh()
+    assert third is not second and run.info.run_id in third.nodes and len(third) == 41

@@ -44,7 +44,8 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     ids = bulk_random_forest(uri, EXPERIMENT, N)
     assert seed_snapshot(uri, EXPERIMENT, folder / "snapshots") == N
-    reader = ExperimentReader(EXPERIMENT, uri, snapshot=SnapshotStore(folder / "snapshots"))
+    # full_every_s: no periodic full re-read of 50,000 runs during the test (minutes on a busy machine)
+    reader = ExperimentReader(EXPERIMENT, uri, snapshot=SnapshotStore(folder / "snapshots"), full_every_s=3600)
     assert len(reader.forest()) == N and reader.opened_from_snapshot
     served = serve(create_app(reader, refresh_ms=3000))
     yield {"ids": ids, "url": served.url}
