@@ -145,7 +145,10 @@ def server_side(uri: str, experiment: str) -> tuple[dict[str, Any], int]:
     from dash_app.figures.overview import overview_figures
     from dash_app.state import empty_state
     from mlflow_cc.read.reader import ExperimentReader
+    from testing.synthetic import random_forest
 
+    tiny = random_forest(3)  # Plotly builds its validators on first use: not part of any size's time
+    overview_figures(tiny, {}, {**empty_state(), "ready": True, **default_metrics(tiny, {})})
     reader = ExperimentReader(experiment, uri)
     t = time.perf_counter()
     forest = reader.forest()
