@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8050
 EXPERIMENT ?= digits-compression
 
-.PHONY: demo test install chromium postgres lint team
+.PHONY: demo test install chromium postgres lint team venvs
 # Plotly's cartesian bundle (1.5 MB, every trace type the app draws) instead of the full 4.8 MB
 # one: the browser evaluates it in a third of the time. Fetched from the npm registry at install,
 # matched to the installed plotly's plotly.js version; without npm the app uses Dash's full bundle.
@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch pinned: a CPU build on local disk; an unpinned torch pulls a multi-GB CUDA build.
-	$(PY) -m pip install -q "torch==2.13.0" -e ".[torch,dev]"
+	$(PY) -m pip install -q "torch==2.13.0" -e ".[app,torch,team,studies,dev]"
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 install: $(STAMP) $(PLOTLY_BUNDLE)
@@ -41,8 +41,19 @@ demo: install
 	$(VENV)/bin/mlflow-cc demo
 	$(VENV)/bin/mlflow-cc ui --experiment $(EXPERIMENT) --host $(HOST) --port $(PORT)
 
-test: install chromium postgres
+# Second venvs (testing/venvs.py), each rebuilt only when setup.cfg changes: .venv-slim (`pip install .`,
+# no extras: tests/test_slim_install.py) and .venv-mlflow-old (the oldest supported MLflow, setup.cfg's
+# `mlflow>=` bound), where the store and reader tests run again after the suite.
+OLD_MLFLOW_TESTS := tests/test_reader.py tests/test_tracking_api.py tests/test_artifact_io.py \
+	tests/test_team_auth.py tests/test_team_snapshot.py
+
+venvs: install
+	$(PY) -m testing.venvs slim
+	$(PY) -m testing.venvs mlflow-old
+
+test: install chromium postgres venvs
 	$(PY) -m pytest -q -p no:cacheprovider tests
+	.venv-mlflow-old/bin/python -m pytest -q -p no:cacheprovider -k "not browser" $(OLD_MLFLOW_TESTS)
 
 lint: install
 	$(VENV)/bin/ruff check mlflow_cc dash_app tests examples benchmarks

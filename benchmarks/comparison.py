@@ -37,6 +37,15 @@ The last line is JSON with these keys:
 - ``behaviours_cold_process_max_ms`` (ms): the slowest of those cold runs.
 - ``payload_kb`` (KB): the JSON the browser receives for the first page: the block of rows
   plus the grid's column definitions and header summaries. Target <= 500.
+- ``significance_ms`` (ms): the paired significance of every model against the base for one
+  continuous metric (confidence: the bootstrap, 2,000 Poisson resamples), every row at once
+  (dataset-wide, 10 classes, the subgroups), Benjamini–Hochberg included, comparison
+  computed; median of 3 (what the grid's first build with significance adds; cached after).
+  Target <= 1000 on a quiet machine.
+- ``significance_cpu_ms`` (ms): the process CPU time of that computation, median of 3 (on a
+  shared machine closer to the quiet wall time than the wall time is: one thread computes it).
+- ``significance_mcnemar_ms`` (ms): the same for a 0/1 metric (correct: McNemar exact, interval
+  from Poisson-drawn discordant counts), median of 3.
 - ``params_per_model``: parameters of each layers model.
 - ``layers_s`` (s): the streaming weight comparison of all models against the base (cold,
   fresh process).
@@ -154,6 +163,33 @@ def bench_behaviours(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, flo
             "behaviours_first_page_ms": round(1000 * first_page, 1),
             "behaviours_cold_first_page_ms": round(1000 * (t2 - t0 + first_page), 1),
             "payload_kb": round(payload / 1024, 1)}
+
+
+# -- significance (issue 14 §1; mlflow_cc/analysis/significance.py) -------------------------
+def bench_significance(uri: str, exp_id: str, run_ids: list[str]) -> dict[str, float]:
+    """``significance_ms`` and ``significance_mcnemar_ms``: every row's tests of one metric."""
+    from dash_app.comparison.behaviour_set import load_behaviour_set
+    from mlflow_cc.analysis.significance import behaviour_significance
+    from mlflow_cc.artifacts import load_outputs
+    from mlflow_cc.read.reader import ExperimentReader
+
+    reader = ExperimentReader(exp_id, uri)
+    outputs = {r: load_outputs(reader.client, r) for r in run_ids}
+    data = load_behaviour_set(reader.client, run_ids[0], run_ids, reader.datasets, outputs_cache=outputs.__getitem__)
+    out = {}
+    for key, metric in (("significance_ms", "confidence"), ("significance_mcnemar_ms", "correct")):
+        times, cpu = [], []
+        for _ in range(3):
+            t0, c0 = time.perf_counter(), time.process_time()
+            table = behaviour_significance(data.behaviours, metric)
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        assert len(table) and table["p"].notna().any()
+        out[key] = round(1000 * statistics.median(times), 1)
+        if metric == "confidence":
+            out["significance_cpu_ms"] = round(1000 * statistics.median(cpu), 1)
+    return out
+# -- end significance ---------------------------------------------------------------------
 
 
 def cold_child(uri: str, exp_id: str, run_ids: list[str]) -> None:
@@ -282,6 +318,7 @@ def main() -> None:
         exp_id, run_ids = log_behaviour_models(uri, args.instances, args.models)
         result.update(bench_behaviours(uri, exp_id, run_ids))
         result.update(bench_cold(uri, exp_id, run_ids, args.cold_repeats))
+        result.update(bench_significance(uri, exp_id, run_ids))  # issue 14 §1
         print(f"behaviours: {result}", file=sys.stderr)
         layer_ids, total = log_layer_models(uri, args.models, args.params)
         result["params_per_model"] = total

@@ -108,6 +108,20 @@ def safe_next(target: str | None) -> str:
 
 
 
+def first_hook(app: Dash, hook: Any) -> None:
+    """Make ``hook`` the first before-request hook of ``app``, which sets ``flask.g.cc_session``.
+
+    Dash's own first-request hook draws the layout, which reads the store as the user: it
+    waits for the first signed-in request (not the login form or an open path).
+    """
+    hooks = app.server.before_request_funcs.setdefault(None, [])
+    dash_setup = getattr(app, "_setup_server", None)
+    for i, existing in enumerate(hooks):
+        if dash_setup is not None and existing == dash_setup:
+            hooks[i] = lambda: dash_setup() if flask.g.get("cc_session") is not None else None
+    hooks.insert(0, hook)
+
+
 def _form(tracking_uri: str, *, csrf: str, error: str = "", username: str = "", next_path: str = "/") -> str:
     return _FORM.format(action=LOGIN_PATH, server=html.escape(tracking_uri),
                         error=f'<div class="error" role="alert">{html.escape(error)}</div>' if error else "",
@@ -137,14 +151,7 @@ def install_auth(app: Dash, tracking_uri: str, sessions: SessionStore | None = N
         flask.g.cc_session = session
         return None
 
-    # First of all before-request hooks. Dash's own first-request hook draws the layout, which
-    # reads the store as the user: it waits for the first signed-in request (not the login form).
-    hooks = server.before_request_funcs.setdefault(None, [])
-    dash_setup = getattr(app, "_setup_server", None)
-    for i, hook in enumerate(hooks):
-        if dash_setup is not None and hook == dash_setup:
-            hooks[i] = lambda: dash_setup() if flask.g.get("cc_session") is not None else None
-    hooks.insert(0, _require_sign_in)
+    first_hook(app, _require_sign_in)
 
     def _login_page(status: int = 200, **kwargs: Any) -> flask.Response:
         """The form, with a fresh pre-session nonce (cookie) and the CSRF token bound to it."""

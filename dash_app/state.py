@@ -20,7 +20,8 @@ from mlflow_cc.read.lineage import Forest
 #: own tab; Behaviours rows, metric, relative, sort, filters, drill, flagged-only; Layers show,
 #: sort, name pattern, tree/list view; and the expanded modules.
 CMP_TEXT_KEYS = ("tab", "base", "ctab", "rows", "metric", "rel", "bsort", "bfilter", "drill", "flagged",
-                 "lshow", "lsort", "lpat", "lview")
+                 "lshow", "lsort", "lpat", "lview",
+                 "sig", "alpha")  # Behaviours: significant rows only, the level (views/behaviours_significance)
 CMP_LIST_KEYS = ("open",)
 LIST_KEYS = ("sel", "expand", "collapse", *CMP_LIST_KEYS)
 #: Map layouts: columns by operation, by step; x by start time, by end time (analysis/time_layout.py).

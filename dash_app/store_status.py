@@ -31,11 +31,13 @@ def layout(source: Any) -> html.Div:
     Signing out is a POST carrying the session's CSRF token (see :mod:`dash_app.auth`).
     """
     session = current_session()
-    user = [] if session is None else [html.Span(className="cc-user", style=USER_STYLE, children=[
-        "Signed in as ", html.B(session.username, id="cc-user-name"), " · ",
-        html.Form(action=LOGOUT_PATH, method="post", style={"display": "inline"}, children=[
+    # Inside `mlflow server` the browser's MLflow sign-in applies (no session of ours: no sign-out).
+    sign_out = [] if logout_token() is None else [" · ", html.Form(
+        action=LOGOUT_PATH, method="post", style={"display": "inline"}, children=[
             dcc.Input(type="hidden", name=CSRF_FIELD, value=logout_token() or ""),
-            html.Button("Sign out", id="cc-sign-out", type="submit", style=SIGN_OUT_STYLE)])])]
+            html.Button("Sign out", id="cc-sign-out", type="submit", style=SIGN_OUT_STYLE)])]
+    user = [] if session is None else [html.Span(className="cc-user", style=USER_STYLE, children=[
+        "Signed in as ", html.B(session.username, id="cc-user-name"), *sign_out])]
     return html.Div(className="cc-status", children=[
         *user,
         html.Div(id="cc-store-status", role="status", style=HIDDEN, **{"aria-live": "polite"}),

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 
 from mlflow_cc.errors import MlflowCCError
+from mlflow_cc.extras import MissingExtraError, require
+
+
+def _require(extra: str, feature: str) -> None:
+    try:
+        require(extra, feature)
+    except MissingExtraError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -44,6 +53,7 @@ def tree(experiment: str, tracking_uri: str | None, as_json: bool) -> None:
 @click.option("--only", multiple=True, help="Build only these case studies (by name).")
 def demo(tracking_uri: str | None, only: tuple[str, ...]) -> None:
     """Build the example experiments into the store (skipping those already there)."""
+    _require("studies", "mlflow-cc demo")
     from mlflow_cc.studies.demo import build_demo
 
     for name, status in build_demo(tracking_uri, only=only or None):
@@ -69,6 +79,9 @@ def demo(tracking_uri: str | None, only: tuple[str, ...]) -> None:
 def ui(tracking_uri: str | None, experiment: str | None, host: str, port: int, mlflow_ui_url: str | None,
        workers: int, auth: str | None, allow_remote: bool, allowed_hosts: str | None) -> None:
     """Serve the Compress and Compare app."""
+    _require("app", "mlflow-cc ui")
+    if workers > 1 or auth == "mlflow" or (auth is None and os.environ.get("MLFLOW_CC_AUTH") == "mlflow"):
+        _require("team", "mlflow-cc ui with --workers or sign-in")
     from mlflow.tracking import MlflowClient
 
     from dash_app.serving import (

@@ -12,6 +12,9 @@ def show(experiment: str | None = None, tracking_uri: str | None = None, *, port
     ``experiment`` is a name or id (default: the newest experiment); ``mode`` is any of
     Dash's jupyter modes ("inline", "tab", "external"). Returns the Dash app.
     """
+    from mlflow_cc.extras import require
+
+    require("app", "mlflow_cc.show")
     from mlflow.tracking import MlflowClient
 
     from dash_app.app import create_app

@@ -74,8 +74,11 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None, log_path: Pa
 
 def start_mlflow_server(backend_uri: str, workdir: Path, *, port: int | None = None,
                         extra_args: list[str] | None = None, env: dict[str, str] | None = None,
-                        timeout: float = 300.0) -> MlflowServer:
-    """Start ``mlflow server`` with served artifacts under ``workdir``; waits for /health."""
+                        timeout: float = 300.0, static_prefix: str = "") -> MlflowServer:
+    """Start ``mlflow server`` with served artifacts under ``workdir``; waits for /health.
+
+    ``static_prefix``: ``--static-prefix`` (the returned ``url`` includes it).
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     artifacts = workdir / "artifacts"
@@ -84,11 +87,11 @@ def start_mlflow_server(backend_uri: str, workdir: Path, *, port: int | None = N
     mlflow_bin = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     args = [mlflow_bin, "server", "--backend-store-uri", backend_uri, "--artifacts-destination",
             str(artifacts), "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            *(extra_args or [])]
+            *(["--static-prefix", static_prefix] if static_prefix else []), *(extra_args or [])]
     if env:
         os.environ.update(env)
     proc = _spawn(args, log_path)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}{static_prefix}"
     try:
         wait_healthy(url, proc, log_path, timeout)
     except Exception:

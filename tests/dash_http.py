@@ -81,3 +81,18 @@ class _Response:
 
     def get_data(self, as_text: bool = False) -> Any:
         return self._response.text if as_text else self._response.content
+
+
+def remove_flag_call(web: Any, cmp: dict[str, Any], run_id: str, flag_id: str, clicks: int = 1,
+                     headers: dict[str, str] | None = None) -> Any:
+    """Press a listed flag's remove button (a pattern-matching id), as the browser sends it."""
+    deps = web.get("/_dash-dependencies", headers=headers or {}).get_json()
+    dep = next(d for d in deps if "cmp-flag-rm" in json.dumps(d["inputs"]))
+    outs = [{"id": o.rsplit(".", 1)[0], "property": o.rsplit(".", 1)[1]} for o in _outputs(dep["output"])]
+    button = {"flag": flag_id, "run": run_id, "type": "cmp-flag-rm"}
+    body = {"output": dep["output"], "outputs": outs,
+            "inputs": [[{"id": button, "property": "n_clicks", "value": clicks}]],
+            "state": [{"id": "cmp-ctx", "property": "data", "value": cmp}],
+            "changedPropIds": [json.dumps(button, separators=(",", ":"), sort_keys=True) + ".n_clicks"]}
+    return web.post("/_dash-update-component", data=json.dumps(body), content_type="application/json",
+                    headers=headers or {})

@@ -109,3 +109,42 @@ def log_generation_experiment(experiment: str, uri: str, seed: int = 0) -> Gener
                                dataset="questions", dataset_run_id=dataset_run, client=client)
         out.answers[name] = answers
     return out
+
+
+@dataclass
+class ValueExperiment:
+    experiment_id: str
+    run_ids: list[str]  # base first
+    ids: list[str]
+
+
+def log_value_experiment(kind: str, experiment: str, uri: str) -> ValueExperiment:
+    """A base and one quantized model with regression (values, targets) or embedding (vectors) outputs
+    on 12 instances in two subgroups."""
+    client = MlflowClient(uri)
+    ids = [f"x{i:02d}" for i in range(12)]
+    with log_base_model(f"{kind}-net", experiment=experiment, tracking_uri=uri) as base:
+        pass
+    with derive_model(base.run_id, "quantize", {"bits": 8}, tracking_uri=uri) as child:
+        pass
+    instances = pd.DataFrame({"instance_id": ids, "meta_site": ["north"] * 6 + ["south"] * 6})
+    dataset_run = log_dataset(base.experiment_id, "readings", instances, client=client)
+    values = np.arange(12, dtype=float)
+    if kind == "regression":
+        from mlflow_cc.artifacts import log_regression_outputs
+
+        targets = values + 0.5
+        log_regression_outputs(base.run_id, ids, values, targets, dataset="readings", dataset_run_id=dataset_run,
+                               client=client)
+        shifted = values + np.where(np.arange(12) >= 6, 3.0, 0.0)  # the south site drifts by 3
+        log_regression_outputs(child.run_id, ids, shifted, targets, dataset="readings", dataset_run_id=dataset_run,
+                               client=client)
+    else:
+        from mlflow_cc.artifacts import log_embedding_outputs
+
+        vectors = np.stack([np.cos(values), np.sin(values)], axis=1)
+        turned = vectors.copy()
+        turned[6:] = vectors[6:, ::-1] * [1, -1]  # the south site's vectors turn by 90 degrees: cosine 0
+        log_embedding_outputs(base.run_id, ids, vectors, dataset="readings", dataset_run_id=dataset_run, client=client)
+        log_embedding_outputs(child.run_id, ids, turned, dataset="readings", dataset_run_id=dataset_run, client=client)
+    return ValueExperiment(base.experiment_id, [base.run_id, child.run_id], ids)

@@ -138,3 +138,23 @@ def test_topk_divergence_approximation() -> None:
     assert np.allclose(top3, 0.0)  # identical top-k: no divergence
     disjoint = topk_kl(ids[:, :3], np.log(np.full((5, 3), 0.3)), ids[:, 3:6], np.log(np.full((5, 3), 0.3)))
     assert (disjoint > 1.0).all()  # no shared top token: large
+
+
+def test_models_of_another_kind_are_noted_not_compared(store: tuple[str, object]) -> None:
+    uri, exp = store
+    client = MlflowClient(uri)
+    base, m30, _ = exp.run_ids  # type: ignore[attr-defined]
+    ids = [f"q{i:02d}" for i in range(len(QUESTIONS))]
+    with log_base_model("classifier", experiment="mixed-kinds", tracking_uri=uri) as clf:
+        pass
+    from mlflow_cc.artifacts import log_outputs
+
+    log_outputs(clf.run_id, ids, np.eye(3)[np.arange(len(ids)) % 3], np.arange(len(ids)) % 3, client=client)
+    # A classification model against a generation base, and the other way round: a note, empty columns.
+    gen = compare_behaviour_runs(client, base, [m30, clf.run_id])
+    assert gen.notes[clf.run_id] == ["outputs are classification, the base's are generation: not compared"]
+    assert gen.instances[f"answer_changed|{clf.run_id}"].isna().all()
+    assert gen.instances[f"answer_changed|{m30}"].notna().all()
+    cls = compare_behaviour_runs(client, clf.run_id, [base])
+    assert cls.notes[base] == ["outputs are generation, the base's are classification: not compared"]
+    assert cls.instances[f"correct|{base}"].isna().all() and cls.instances[f"correct|{clf.run_id}"].eq(1).all()

@@ -17,7 +17,9 @@ from generation_fixtures import (
     CHANGES,
     QUESTIONS,
     GenerationExperiment,
+    ValueExperiment,
     log_generation_experiment,
+    log_value_experiment,
 )
 from playwright.sync_api import expect
 from waiting import INFLIGHT, TIMEOUT_S, settle
@@ -41,12 +43,20 @@ GRID_ROWS = """(sel) => {
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, GenerationExperiment]]:
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One sqlite store: the generation experiment, a regression and an embedding one; one app."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('generation') / 'mlflow.db'}"
-    logged = log_generation_experiment(EXPERIMENT, uri)
-    served = serve(create_app(ExperimentReader(EXPERIMENT, uri), refresh_ms=2000))
-    yield served, logged
-    served.stop()
+    out: dict[str, Any] = {"generation": log_generation_experiment(EXPERIMENT, uri),
+                           "regression": log_value_experiment("regression", "regression-browser", uri),
+                           "embedding": log_value_experiment("embedding", "embedding-browser", uri)}
+    out["app"] = serve(create_app(ExperimentReader(EXPERIMENT, uri), refresh_ms=2000))
+    yield out
+    out["app"].stop()
+
+
+@pytest.fixture(scope="module")
+def app(store: dict[str, Any]) -> tuple[Any, GenerationExperiment]:
+    return store["app"], store["generation"]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +140,7 @@ def test_generation_behaviours_answers_metric_and_sort(app: tuple[Any, Generatio
         first_row = page.locator(f"{BEH_GRID} .ag-center-cols-container .ag-row[row-index='0']")
         expect(first_row).to_have_attribute("row-id", expected[0])
         # The most frequent answer changes (base -> model) per model: yes -> no, 4 times, for the 70 % model.
+        expect(page.locator("#cmp-beh-changes-title")).to_have_text("Most frequent answer changes (base → model)")
         panel = page.locator("#cmp-beh-changes")
         expect(panel).to_contain_text("yes → no")
         expect(panel.locator("li").filter(has_text="yes → no")).to_contain_text("4 (13.3%)")
@@ -153,6 +164,40 @@ def test_generation_subgroups_relative(app: tuple[Any, GenerationExperiment], br
         expect(_cell(page, "topic=science", "v2").locator(".cmp-bar-text")).to_have_text("-50.0%")
         settle(page)
         page.screenshot(path=str(shots / "generation-subgroups-exact-match.png"))
+    finally:
+        ctx.close()
+    assert errors == [], errors
+
+
+def test_regression_and_embedding_rows(store: dict[str, Any], browser: Browser, shots: Path) -> None:
+    served = store["app"]
+    reg: ValueExperiment = store["regression"]
+    url = (f"{served.url}/?experiment={reg.experiment_id}&sel={','.join(reg.run_ids)}&tab=comparison"
+           "&rows=instances&metric=abs_error")
+    ctx, page, errors = _open(browser, url)
+    try:
+        rows = {r["key"]: r for r in _rows(page, 12)}
+        expect(page.locator("#cmp-beh-metric")).to_contain_text("absolute error")
+        # Base: |i - (i + 0.5)| = 0.5 everywhere; the quantized model drifts by 3 on the south site.
+        assert rows["x00"]["v0"] == 0.5 and rows["x00"]["v1"] == 0.5 and rows["x07"]["v1"] == 2.5
+        expect(page.locator(f"{BEH_GRID} .ag-header-cell[col-id='name']")).to_contain_text("target")
+        expect(_cell(page, "x07", "name")).to_have_text("7.5")
+        expect(_cell(page, "x07", "v1").locator(".cmp-word-changed")).to_have_text(["10"])  # 7 -> 10
+        expect(_cell(page, "x01", "v1").locator(".cmp-word-changed")).to_have_count(0)
+        settle(page)
+        page.screenshot(path=str(shots / "regression-instances-abs-error.png"))
+        emb: ValueExperiment = store["embedding"]
+        page.goto(f"{served.url}/?experiment={emb.experiment_id}&sel={','.join(emb.run_ids)}&tab=comparison"
+                  "&rows=subgroups&metric=cosine_to_base")
+        rows = {r["key"]: r for r in _rows(page, 2)}
+        assert rows["site=north"]["v1"] == pytest.approx(1.0) and rows["site=south"]["v1"] == pytest.approx(0.0, abs=1e-6)
+        expect(page.locator("#cmp-beh-crumb")).to_contain_text("cosine to base")
+        settle(page)
+        page.screenshot(path=str(shots / "embedding-subgroups-cosine.png"))
+        # No classes in embedding outputs: the grid is empty and the status says what to choose instead.
+        page.locator("#cmp-beh-rows input[value='classes']").check()
+        expect(page.locator("#cmp-beh-status")).to_contain_text("embedding outputs have no classes")
+        expect(page.locator("#cmp-beh-changes-title")).to_have_text("Most frequent prediction changes (base → model)")
     finally:
         ctx.close()
     assert errors == [], errors

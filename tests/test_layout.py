@@ -26,11 +26,14 @@ ALLOWED = {
                                "mlflow_cc.track"},
     "mlflow_cc.torch": BASE | {"mlflow_cc.metric_info", "mlflow_cc.artifacts", "mlflow_cc.read",
                                "mlflow_cc.track", "mlflow_cc.torch", "mlflow_cc"},
+    "mlflow_cc.autolog": BASE | {"mlflow_cc.metric_info", "mlflow_cc.artifacts", "mlflow_cc.read",
+                                 "mlflow_cc.track", "mlflow_cc.torch", "mlflow_cc.autolog"},
     "mlflow_cc.studies": {"mlflow_cc"},
     # Composition roots: the public API, the CLI and the notebook helper (dash_app only lazily).
     "mlflow_cc": {"mlflow_cc"},
     "dash_app": {"mlflow_cc.contract", "mlflow_cc.errors", "mlflow_cc.metric_info", "mlflow_cc.artifacts",
-                 "mlflow_cc.read", "mlflow_cc.analysis", "mlflow_cc.track.flags", "dash_app"},
+                 "mlflow_cc.read", "mlflow_cc.analysis", "mlflow_cc.track.flags", "mlflow_cc.track.register",
+                 "dash_app"},
 }
 COMPOSITION_ROOTS = {"mlflow_cc.cli", "mlflow_cc.notebook"}
 

@@ -238,3 +238,34 @@ def test_metric_unit_and_format_reach_figures_only_as_text(store: str) -> None:
     status = json.dumps(outputs(call(web, "ov-status.children", {("ov-version", "data"): version,
                                                                  ("ov-view", "data"): view})))
     assert "is not a number format spec" in status and "using '.4g'" in status  # a warning, not a failure
+
+
+def test_a_flag_is_removed_only_from_a_model_of_the_experiment_on_screen(store: str) -> None:
+    from dash_http import remove_flag_call
+
+    from mlflow_cc.track.flags import add_flag
+
+    client = MlflowClient(store)
+    mine = _model(store, "unflag-mine", "mine")
+    other = _model(store, "unflag-other", "other")
+    exp = client.get_experiment_by_name("unflag-mine").experiment_id
+    on_mine, on_other = add_flag(client, mine, "keep?"), add_flag(client, other, "not yours")
+    web = _app(store, "unflag-mine").server.test_client()
+    assert web.get("/").status_code == 200
+    cmp = outputs(call(web, "cmp-ctx.data", {("ov-state", "data"): _state(web, exp, [mine])}))["cmp-ctx"]["data"]
+
+    def remove(run_id: str, flag_id: str) -> str:
+        return outputs(remove_flag_call(web, cmp, run_id, flag_id))["cmp-flag-msg"]["children"]
+
+    def tags(run_id: str) -> list[str]:
+        return [k for k in client.get_run(run_id).data.tags if k.startswith(contract.TAG_FLAG_PREFIX)]
+
+    # A browser that sends another experiment's run, or a flag the run does not have, is refused.
+    assert remove(other, on_other.id) == "not removed: not a model of this experiment"
+    assert remove(mine, on_other.id) == "not removed: the flag is gone already"
+    assert remove(mine, "../" + on_mine.id) == "not removed: the flag is gone already"
+    assert tags(other) == [contract.TAG_FLAG_PREFIX + on_other.id] and len(tags(mine)) == 1
+    # A redrawn list (buttons with no click) removes nothing.
+    assert remove_flag_call(web, cmp, mine, on_mine.id, clicks=0).status_code == 204
+    assert remove(mine, on_mine.id) == "flag removed from the model's MLflow run"
+    assert tags(mine) == []

@@ -239,6 +239,36 @@ def test_flags_are_written_with_the_users_own_permissions(make_app: Any, store: 
     assert flags_on(alices) == []
 
 
+def test_register_model_follows_the_users_permissions(make_app: Any, store: AuthStore) -> None:
+    """*Register model* writes with the signed-in user's client: READ on the registered model is refused."""
+    from dash_app.state import overview_part
+    from testing.auth_server import AuthAdmin
+
+    admin = client_for_user(store.url, "admin", ADMIN_PW)
+    admin.create_registered_model("team-model")
+    auth = AuthAdmin(store.url, ADMIN_PW)
+    auth.grant_registered_model(ALICE[0], "team-model", "READ")
+    auth.grant_registered_model(BOB[0], "team-model", "EDIT")
+
+    def register(user: tuple[str, str], exp: str) -> tuple[str, str]:
+        run = admin.create_run(exp, run_name=f"{user[0]}-model", tags={contract.TAG_KIND: contract.KIND_MODEL})
+        admin.set_terminated(run.info.run_id)
+        web = make_app()
+        assert _sign_in(web, user).status_code == 302
+        search = f"?experiment={exp}&sel={run.info.run_id}"
+        state = outputs(call(web, "ov-state.data", {("ov-url-in", "search"): search}))["ov-state"]["data"]
+        resp = call(web, "ov-reg-msg.children", {("ov-reg-btn", "n_clicks"): 1, ("ov-reg-name", "value"): "team-model",
+                                                 ("ov-reg-alias", "value"): "", ("ov-view", "data"): overview_part(state)})
+        return outputs(resp)["ov-reg-msg"]["children"], run.info.run_id
+
+    message, _ = register(ALICE, store.alice_exp)
+    assert message.startswith("not registered: MLflow refused (PERMISSION_DENIED)"), message
+    assert admin.search_model_versions("name = 'team-model'") == []
+    message, bobs = register(BOB, store.bob_exp)
+    assert message.startswith("Registered bob-model as team-model version 1 — bob-model"), message
+    assert [v.run_id for v in admin.search_model_versions("name = 'team-model'")] == [bobs]
+
+
 def test_sign_out_button_in_the_browser(store: AuthStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The header's Sign out button posts the session's token: the user is signed out, for good."""
     from browser import launch, serve
@@ -265,3 +295,40 @@ def test_sign_out_button_in_the_browser(store: AuthStore, tmp_path: Path, monkey
     finally:
         chromium.close()
         served.stop()
+
+
+def test_flags_are_removed_with_the_users_own_permissions(make_app: Any, store: AuthStore) -> None:
+    """Removing a flag is checked like writing one: the experiment on screen, then MLflow decides."""
+    from dash_http import remove_flag_call
+
+    from mlflow_cc.track.flags import add_flag
+
+    admin = client_for_user(store.url, "admin", ADMIN_PW)
+
+    def model(exp: str, name: str) -> str:
+        run = admin.create_run(exp, run_name=name, tags={contract.TAG_KIND: contract.KIND_MODEL})
+        admin.set_terminated(run.info.run_id)
+        return run.info.run_id
+
+    bobs, alices = model(store.bob_exp, "bob-unflag"), model(store.alice_exp, "alice-unflag")
+    on_bobs, on_alices = add_flag(admin, bobs, "bob's"), add_flag(admin, alices, "alice's")
+
+    def remove(user: tuple[str, str], exp: str, run_id: str, flag_id: str) -> tuple[str, int]:
+        web = make_app()
+        assert _sign_in(web, user).status_code == 302
+        state = outputs(call(web, "ov-state.data", {("ov-url-in", "search"): f"?experiment={exp}&sel={run_id}"}))
+        cmp = outputs(call(web, "cmp-ctx.data", {("ov-state", "data"): state["ov-state"]["data"]}))["cmp-ctx"]["data"]
+        resp = remove_flag_call(web, cmp, run_id, flag_id)
+        return outputs(resp)["cmp-flag-msg"]["children"], resp.status_code
+
+    def flags_on(run_id: str) -> list[str]:
+        return [k for k in admin.get_run(run_id).data.tags if k.startswith(contract.TAG_FLAG_PREFIX)]
+
+    # Bob's screen shows his study: Alice's run is refused before MLflow is asked.
+    assert remove(BOB, store.bob_exp, alices, on_alices.id)[0] == "not removed: not a model of this experiment"
+    # Alice may only read her study: MLflow refuses, she is told so (no callback error).
+    assert remove(ALICE, store.alice_exp, alices, on_alices.id) == (
+        "not removed: MLflow refused the write (PERMISSION_DENIED)", 200)
+    assert flags_on(alices) == [contract.TAG_FLAG_PREFIX + on_alices.id]
+    assert remove(BOB, store.bob_exp, bobs, on_bobs.id) == ("flag removed from the model's MLflow run", 200)
+    assert flags_on(bobs) == []

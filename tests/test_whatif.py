@@ -110,3 +110,31 @@ def test_defaults_options_and_rows_with_distinct_labels() -> None:
     assert len({r["model"] for r in rows}) == 4
     assert rows[0]["gain"] is None and abs(rows[1]["gain"] - 0.20) < 1e-12
     assert [r["within_current"] for r in rows] == [True, True, False, False]
+
+
+def test_figure_and_csv() -> None:
+    from dash_app.figures.whatif import whatif_figure
+    from dash_app.views.whatif import staircase_csv
+
+    f = forest()
+    infos = {**INFOS, "sparsity": MetricInfo("sparsity", "max", format=".0%")}
+    for n, s in zip(f.nodes.values(), (0.0, 0.3, 0.5, 0.9, 0.7)):
+        n.metrics["sparsity"] = s
+    sc = whatif(f, infos, "sparsity", "accuracy", {"sparsity": [0.6, 1.0]})
+    # at least 90% sparse: p3 (0.70); 70%: p4 (0.80); 50%: p2 (0.90); 30%: p1 (0.93); 0%: base (0.95)
+    assert [s.run_id for s in sc.steps] == ["p3", "p4", "p2", "p1", "base"] and sc.current == 0.6
+    labels = {"p3": "=cmd() <b>x</b>"}
+    fig = whatif_figure(sc, infos["sparsity"], infos["accuracy"], labels, [], (0.0, 0.9))
+    assert fig.layout.xaxis.autorange == "reversed"  # looser (lower sparsity) to the right
+    assert "at least" in fig.layout.xaxis.title.text
+    steps = {rid for t in fig.data if t.customdata is not None for rid in t.customdata}
+    assert steps == {"p3", "p4", "p2", "p1", "base"}
+    hover = " ".join(h for t in fig.data if t.hovertext is not None for h in t.hovertext)
+    assert "&lt;b&gt;x&lt;/b&gt;" in hover and "<b>x</b>" not in hover
+    within = next(t for t in fig.data if t.name == "within the current budget")
+    assert list(within.customdata) == ["p3", "p4"]
+    rows = step_rows(f, sc, labels)
+    text = staircase_csv(rows, "sparsity", "accuracy")
+    head, first = text.splitlines()[:2]
+    assert head.startswith("step,budget sparsity,best accuracy,gain,model")
+    assert ",'=cmd() <b>x</b>," in first  # a formula-like title stays text in a spreadsheet

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +22,14 @@ from mlflow import MlflowClient
 from waiting import INFLIGHT, TIMEOUT_S, settle, wait_until, wait_until_or_false
 
 from dash_app.app import create_app
+from mlflow_cc import contract
 from mlflow_cc.analysis.whatif import whatif
 from mlflow_cc.read.reader import ExperimentReader
 from testing.synthetic import build_study_shape
 
 SHOTS = Path(os.environ.get("CC_SCREENS", "/work/screens/whatif-time"))
 EXPERIMENT = "whatif-time-browser"
+MONTHS = "whatif-time-months"
 
 #: (x, y) on screen of the point with this customdata in a graph's traces (None: not drawn).
 POINT_XY = """([graph, cd, traces]) => {
@@ -57,9 +60,33 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     ids = {k: v[0] for k, v in runs.items()}
     MlflowClient(uri).update_run(ids["grad70_ft"], status="RUNNING")  # still in progress
     reader = ExperimentReader(EXPERIMENT, uri)
+    months = log_months(uri)
     served = serve(create_app(reader, refresh_ms=1000))
-    yield {"uri": uri, "ids": ids, "served": served, "reader": reader}
+    yield {"uri": uri, "ids": ids, "served": served, "reader": reader, "months": months}
     served.stop()
+
+
+def log_months(uri: str) -> str:
+    """An experiment whose models were logged over four months (runs with given start/end times,
+    through MLflow's client under the storage contract); returns its id."""
+    client = MlflowClient(uri)
+    exp = client.create_experiment(MONTHS)
+    t0, day = 1_767_225_600_000, 86_400_000  # 2026-01-01 UTC
+    plan = [("base", None, 0), ("prune 50%", "base", 9), ("prune 90%", "base", 10), ("finetune", "prune 50%", 40),
+            ("quantize", "finetune", 75), ("prune 70%", "base", 118)]
+    ids: dict[str, str] = {}
+    for i, (name, parent, start_day) in enumerate(plan):
+        tags = {contract.TAG_SCHEMA: str(contract.SCHEMA_VERSION), contract.TAG_KIND: contract.KIND_MODEL,
+                contract.TAG_STEP: "0" if parent is None else "1"}
+        if parent is not None:
+            tags |= {contract.TAG_PARENT: ids[parent], contract.TAG_OPERATION: name.split()[0],
+                     contract.TAG_OPERATION_PARAMS: json.dumps({"variant": i})}
+        start = t0 + start_day * day
+        run = client.create_run(exp, start_time=start, tags=tags, run_name=name)
+        client.log_metric(run.info.run_id, "accuracy", 0.9 - 0.01 * i)
+        client.set_terminated(run.info.run_id, "FINISHED", end_time=start + 2 * 3_600_000)
+        ids[name] = run.info.run_id
+    return exp
 
 
 @pytest.fixture
@@ -166,21 +193,34 @@ def test_whatif_draws_the_staircase_and_a_click_selects_the_step(page: Any, stud
 def test_whatif_table_exports_csv(page: Any, study: dict[str, Any]) -> None:
     reader = study["reader"]
     forest = reader.forest()
-    open_app(page, study, "?weff=latency_ms&wq=accuracy")
-    expected = whatif(forest, reader.metric_info, "latency_ms", "accuracy")
+    open_app(page, study, "?weff=sparsity&wq=accuracy&f=sparsity:0.5:0.9")
+    expected = whatif(forest, reader.metric_info, "sparsity", "accuracy", {"sparsity": [0.5, 0.9]})
     wait_until(lambda: page.locator("#ov-whatif-table tbody tr").count() == len(expected.steps),
                message="the table's rows")
+    # sparsity: higher is better, so the budget is "at least", relaxing downwards (axis reversed)
+    assert len(expected.steps) >= 3 and expected.current == 0.5
+    assert page.locator("#ov-whatif-table th").all_inner_texts()[1] == "sparsity at least"
+    lo, hi = page.evaluate("() => document.querySelector('#ov-whatif-graph .js-plotly-plot')"
+                           "._fullLayout.xaxis.range")
+    assert lo > hi  # reversed: the looser (lower) budgets to the right
+    shot(page, "whatif-sparsity-reversed.png", "#ov-whatif-card")
     with page.expect_download() as dl:
         page.click("#ov-whatif-csv-btn")
     download = dl.value
-    assert download.suggested_filename == "what-if-latency_ms-accuracy.csv"
+    assert download.suggested_filename == "what-if-sparsity-accuracy.csv"
     text = Path(download.path()).read_text()
     table = list(csv.DictReader(io.StringIO(text)))
     assert [r["run_id"] for r in table] == [s.run_id for s in expected.steps]
-    assert [float(r["budget latency_ms"]) for r in table] == [s.budget for s in expected.steps]
+    assert [float(r["budget sparsity"]) for r in table] == [s.budget for s in expected.steps]
     assert [float(r["best accuracy"]) for r in table] == pytest.approx([s.quality for s in expected.steps])
     shown = page.locator("#ov-whatif-table tbody td.cc-col-name").all_inner_texts()
     assert [r["model"] for r in table] == shown
+    # another budget metric picked by hand: the panel follows and the URL keeps it
+    page.click("#ov-whatif-eff")
+    page.get_by_role("option", name="latency_ms", exact=True).click()
+    wait_until(lambda: query_of(page).get("weff") == ["latency_ms"], message="weff=latency_ms in the URL")
+    wait_until(lambda: page.locator("#ov-whatif-table th").all_inner_texts()[1:2] == ["latency_ms at most"],
+               message="the table's budget column for latency_ms")
 
 
 def map_x(page: Any) -> dict[str, float]:
@@ -248,3 +288,16 @@ def test_map_by_time_keeps_url_collapse_and_focus(page: Any, study: dict[str, An
         if not forest.nodes[rid].is_running:
             assert abs(x - float(end[rid] or 0)) < 1.0, rid
     shot(page, "map-by-end-time-focused.png")
+
+
+def test_map_by_time_reads_months(page: Any, study: dict[str, Any]) -> None:
+    """Four months of work: the axis names the months; every model is labelled by its name."""
+    open_app(page, study, f"?experiment={study['months']}&layout=time")
+    page.wait_for_function("() => document.querySelector('#ov-map .js-plotly-plot')._fullLayout.xaxis.type === 'date'")
+    settle(page)
+    ticks = page.locator("#ov-map .xtick text").all_text_contents()
+    assert {"Jan 2026", "Feb 2026", "Mar 2026", "Apr 2026"} <= set(ticks), ticks
+    assert len(map_x(page)) == 6
+    labels = page.locator("#ov-map .annotation-text").all_text_contents()
+    assert {"base", "prune 50%", "prune 90%", "finetune", "quantize", "prune 70%"} <= set(labels), labels
+    shot(page, "map-by-start-time-months.png", "#ov-map")

@@ -47,6 +47,10 @@
     } else {
       if (p.value !== undefined) { kids.push(h("div", {key: "v", className: "cmp-h-value"}, p.value)); }
       if (p.counts) { kids.push(h("div", {key: "s"}, spark(p.counts, 84, 16, p.base ? "#7f8c99" : "#4a78b0"))); }
+      if (p.delta) {  // the dataset-wide difference from the base with its interval (significance)
+        kids.push(h("div", {key: "d", className: "cmp-h-delta" + (p.deltaSig ? " cmp-h-delta-sig" : ""),
+                            title: p.deltaTip || ""}, p.delta));
+      }
     }
     return h("div", {className: "cmp-h" + (p.base ? " cmp-h-base" : "")}, kids);
   }
@@ -79,7 +83,12 @@
       kids.push(h("span", {key: "p", className: "cmp-pred" + (changed ? " cmp-pred-changed" : ""),
                            title: "prediction"}, String(pred)));
     }
-    return h("div", {className: "cmp-bar"}, kids);
+    // A tested difference: the test in the tooltip, a marker when it is significant.
+    var tip = p.tip ? d[p.tip] : undefined;
+    if (p.sig && d[p.sig]) {
+      kids.push(h("span", {key: "g", className: "cmp-sig", title: tip || ""}, "\u2731"));
+    }
+    return h("div", typeof tip === "string" ? {className: "cmp-bar", title: tip} : {className: "cmp-bar"}, kids);
   }
 
   // An instance preview: a thumbnail (base64 PNG) or the start of a text.

@@ -116,6 +116,8 @@ class BehaviourSet:
     _tables: LRUCache[tuple[Hashable, ...], pd.DataFrame] = field(default_factory=lambda: LRUCache(maxsize=16),
                                                                   repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    #: Paired significance per (metric, level): see dash_app.comparison.significance_set.
+    _significance: dict[tuple[str, float], pd.DataFrame] = field(default_factory=dict, repr=False)
 
     @property
     def metrics(self) -> list[str]:

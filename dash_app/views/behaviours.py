@@ -36,6 +36,8 @@ from dash_app.comparison import BehaviourSet, Drill
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
+from dash_app.views import behaviour_flags
+from dash_app.views import behaviours_significance as significance
 from dash_app.views.behaviours_grid import (
     BLOCK,
     GRID,
@@ -49,7 +51,12 @@ from dash_app.views.behaviours_grid import (
     _metric_options,
     _rows_response,
 )
-from dash_app.views.generation_rows import ANSWER_ROW_HEIGHT, adapt_columns, status_note
+from dash_app.views.generation_rows import (
+    adapt_columns,
+    changes_title,
+    instance_row_height,
+    status_note,
+)
 from dash_app.views.prologue import require_ready
 from mlflow_cc.track.flags import MODEL_TARGET, instance_target, target_problem
 
@@ -62,7 +69,7 @@ def layout() -> html.Div:
         dcc.Store(id="cmp-beh-drill"),
         dcc.Store(id="cmp-beh-pick"),
         dcc.Store(id="cmp-flag-version"),
-        dcc.Interval(id="cmp-flag-interval", interval=3000),
+        dcc.Interval(id="cmp-flag-interval", interval=3000, disabled=True),  # on while shown: behaviour_flags
         html.Div(className="cmp-controls", children=[
             html.Label(["Rows", dcc.RadioItems(id="cmp-beh-rows", options=ROW_OPTIONS, value="classes",
                                                inline=True, className="cc-radio")]),
@@ -74,6 +81,7 @@ def layout() -> html.Div:
             html.Label(["Instances", dcc.Checklist(id="cmp-beh-flagged", inline=True, className="cc-radio",
                                                    options=[{"label": "flagged only", "value": "on"}],
                                                    value=[])]),
+            *significance.controls(),
         ]),
         html.Div(className="cmp-crumb", children=[
             html.Span(id="cmp-beh-crumb", className="cmp-crumb-text"),
@@ -86,7 +94,7 @@ def layout() -> html.Div:
         dcc.Loading(html.Div(id="cmp-beh-grid-wrap", className="cmp-grid-wrap"), type="dot", delay_show=400),
         html.Div(className="cmp-body", style={"marginTop": "8px"}, children=[
             html.Div(className="cmp-side", style={"flex": "1 1 60%"}, children=[
-                html.H4("Most frequent prediction changes (base → model)"),
+                html.H4(changes_title("classification"), id="cmp-beh-changes-title"),
                 html.Div(id="cmp-beh-changes", style={"display": "flex", "flexWrap": "wrap", "gap": "4px 18px"})]),
             html.Div(className="cmp-side", style={"flex": "1 1 40%"}, children=[
                 html.H4("Flags for review"),
@@ -110,6 +118,8 @@ def layout() -> html.Div:
 
 def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
     """Callbacks of the Behaviours tab."""
+    significance.register(app)
+    behaviour_flags.register(app, source)
 
     def bset(cmp: dict[str, Any]) -> BehaviourSet:
         return source.comparisons(cmp["experiment"]).behaviours(cmp["base"], [m["run_id"] for m in cmp["models"]])
@@ -139,6 +149,12 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             raise PreventUpdate
         return patch_changes(state, new)
 
+    @app.callback(Output("cmp-beh-changes-title", "children"), Input("cmp-beh-ctx", "data"),
+                  prevent_initial_call=True)
+    def changes_heading(bctx: dict[str, Any] | None) -> str:
+        """Answers change for generation outputs, predictions for the others."""
+        return changes_title((bctx or {}).get("kind") or "classification")
+
     @app.callback(Output("cmp-beh-metric", "value", allow_duplicate=True), Input("cmp-beh-metric", "options"),
                   Input("cmp-beh-init", "data"), State("cmp-beh-metric", "value"), prevent_initial_call=True)
     def metric_in_options(options: list[dict[str, Any]] | None, done: bool | None, value: str | None) -> str:
@@ -155,9 +171,10 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                   Output("cmp-beh-status", "children"),
                   Input("cmp-ctx", "data"), Input("cmp-beh-rows", "value"), Input("cmp-beh-metric", "value"),
                   Input("cmp-beh-rel", "value"), Input("cmp-beh-flagged", "value"), Input("cmp-beh-drill", "data"),
+                  Input("cmp-beh-sig", "value"), Input("cmp-beh-alpha", "value"),
                   State("cmp-beh-ctx", "data"), State("ov-state", "data"))
     def build_grid(cmp: dict[str, Any] | None, rows: str, metric: str, rel: str, flagged: list[str],
-                   drill_text: str | None, current: dict[str, Any] | None,
+                   drill_text: str | None, sig_on: list[str] | None, alpha: str | None, current: dict[str, Any] | None,
                    state: dict[str, Any] | None) -> tuple[Any, ...]:
         """A fresh grid for what the rows now mean; the header summaries and the changes panel."""
         if not cmp:
@@ -171,7 +188,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         if metric not in metrics:
             metric = metrics[0]
         drill = _drill(drill_text) if rows == "instances" else None
-        key = _grid_key(cmp, rows, metric, rel, drill.text() if drill else None, bool(flagged))
+        level = significance.sig.parse_level(alpha)
+        key = _grid_key(cmp, rows, metric, rel, drill.text() if drill else None, bool(flagged), bool(sig_on), level)
         if current and current.get("key") == key:
             raise PreventUpdate
         relative = rel == "rel"
@@ -188,6 +206,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                                   preview_kind=data.preview_kind() if rows == "instances" else None)
         if rows == "instances" and data.kind != "classification":
             columns = adapt_columns(columns, data.kind)  # prompt, reference, answers with marked words
+        significance.decorate_columns(columns, data, rows, metric, level, relative)
+        shown = significance.shown_rows(data, rows, metric, level, bool(sig_on), len(table))
         sort, filters = _initial_sort_filter(state, current, key)
         for col in columns:
             for col_id, ascending in sort:
@@ -199,11 +219,10 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             defaultColDef={"resizable": True, "suppressHeaderMenuButton": True, "floatingFilter": False,
                            "suppressMovable": True},
             dashGridOptions={"cacheBlockSize": BLOCK, "maxBlocksInCache": 20, "infiniteInitialRowCount": 1,
-                             "headerHeight": 62, "rowHeight": (34 if data.kind == "classification" else
-                                                               ANSWER_ROW_HEIGHT) if rows == "instances" else 30,
+                             "headerHeight": 78, "rowHeight": instance_row_height(data.kind) if rows == "instances" else 30,
                              "getRowId": {"function": "params.data.key"}, "tooltipShowDelay": 300,
                              "animateRows": False},
-            style={"height": f"{_grid_height(len(table), rows)}px", "width": "100%"})
+            style={"height": f"{_grid_height(shown, rows)}px", "width": "100%"})
         what = fig.ROW_LABELS[rows]
         crumb: Any = f"{what} rows · {fig.metric_label(metric)} · {'relative to base' if relative else 'absolute'}"
         undrill = hidden
@@ -219,10 +238,12 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             notes.insert(0, "this dataset has no subgroup attributes (meta_<name> columns of its instances)")
         if status_note(data.kind, rows, data.subgroup_attributes()):
             notes.insert(0, status_note(data.kind, rows, data.subgroup_attributes()))
+        notes[:0] = significance.status_notes(bool(sig_on), rows, shown, level)
         status = ("; ".join(notes)) if notes else ""
         ctx_data = {"key": key, "experiment": cmp["experiment"], "base": cmp["base"],
                     "run_ids": [m["run_id"] for m in models], "rows": rows, "metric": metric,
-                    "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged)}
+                    "relative": relative, "drill": drill.text() if drill else None, "flagged": bool(flagged),
+                    "kind": data.kind, "significant": bool(sig_on), "level": level}
         return grid, ctx_data, options, crumb, undrill, _changes_children(changes, data.kind == "generation"), status
 
     @app.callback(Output({"type": GRID, "key": ALL}, "getRowsResponse"),
@@ -370,5 +391,5 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             line = f"{names.get(f.run_id, f.run_id)} · {what}: {f.note} — {f.user}, {f.time}"
             if needle and needle not in line.lower():
                 continue
-            items.append(html.Li(line, className="cmp-flag-item"))
+            items.append(behaviour_flags.item(line, f))
         return items or [html.Li("no flags yet" if not needle else "no flags match", className="cmp-muted")]

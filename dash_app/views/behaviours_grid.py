@@ -14,6 +14,7 @@ from dash import (
 from dash_app.comparison import BehaviourSet, Drill
 from dash_app.figures import behaviours as fig
 from dash_app.source import DataSource
+from dash_app.views import behaviours_significance as significance
 from dash_app.views.generation_rows import add_answers
 from mlflow_cc import contract
 from mlflow_cc.analysis.behaviours import registered_metrics
@@ -42,9 +43,10 @@ def _drill(data: Any) -> Drill | None:
     return Drill.parse(data) if isinstance(data, str) else None
 
 
-def _grid_key(cmp: dict[str, Any], rows: str, metric: str, rel: str, drill: str | None, flagged: bool) -> str:
+def _grid_key(cmp: dict[str, Any], rows: str, metric: str, rel: str, drill: str | None, flagged: bool,
+              *extra: Any) -> str:
     raw = json.dumps([cmp.get("experiment"), cmp.get("base"), [m["run_id"] for m in cmp.get("models", [])],
-                      rows, metric, rel, drill, flagged])
+                      rows, metric, rel, drill, flagged, *extra])
     return hashlib.sha1(raw.encode()).hexdigest()[:12]
 
 
@@ -79,6 +81,7 @@ def _rows_response(source: DataSource, bctx: dict[str, Any], request: dict[str, 
         flag_notes = _flag_index(flags, bctx["run_ids"])
         if bctx.get("flagged"):
             filters.append(("key", "in", list(flag_notes)))
+    filters += significance.row_filters(data, bctx)
     result = data.page(bctx["rows"], bctx["metric"], bctx["relative"], drill=drill,
                        sort=fig.sort_spec(request.get("sortModel")), filters=filters,
                        offset=start, limit=max(end - start, 0))
@@ -86,6 +89,7 @@ def _rows_response(source: DataSource, bctx: dict[str, Any], request: dict[str, 
     class_names = data.behaviours.class_names if data.behaviours is not None else []
     rows = fig.rows_payload(result.rows, len(bctx["run_ids"]), mode=bctx["rows"], class_names=class_names,
                             previews=previews, flags=flag_notes)
+    significance.decorate_page(rows, data, bctx)
     if bctx["rows"] == "instances" and data.kind != "classification":
         add_answers(rows, result.rows, len(bctx["run_ids"]))  # answers with the words changed vs the base
     return {"rowData": rows, "rowCount": result.total}

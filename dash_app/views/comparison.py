@@ -17,7 +17,7 @@ from dash_app import state as st
 from dash_app.comparison import choose_base, ordered_models
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
-from dash_app.views import behaviours, layers
+from dash_app.views import behaviours, layers, register_model
 from dash_app.views.prologue import require_ready
 from mlflow_cc.analysis.model_labels import distinct_labels
 
@@ -42,6 +42,7 @@ def layout(source: DataSource) -> html.Div:
                 html.Div(id="cmp-models", className="cmp-status"),
             ]),
         ]),
+        register_model.form("cmp", register_model.comparison_picker()),
         dcc.Tabs(id="cmp-tab", value="behaviours", className="cmp-tabs", children=[
             dcc.Tab(label="Behaviours", value="behaviours", children=behaviours.layout()),
             dcc.Tab(label="Layers", value="layers", children=layers.layout()),
@@ -130,5 +131,6 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
             raise PreventUpdate
         return st.to_query(state)
 
+    register_model.register_comparison(app, source)
     behaviours.register(app, source, refresh_ms=refresh_ms)
     layers.register(app, source, context)

@@ -10,6 +10,7 @@ from dash.exceptions import PreventUpdate
 from dash_app.figures.details import details_figure, value_label
 from dash_app.selection_table import selection_csv, selection_rows
 from dash_app.source import DataSource
+from dash_app.views import details_changes, register_model
 from dash_app.views.prologue import require_ready, view_data
 from mlflow_cc.analysis.selection import Explanation, explain_selection, refine
 from mlflow_cc.metric_info import MetricInfo, info_for
@@ -28,6 +29,7 @@ def layout() -> html.Div:
             dcc.Download(id="ov-csv"),
         ]),
         html.Div(id="ov-details"),
+        register_model.form("ov", hidden=True),  # one model selected: Register model
     ])
 
 
@@ -54,6 +56,7 @@ def register(app: Dash, source: DataSource) -> None:
                           "drag a box, or use + Descendants. Their comparison appears here.",
                           className="cc-hint")
         children: list[Any] = [html.H4(f"{len(ids)} model{'s' if len(ids) != 1 else ''} selected")]
+        children.append(details_changes.block(forest, ids))  # what changed, in words
         ex: Explanation | None = explain(forest, ids)
         metrics = primary_metrics(forest, infos, state.get("color"))
         if ex is not None:
@@ -107,6 +110,8 @@ def register(app: Dash, source: DataSource) -> None:
         links = {r: source.run_url(state["experiment"], r) for r in ids}
         return {"content": selection_csv(forest, ids, links), "filename": "selection-metrics.csv",
                 "type": "text/csv"}
+
+    register_model.register_details(app, source)
 
 
 

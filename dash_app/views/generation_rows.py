@@ -20,6 +20,13 @@ MAX_WORDS = 80
 #: Row height (px) of instance rows that show answers under the bars.
 ANSWER_ROW_HEIGHT = 58
 _KEY = re.compile(r"[^\w]+")
+#: Kinds whose instance rows show each model's answer (or value) under its bar.
+ANSWER_KINDS = ("generation", "regression")
+
+
+def instance_row_height(kind: str) -> int:
+    """Pixels of an instance row: taller where answers show under the bars."""
+    return ANSWER_ROW_HEIGHT if kind in ANSWER_KINDS else 34
 
 
 def word_diff(base: str | None, text: str | None) -> list[list[Any]]:
@@ -71,7 +78,7 @@ def adapt_columns(columns: list[dict[str, Any]], kind: str) -> list[dict[str, An
         elif cid == "name":
             col.update(headerName={"generation": "reference", "regression": "target"}.get(kind, "instance"),
                        width=150 if kind == "generation" else 110, wrapText=False)
-        elif cid.startswith("v") and cid[1:].isdigit():
+        elif cid.startswith("v") and cid[1:].isdigit() and kind in ANSWER_KINDS:
             col["cellRenderer"] = "CmpAnswer"
             col["cellRendererParams"] = dict(col.get("cellRendererParams") or {}, answer=f"a{cid[1:]}")
             col["minWidth"] = max(int(col.get("minWidth") or 0), 190)
@@ -83,3 +90,9 @@ def status_note(kind: str, rows: str, subgroups: Sequence[str]) -> str:
     if kind != "classification" and rows == "classes":
         return f"{kind} outputs have no classes: choose subgroup or instance rows"
     return ""
+
+
+def changes_title(kind: str) -> str:
+    """The heading of the most-frequent-changes panel."""
+    what = "answer" if kind == "generation" else "prediction"
+    return f"Most frequent {what} changes (base → model)"

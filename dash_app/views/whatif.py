@@ -56,6 +56,7 @@ def layout() -> html.Div:
         ]),
         html.Div(id="ov-whatif-summary", className="cc-muted"),
         dcc.Graph(id="ov-whatif-graph", config=GRAPH_CONFIG),
+        dcc.Store(id="ov-whatif-key"),
         dcc.Store(id="ov-whatif-drawn"),
         html.Div(id="ov-whatif-table", className="cc-table-wrap"),
     ])
@@ -149,15 +150,21 @@ def register(app: Dash, source: DataSource) -> None:
             raise PreventUpdate
         return patch_changes(state, {**state, "weff": eff, "wq": q})
 
+    # The browser derives the panel's key from the state, so a selection change costs no request.
+    app.clientside_callback(
+        ClientsideFunction(namespace="ccWhatif", function_name="key"),
+        Output("ov-whatif-key", "data"), Input("ov-state", "data"), State("ov-whatif-key", "data"))
+
     @app.callback(Output("ov-whatif-graph", "figure"), Output("ov-whatif-table", "children"),
                   Output("ov-whatif-summary", "children"), Output("ov-whatif-drawn", "data"),
-                  Input("ov-state", "data"), Input("ov-version", "data"), State("ov-whatif-drawn", "data"))
-    def render(state: dict[str, Any], version: str | None, drawn: Any) -> tuple[Any, ...]:
+                  Input("ov-whatif-key", "data"), Input("ov-version", "data"), State("ov-state", "data"),
+                  State("ov-whatif-drawn", "data"))
+    def render(panel: str | None, version: str | None, state: dict[str, Any], drawn: Any) -> tuple[Any, ...]:
         """Redrawn when the experiment, the budgets, the two metrics or the models change
         (not for a selection)."""
+        require_ready(state, panel)
         forest, infos = view_data(source, state)
-        key = [state["experiment"], state.get("filters"), state.get("weff"), state.get("wq"),
-               state.get("color"), version]
+        key = [panel, version]
         if key == drawn:
             raise PreventUpdate
         sc, labels = compute(forest, infos, state)

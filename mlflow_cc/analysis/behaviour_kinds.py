@@ -214,14 +214,15 @@ def compare_kind_behaviours(base: Outputs, models: Mapping[str, Outputs], *, bas
     for key in keys[1:]:
         out = models[key]
         notes[key] = []
-        if out.kind != kind:
+        other_kind = out.kind != kind
+        if other_kind:
             notes[key].append(f"outputs are {out.kind}, the base's are {kind}: not compared")
             out = Outputs(np.asarray([], dtype=object), np.zeros(0, np.int64), np.zeros(0, np.int64),
                           np.zeros((0, 0), np.float32), kind=kind)
         arrays[key] = _aligned(out, ids, index)
         missing[key] = int(n - arrays[key].valid.sum())
         extra[key] = int(len(out) - arrays[key].valid.sum())
-        if missing[key] and out.kind == kind and len(out):
+        if missing[key] and not other_kind:
             notes[key].append(f"{missing[key]} of the base's {n} instances are missing")
     if kind == "regression":
         truth = arrays[base_key].targets

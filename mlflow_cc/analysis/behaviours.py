@@ -275,14 +275,19 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
     missing, extra, notes = {base_key: 0}, {base_key: 0}, {base_key: []}
     for key in keys[1:]:
         out = models[key]
+        notes[key] = []
+        other_kind = out.kind != "classification"
+        if other_kind:  # another outputs kind: nothing to compare
+            notes[key].append(f"outputs are {out.kind}, the base's are classification: not compared")
+            out = Outputs(np.asarray([], dtype=object), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                          np.zeros((0, base.num_classes), np.float32))
         arrays[key] = _aligned(out, ids, base_index, labels)
         missing[key] = int(n - arrays[key].valid.sum())
         extra[key] = int(len(out) - arrays[key].valid.sum())
-        notes[key] = []
         if out.num_classes != base.num_classes:
             notes[key].append(f"{out.num_classes} classes, base has {base.num_classes}: "
                               "logit metrics are not comparable")
-        if missing[key]:
+        if missing[key] and not other_kind:
             notes[key].append(f"{missing[key]} of the base's {n} instances are missing")
     for key in keys:
         table[column("prediction", key)] = arrays[key].predictions

@@ -92,7 +92,8 @@ def staircase(points: Sequence[tuple[str, Any, Any]], efficiency_max: bool, qual
     front = pareto_front(points, efficiency_max, quality_max)  # increasing efficiency
     if efficiency_max:
         front.reverse()
-    values = {pid: (float(e), float(q)) for pid, e, q in points if pid in set(front)}
+    on_front = set(front)
+    values = {pid: (float(e), float(q)) for pid, e, q in points if pid in on_front}
     steps: list[Step] = []
     for pid in front:
         e, q = values[pid]

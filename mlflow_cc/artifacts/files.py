@@ -24,12 +24,12 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
+import mlflow.artifacts
 from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.file_utils import local_file_uri_to_path
 
 from mlflow_cc.errors import ArtifactError
 
@@ -74,15 +74,45 @@ def artifact_path(client: MlflowClient, run_id: str, path: str, *, run: Run | No
     "unreadable" when the store fails to hand it over or the run id or path is unsafe.
     """
     path = safe_artifact_path(run_id, path)
-    root = (run or get_run(client, run_id)).info.artifact_uri
+    root = served_root((run or get_run(client, run_id)).info.artifact_uri)
     if urlparse(root).scheme in ("", "file"):
-        root_dir = Path(local_file_uri_to_path(root))
+        root_dir = Path(_local_path(root))
         local = _inside(root_dir, root_dir / path, run_id, path)
         if not local.is_file():
             raise ArtifactError(f"run {run_id} has no artifact {path}", "not logged")
         _check_size(run_id, path, local.stat().st_size)
         return local
-    return _cached_download(client, run_id, path)
+    return _cached_download(client, run_id, path, None if root.startswith(SERVED_SCHEME) else root)
+
+
+#: Artifacts served by an ``mlflow server`` (``--serve-artifacts``) have URIs of this scheme.
+SERVED_SCHEME = "mlflow-artifacts:"
+_served_destination: list[str] = []
+
+
+def set_served_artifacts_destination(destination: str | None) -> None:
+    """In the ``mlflow server`` process itself: read ``mlflow-artifacts:`` URIs from ``destination``.
+
+    The server's ``--artifacts-destination`` (a folder or an object store URI); the app mounted in
+    the server then reads artifacts directly, without an HTTP hop to itself. ``None``: off.
+    """
+    _served_destination[:] = [destination.rstrip("/")] if destination else []
+
+
+def served_root(root: str) -> str:
+    """``root``, or where an ``mlflow-artifacts:`` root lives in this server's artifacts destination."""
+    if not _served_destination or not root.startswith(SERVED_SCHEME):
+        return root
+    rel = urlparse(root).path.lstrip("/")
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        raise ArtifactError(f"refused: artifact root {root!r}", "unreadable")
+    return f"{_served_destination[0]}/{rel}"
+
+
+def _local_path(uri: str) -> str:
+    """The folder of a local artifact root (a plain path or a ``file:`` URI)."""
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
 def safe_artifact_path(run_id: str, path: str) -> str:
@@ -118,10 +148,16 @@ def _check_size(run_id: str, path: str, size: int) -> None:
             f"{limit / 2**20:.0f} MB (raise {MAX_MB_ENV} to read it)", "too large")
 
 
-def _cached_download(client: MlflowClient, run_id: str, path: str) -> Path:
+def _cached_download(client: MlflowClient, run_id: str, path: str, root: str | None = None) -> Path:
+    """Download through ``client`` (or, given ``root``, from that artifact location directly)."""
     folder = posixpath.dirname(path)
     try:
-        listing = client.list_artifacts(run_id, folder or None)
+        if root is None:
+            listing = client.list_artifacts(run_id, folder or None)
+        else:
+            listing = mlflow.artifacts.list_artifacts(artifact_uri=f"{root}/{folder}" if folder else root)
+            listing = [type(f)(posixpath.join(folder, f.path.rsplit("/", 1)[-1]), f.is_dir, f.file_size)
+                       for f in listing]
     except Exception as exc:  # noqa: BLE001 - each backend (HTTP, S3, ...) raises its own types
         raise ArtifactError(f"cannot list artifacts of run {run_id}: {exc}", "unreadable") from None
     info = next((f for f in listing if f.path == path and not f.is_dir), None)
@@ -138,7 +174,8 @@ def _cached_download(client: MlflowClient, run_id: str, path: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
     try:
         try:
-            fetched = Path(client.download_artifacts(run_id, path, str(tmp)))
+            fetched = Path(client.download_artifacts(run_id, path, str(tmp)) if root is None else
+                           mlflow.artifacts.download_artifacts(artifact_uri=f"{root}/{path}", dst_path=str(tmp)))
         except Exception as exc:  # noqa: BLE001 - as above
             raise ArtifactError(f"cannot download {path} of run {run_id}: {exc}", "unreadable") from None
         os.replace(fetched, target)

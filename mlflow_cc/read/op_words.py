@@ -151,16 +151,20 @@ def _count(unit: str) -> Callable[[Any, bool, bool], str | None]:
 
 
 _KNOWN: dict[str, dict[str, Callable[[Any, bool, bool], str | None]]] = {
-    "prune": {"sparsity": _sparsity, "method": _prune_method, "seed": _seed,
-              "batches": lambda v, explicit, _s: f"{v} batches" if explicit else None,
-              "tensors": _tensors, "exclude": _exclude},
-    "finetune": {"epochs": _epochs, "lr": _lr, "optimizer": _default_hidden("adam", str)},
+    "prune": {"sparsity": _sparsity, "method": _prune_method,
+              # torch.nn.utils.prune's own arguments, as mlflow_cc.autolog records them
+              "pruning_method": lambda v, _e, _s: str(v),
+              "amount": lambda v, _e, _s: f"amount {percent_text(v) if isinstance(v, float) else v}",
+              "seed": _seed, "batches": lambda v, explicit, _s: f"{v} batches" if explicit else None,
+              "tensors": _tensors, "exclude": _exclude, "targets": _count("tensors")},
+    "finetune": {"epochs": _epochs, "steps": _count("steps"), "lr": _lr,
+                 "optimizer": _default_hidden("adam", str)},
     "quantize": {"bits": _bits, "method": lambda v, _e, _s: str(v),
                  "modules": _default_hidden("Linear", lambda v: f"{str(v).replace(',', '+')} only")},
     "calibrate": {"batches": _count("batches"), "method": _default_hidden("batchnorm", str)},
 }
 #: Keys written after a comma (``prune 90% gradient, norms kept``).
-_QUALIFIERS = {"prune": ("seed", "tensors", "exclude")}
+_QUALIFIERS = {"prune": ("seed", "tensors", "exclude", "targets")}
 
 
 def _ordered(params: Mapping[str, Any], order: list[str]) -> list[str]:

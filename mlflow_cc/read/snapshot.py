@@ -60,16 +60,10 @@ def user_identity(client: MlflowClient) -> str:
 
     Passwords are never part of it: the key must not become a password oracle on disk.
     """
-    creds = None
-    store = getattr(client, "_tracking_client", None)
-    get_creds = getattr(getattr(store, "store", None), "get_host_creds", None)
-    if callable(get_creds):
-        try:
-            creds = get_creds()
-        except Exception:  # noqa: BLE001 - a non-REST store has no credentials
-            creds = None
-    username = getattr(creds, "username", None) or os.environ.get("MLFLOW_TRACKING_USERNAME") or ""
-    token = getattr(creds, "token", None) or ""
+    # A per-user client (:class:`~mlflow_cc.read.user_client.UserClient`) names its user;
+    # any other client sends the process's credentials, which MLflow takes from the environment.
+    username = getattr(client, "username", None) or os.environ.get("MLFLOW_TRACKING_USERNAME") or ""
+    token = "" if getattr(client, "username", None) else os.environ.get("MLFLOW_TRACKING_TOKEN") or ""
     if not username and not token:
         return ""
     raw = f"user:{username}" if username else "token:" + hashlib.sha256(token.encode()).hexdigest()

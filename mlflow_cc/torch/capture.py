@@ -45,6 +45,8 @@ class Capture:
     ``sample_input``: input of the latency measurement (``latency_ms``); none: no latency.
     ``outputs``/``layers``/``activations``: which artifacts to log (outputs and activations need
     ``eval_set``). ``weights_exclude``: fnmatch patterns of tensors summarized but not stored.
+    ``log_model``: also log the model itself (``mlflow.pytorch.log_model``, an MLflow 3 logged model
+    linked to the run; see :mod:`mlflow_cc.torch.logged_model`).
     """
 
     eval_set: EvalSet | None = None
@@ -59,6 +61,7 @@ class Capture:
     weights_exclude: Sequence[str] = ()
     latency_runs: int = 10
     progress: bool = True
+    log_model: bool = False
     _dataset_runs: dict[str, str] = field(default_factory=dict, repr=False)
 
     def log(self, model_run: ModelRun, model: nn.Module) -> dict[str, float]:
@@ -82,6 +85,10 @@ class Capture:
                        activation_instances=self.activation_instances,
                        activation_cap=self.activation_cap, seed=self.seed,
                        weights_exclude=self.weights_exclude)
+        if self.log_model:
+            from mlflow_cc.torch.logged_model import log_pytorch_model
+
+            log_pytorch_model(model_run, model)
         return metrics
 
     def log_outputs(self, model_run: ModelRun, outputs: dict[str, np.ndarray]) -> None:

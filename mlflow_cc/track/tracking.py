@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -40,12 +39,13 @@ from mlflow_cc.artifacts.upload import artifacts_failed, upload
 from mlflow_cc.errors import LineageError, OperationError
 from mlflow_cc.metric_info import MetricInfo, validate
 from mlflow_cc.read.lineage import default_model_name
+from mlflow_cc.track.app_link import APP_URL_ENV  # noqa: F401 - re-exported
+from mlflow_cc.track.app_link import app_url as served_app_url
 
 _log = logging.getLogger(__name__)
 
 #: Set to the app's URL (e.g. http://127.0.0.1:8050) to give each run's MLflow
 #: description a link that opens the model in the app.
-APP_URL_ENV = "MLFLOW_CC_APP_URL"
 
 #: MLflow's own experiment tag telling its UI which view an experiment opens on.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -283,7 +283,7 @@ def _create(client: MlflowClient, uri: str, exp_id: str, name: str, tags: dict[s
     try:
         if params:
             model.log_params(params)
-        app_url = os.environ.get(APP_URL_ENV)
+        app_url = served_app_url(uri)  # MLFLOW_CC_APP_URL, or the app served by the tracking server
         if app_url:
             query = urllib.parse.urlencode({"experiment": exp_id, "select": run.info.run_id})
             client.set_tag(run.info.run_id, "mlflow.note.content",
