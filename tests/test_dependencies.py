@@ -21,6 +21,8 @@ SHIPPED = ("mlflow_cc", "dash_app")
 PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("mlflow_cc/torch/", ("torch",)),
     ("mlflow_cc/studies/", ("torch", "studies")),
+    # autolog patches torch / transformers only once the user's script has imported them
+    ("mlflow_cc/autolog/", ("torch", "studies")),
     ("dash_app/gunicorn_conf.py", ("app", "team")),
     ("dash_app/", ("app",)),
     ("mlflow_cc/", ()),

@@ -7,6 +7,7 @@ repair is reported in :attr:`Forest.warnings`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import attrgetter
@@ -153,6 +154,9 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
     """
     by_id: dict[str, ModelNode] = {}
     for n in nodes:
+        # A copy: the reader rebuilds its forest from the same nodes on every refresh, while other
+        # threads may still walk the previous forest (resetting shared children lists broke them).
+        n = copy.copy(n)
         n.parent_id, n.children, n.depth = None, [], 0
         by_id[n.run_id] = n
     missing_parents = missing_parents or {}

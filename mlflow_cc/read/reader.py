@@ -229,8 +229,18 @@ class ExperimentReader:
             self._max_start = since
             raise
         self.last_fetch_count = count
+        if not self._changed and self._forest is not None and not self._metadata_changed():
+            return  # nothing new: keep the forest object (views and caches keyed on it stay valid)
         self._rebuild()
         self._save_snapshot()
+
+    def _metadata_changed(self) -> bool:
+        """Whether the experiment's metric metadata (its tags) differ from what the forest was built with."""
+        try:
+            exp = self.client.get_experiment(self.experiment_id)
+        except MlflowException:
+            return True  # _rebuild reports it
+        return parse_experiment_tags(exp.tags) != (self.metric_info, self._metadata_problems)
 
     def _ingest(self, runs: Iterable[RunFields]) -> int:
         count = 0
