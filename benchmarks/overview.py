@@ -1,46 +1,54 @@
-"""Compression Overview at 5,000 and 52 models: server-side figure time vs the store fetch, and the browser, cold and warm.
+"""Compression Overview at several sizes: the browser's cold and warm load, and figures vs fetch.
 
-    python benchmarks/overview.py [--n 5000] [--small-n 52] [--repeats 3] [--store DIR] [--no-browser]
+    python benchmarks/overview.py [--sizes 52,5000,50000] [--repeats 3] [--nocache-max 5000]
+                                  [--no-browser] [--cache DIR]
 
-For each size (``--n``, then ``--small-n``; 0 skips the small one) it builds (or reuses,
-with ``--store``) a sqlite experiment ``overview-benchmark-<size>`` of that many models, then:
+Stores: for each size ``n`` a sqlite experiment ``overview-benchmark-<n>`` of ``n`` random
+models (testing/synthetic.py's generator), bulk-written once (testing/bulk_store.py) and kept in
+``--cache`` (default ``MLFLOW_CC_BENCH_CACHE`` or ``~/.cache/mlflow-cc-bench``): the 50,000-model
+store takes well under a minute to build. The reader's snapshot of it is seeded the same way
+(what the app saves after its first full read).
+
+Keys, per size ``<n>`` (every time in ms unless said otherwise):
 
 Server side, in this process:
 
-* ``n_models``: models in the experiment; ``floor_s`` (s): the reader's full fetch of the
-  experiment (what any view must wait for once);
-* ``overview_s`` (s): building the initial Model Map and Model Scatterplot (layout, tooltips,
-  figures and their JSON) from the fetched forest; ``overview_ratio`` = overview_s / floor_s
-  (target <= 0.5);
-* ``selection_details_ms`` (ms): explaining a selection of ``selection_size`` models (300,
-  or all of a smaller experiment) and drawing its bar charts, median of 3 (target <= 200).
+* ``fetch_s_<n>`` (s): the reader's full fetch of the experiment from the store (no snapshot).
+* ``figures_s_<n>`` (s): building the default view's Model Map and Model Scatterplot (layout,
+  tooltips, figures and their JSON) from the fetched forest.
+* ``figures_ratio_<n>`` = figures_s / fetch_s (the figures-vs-fetch ratio; target <= 0.5).
+* ``selection_details_ms_<n>``: explaining a selection of up to 300 models (a root and its
+  descendants) and drawing its bar charts, median of 3 (target <= 200).
 
-Browser (headless Chromium through Playwright; the app served by ``mlflow-cc ui``, the
-command users run, i.e. reader snapshots on, in a child process). Every page load is a
-fresh browser context (no HTTP cache, no storage); the time runs from the page's
-navigation start to the frame after the condition holds:
+Browser (headless Chromium through Playwright; the app served by ``mlflow-cc ui``, the command
+users run, in a child process). Every page load is a fresh browser context (no HTTP cache, no
+storage). The time runs from navigation start to the frame after EVERY node marker of the map is
+drawn (the map's ``path.point`` elements of its "models" and "filtered out" traces number as many
+as the models the figure holds). The main-thread figures cover the load until the page has
+settled: the map drawn, the scatterplot drawn and no request in flight for 0.5 s. Before the
+first size, one page load (a throwaway server, a fresh context) warms the browser process up;
+it is not timed.
 
-* ``browser_map_cold_ms`` (ms): the first visit to a server process just started with an
-  empty cache folder (``MLFLOW_CC_CACHE_DIR``): the reader's full fetch, the layout and the
-  figures are all computed for this visit. Ends when EVERY node marker of the map is drawn:
-  the map's ``path.point`` elements in the DOM (traces "models" and "filtered out") number
-  as many as the models the map shows. No target yet (reported next to warm).
-* ``longest_task_cold_ms`` (ms): the longest main-thread task (PerformanceObserver
-  "longtask") during that cold load.
-* ``browser_map_warm_ms`` (ms): the same end point on later visits to that same server
-  (its reader and caches warm), median of ``--repeats``. Target <= 2000.
-* ``longest_task_ms`` (ms): the longest main-thread task over those warm loads (target <= 500).
-* ``browser_map_ms`` (ms): the warm loads timed to the earlier end point (the map's first
-  SVG drawn with its traces, which need not hold every marker yet), median; kept for
-  comparison with figures before 2026-11 (target <= 2000).
-* ``map_nodes``: node markers counted in the DOM at the end point (a mismatch with the
-  figure the server builds for the default view is reported on stderr).
-* ``cold_server_start_s`` (s): starting that server process until its port accepts
-  connections (interpreter and imports; not part of any browser figure).
-* ``browser_console_errors``: console errors and page errors over all loads (expect 0).
+* ``map_ms_<n>``: cold load, median of ``--repeats``: each on a server process just started (no
+  figure, layout or tooltip computed yet; imports done) whose cache folder holds only the
+  reader's snapshot of the store, as after an earlier session. Target: 800 / 1500 / 3000 ms at
+  52 / 5,000 / 50,000 models.
+* ``tbt_ms_<n>``: total blocking time (sum over main-thread tasks of their time beyond 50 ms,
+  PerformanceObserver "longtask"), median. Target at 52 models: <= 200.
+* ``longest_task_ms_<n>``: the longest main-thread task, median. Target: 200 at 5,000, 300 at 50,000.
+* ``heap_mb_<n>`` (MB): JS heap in use when the page has settled (CDP ``Performance.getMetrics``
+  JSHeapUsedSize), median. Target: 15 at 52, 150 at 50,000.
+* ``map_ms_<n>_warm``, ``tbt_ms_<n>_warm``, ``longest_task_ms_<n>_warm``, ``heap_mb_<n>_warm``:
+  the same on later visits to one of those servers (its reader and caches warm), medians.
+* ``map_ms_<n>_nocache``: the very first visit to a server with an EMPTY cache folder (the
+  reader's full fetch included), one load; only for sizes up to ``--nocache-max``.
+* ``map_nodes_<n>``: node markers drawn at the end point (a mismatch with the figure the server
+  builds is reported on stderr).
+* ``load_<n>``: the 1-minute load average when that size's browser runs began and ended (the
+  machine may be shared: times scale with it).
 
-Top-level keys are for ``--n``; ``small`` holds the same keys for ``--small-n``.
-``targets`` lists the targets above. The JSON object is the last line printed.
+``browser_console_errors``: console and page errors over all loads (expect 0); ``cpus``: CPU
+cores; ``targets``: the targets above. The JSON object is the last line printed.
 """
 
 from __future__ import annotations
@@ -60,8 +68,6 @@ from typing import Any
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-from mlflow.tracking import MlflowClient
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the repo's testing/ package
 sys.path.insert(0, str(ROOT / "tests"))
@@ -69,22 +75,19 @@ sys.path.insert(0, str(ROOT / "tests"))
 EXPERIMENT = "overview-benchmark"
 #: The map's traces whose markers are models (model_map.py names them so).
 NODE_TRACES = ("models", "filtered out")
+TIMEOUT_MS = 300_000
 
-# Installed before any page script: records the longest main-thread task, and checks every
-# animation frame for the two end points; each is stamped one frame later (after the paint).
+# Installed before any page script: collects main-thread long tasks, and checks every animation
+# frame for the end point (every node marker drawn), stamped one frame later (after the paint);
+# then watches for the page to settle (scatterplot drawn, no request started for 0.5 s).
 PAGE_INIT = """
-window.__longest = 0;
-new PerformanceObserver(list => { for (const e of list.getEntries()) {
-  window.__longest = Math.max(window.__longest, e.duration); } })
+window.__tasks = [];
+new PerformanceObserver(list => { for (const e of list.getEntries()) window.__tasks.push(e.duration); })
   .observe({type: 'longtask', buffered: true});
-window.__mapFirst = null; window.__mapAll = null; window.__mapNodes = 0;
+window.__mapAll = null; window.__mapNodes = 0; window.__settled = null;
 (function tick() {
   const gd = document.querySelector('#ov-map .js-plotly-plot');
-  if (gd && gd._fullData) {
-    if (window.__mapFirst === null && gd._fullData.length > 3 && gd.querySelector('.main-svg')) {
-      window.__mapFirst = -1;
-      requestAnimationFrame(() => { window.__mapFirst = performance.now(); });
-    }
+  if (gd && gd._fullData && gd.querySelector('.main-svg')) {
     const names = ['models', 'filtered out'];  // NODE_TRACES
     const want = (gd.data || []).filter(t => names.includes(t.name))
       .reduce((n, t) => n + ((t.customdata && t.customdata.length) || 0), 0);
@@ -93,7 +96,7 @@ window.__mapFirst = null; window.__mapAll = null; window.__mapNodes = 0;
       const tr = g.__data__ && g.__data__[0] && g.__data__[0].trace;
       if (tr && names.includes(tr.name)) drawn += g.querySelectorAll('path.point').length;
     }
-    if (want > 0 && drawn === want && window.__mapFirst !== null) {
+    if (want > 0 && drawn === want) {
       window.__mapNodes = drawn;
       requestAnimationFrame(() => { window.__mapAll = performance.now(); });
       return;
@@ -101,53 +104,73 @@ window.__mapFirst = null; window.__mapAll = null; window.__mapNodes = 0;
   }
   requestAnimationFrame(tick);
 })();
+(function settle() {
+  let seen = -1, since = 0;
+  const timer = setInterval(() => {
+    const sc = document.querySelector('#ov-scatter .js-plotly-plot');
+    const drawn = sc && sc._fullData && sc._fullData.length && sc.querySelector('.main-svg');
+    const n = performance.getEntriesByType('resource').length;
+    const now = performance.now();
+    if (n !== seen) { seen = n; since = now; }
+    if (window.__mapAll !== null && drawn && now - since > 500) {
+      window.__settled = now; clearInterval(timer);
+    }
+  }, 50);
+})();
 """
-MAP_DONE = "() => window.__mapAll !== null && window.__mapFirst > 0"
+DONE = "() => window.__mapAll !== null && window.__settled !== null"
 
 
-def build_store(store: Path, n: int, experiment: str) -> str:
-    from mlflow_cc.track.tracking import set_metric_info
-    from testing.synthetic import build_random_forest
+def prepare_store(n: int, cache: Path | None) -> tuple[str, str, Path]:
+    """(tracking URI, experiment, folder holding the reader snapshot) for ``n`` models, built once."""
+    from testing.bulk_store import cached_store, seed_snapshot
 
-    uri = f"sqlite:///{store / 'mlflow.db'}"
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is not None and len(client.search_runs([exp.experiment_id], max_results=n)) >= n:
-        return uri
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    set_metric_info("accuracy", direction="max", format=".1%", primary=True, experiment=experiment,
-                    tracking_uri=uri)
+    experiment = f"{EXPERIMENT}-{n}"
     t = time.perf_counter()
-    build_random_forest(client, exp_id, n)
-    print(f"built {n} models in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-    return uri
+    uri = cached_store(n, experiment, cache)
+    snaps = Path(uri.split("///", 1)[1]).parent / "snapshots"
+    if not snaps.exists():
+        tmp = snaps.with_name(f"snapshots.tmp{os.getpid()}")
+        seed_snapshot(uri, experiment, tmp)
+        tmp.rename(snaps)
+    if time.perf_counter() - t > 1:
+        print(f"store of {n} models ready in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    return uri, experiment, snaps
 
 
-def server_side(uri: str, experiment: str) -> dict[str, Any]:
+def server_side(uri: str, experiment: str) -> tuple[dict[str, Any], int]:
     import plotly.io as pio
 
-    from dash_app.figures.details import details_figure
     from dash_app.figures.encoding import default_metrics
-    from dash_app.figures.hover import hover_texts
     from dash_app.figures.overview import overview_figures
     from dash_app.state import empty_state
-    from mlflow_cc.analysis.selection import explain_selection
-    from mlflow_cc.metric_info import info_for
     from mlflow_cc.read.reader import ExperimentReader
+    from testing.synthetic import random_forest
 
+    tiny = random_forest(3)  # Plotly builds its validators on first use: not part of any size's time
+    overview_figures(tiny, {}, {**empty_state(), "ready": True, **default_metrics(tiny, {})})
     reader = ExperimentReader(experiment, uri)
     t = time.perf_counter()
     forest = reader.forest()
-    floor = time.perf_counter() - t
-    infos = reader.metric_info
-
+    fetch = time.perf_counter() - t
     t = time.perf_counter()
-    state = {**empty_state(), "ready": True, **default_metrics(forest, infos)}
-    mfig, sfig, _ = overview_figures(forest, infos, state, hover_texts(forest, infos))
+    state = {**empty_state(), "ready": True, **default_metrics(forest, reader.metric_info)}
+    mfig, sfig, _ = overview_figures(forest, reader.metric_info, state)
     pio.to_json(mfig, validate=False)
     pio.to_json(sfig, validate=False)
-    overview = time.perf_counter() - t
+    figures = time.perf_counter() - t
     nodes = sum(len(tr.customdata or ()) for tr in mfig.data if tr.name in NODE_TRACES)
+    return {"fetch_s": round(fetch, 3), "figures_s": round(figures, 3),
+            "figures_ratio": round(figures / fetch, 3),
+            "selection_details_ms": selection_details_ms(forest, reader.metric_info)}, nodes
+
+
+def selection_details_ms(forest: Any, infos: Any) -> float:
+    import plotly.io as pio
+
+    from dash_app.figures.details import details_figure
+    from mlflow_cc.analysis.selection import explain_selection
+    from mlflow_cc.metric_info import info_for
 
     root = max(forest.roots, key=lambda r: len(forest.nodes[r].children))
     selected = [root, *forest.descendants(root)][:300]
@@ -159,10 +182,7 @@ def server_side(uri: str, experiment: str) -> dict[str, Any]:
             pio.to_json(details_figure(forest, selected, ex.values, ex.x, ex.color, m, info_for(infos, m)),
                         validate=False)
         runs.append(time.perf_counter() - t)
-    return {"n_models": len(forest), "floor_s": round(floor, 3), "overview_s": round(overview, 3),
-            "overview_ratio": round(overview / floor, 3),
-            "selection_details_ms": round(statistics.median(runs) * 1000, 1),
-            "selection_size": len(selected), "_expected_nodes": nodes}
+    return round(statistics.median(runs) * 1000, 1)
 
 
 def free_port() -> int:
@@ -171,101 +191,149 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_app(uri: str, experiment: str, cache: Path) -> tuple[subprocess.Popen[bytes], str, float]:
-    """``mlflow-cc ui`` in a new process with an empty cache folder: (process, url, seconds to listen)."""
-    port = free_port()
-    env = {**os.environ, "MLFLOW_CC_CACHE_DIR": str(cache),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow_cc.cli", "ui", "--tracking-uri", uri,
-                             "--experiment", experiment, "--port", str(port)],
-                            env=env, cwd=cache, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow-cc ui exited with {proc.returncode}")
+class App:
+    """``mlflow-cc ui`` in a child process with its own cache folder (seeded with ``snapshots``)."""
+
+    def __init__(self, uri: str, experiment: str, snapshots: Path | None) -> None:
+        self.cache = Path(tempfile.mkdtemp(prefix="cc-overview-cache-"))
+        if snapshots is not None:
+            shutil.copytree(snapshots, self.cache / "snapshots")
+        port = free_port()
+        env = {**os.environ, "MLFLOW_CC_CACHE_DIR": str(self.cache),
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        self.proc = subprocess.Popen([sys.executable, "-m", "mlflow_cc.cli", "ui", "--tracking-uri", uri,
+                                      "--experiment", experiment, "--port", str(port)],
+                                     env=env, cwd=self.cache, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 300
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mlflow-cc ui exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError("mlflow-cc ui did not listen within 300 s") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise TimeoutError("mlflow-cc ui did not listen within 180 s") from None
-            time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port}", time.perf_counter() - t
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.cache, ignore_errors=True)
 
 
-def load_once(b: Any, url: str) -> dict[str, float]:
-    """One page load in a fresh browser context: end points (ms after navigation start) and the longest task."""
-    ctx = b.browser.new_context(viewport={"width": 1600, "height": 1000})
+def load_once(browser: Any, url: str, errors: list[str]) -> dict[str, float]:
+    """One page load in a fresh browser context: the end point, main-thread tasks and JS heap."""
+    ctx = browser.new_context(viewport={"width": 1600, "height": 1000})
     try:
         page = ctx.new_page()
-        page.on("console", lambda m: b.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: b.errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
         page.add_init_script(PAGE_INIT)
-        page.goto(url)
-        page.wait_for_function(MAP_DONE, timeout=180_000, polling=100)
-        return page.evaluate("() => ({first: window.__mapFirst, all: window.__mapAll, "
-                             "nodes: window.__mapNodes, longest: window.__longest})")
+        cdp = ctx.new_cdp_session(page)
+        cdp.send("Performance.enable")
+        page.goto(url, timeout=TIMEOUT_MS)
+        page.wait_for_function(DONE, timeout=TIMEOUT_MS, polling=100)
+        out = page.evaluate("() => ({map: window.__mapAll, nodes: window.__mapNodes, tasks: window.__tasks})")
+        heap = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}["JSHeapUsedSize"]
     finally:
         ctx.close()
+    tasks = out["tasks"] or [0.0]
+    return {"map": out["map"], "nodes": out["nodes"], "tbt": sum(max(0.0, t - 50) for t in tasks),
+            "longest": max(tasks), "heap": heap / 1e6}
 
 
-def browser_side(uri: str, experiment: str, repeats: int) -> dict[str, Any]:
-    from browser import launch
+def summarize(loads: list[dict[str, float]], n: int, suffix: str) -> dict[str, Any]:
+    def med(key: str) -> float:
+        return statistics.median(x[key] for x in loads)
 
-    b = launch()
-    cache = Path(tempfile.mkdtemp(prefix="cc-overview-cache-"))
-    proc, url, started = start_app(uri, experiment, cache)
-    try:
-        cold = load_once(b, url)
-        warm = [load_once(b, url) for _ in range(repeats)]
-        errors = list(b.errors)
-    finally:
-        proc.terminate()
+    return {f"map_ms_{n}{suffix}": round(med("map")), f"tbt_ms_{n}{suffix}": round(med("tbt")),
+            f"longest_task_ms_{n}{suffix}": round(med("longest")), f"heap_mb_{n}{suffix}": round(med("heap"), 1)}
+
+
+def browser_side(n: int, uri: str, experiment: str, snaps: Path, repeats: int, nocache: bool,
+                 browser: Any, errors: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {f"load_{n}": [round(os.getloadavg()[0], 2)]}
+    if nocache:
+        app = App(uri, experiment, None)
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        b.close()
-        shutil.rmtree(cache, ignore_errors=True)
-    return {"browser_map_cold_ms": round(cold["all"]), "longest_task_cold_ms": round(cold["longest"]),
-            "browser_map_warm_ms": round(statistics.median(w["all"] for w in warm)),
-            "longest_task_ms": round(max(w["longest"] for w in warm)),
-            "browser_map_ms": round(statistics.median(w["first"] for w in warm)),
-            "map_nodes": cold["nodes"], "cold_server_start_s": round(started, 2),
-            "browser_console_errors": len(errors)}
-
-
-def measure(store: Path, n: int, repeats: int, browser: bool) -> dict[str, Any]:
-    experiment = f"{EXPERIMENT}-{n}"
-    uri = build_store(store, n, experiment)
-    out = server_side(uri, experiment)
-    expected = out.pop("_expected_nodes")
-    if browser:
-        out.update(browser_side(uri, experiment, repeats))
-        if out["map_nodes"] != expected:
-            print(f"map shows {out['map_nodes']} node markers, the default view's figure has {expected}",
-                  file=sys.stderr)
+            out[f"map_ms_{n}_nocache"] = round(load_once(browser, app.url, errors)["map"])
+        finally:
+            app.stop()
+    cold, warm = [], []
+    for i in range(repeats):
+        app = App(uri, experiment, snaps)
+        try:
+            cold.append(load_once(browser, app.url, errors))
+            if i == repeats - 1:
+                warm = [load_once(browser, app.url, errors) for _ in range(repeats)]
+        finally:
+            app.stop()
+    out.update(summarize(cold, n, ""))
+    out.update(summarize(warm, n, "_warm"))
+    out[f"map_nodes_{n}"] = cold[0]["nodes"]
+    out[f"load_{n}"].append(round(os.getloadavg()[0], 2))
     return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=5000)
-    ap.add_argument("--small-n", type=int, default=52, help="A small experiment timed too (0: skip).")
-    ap.add_argument("--repeats", type=int, default=3, help="Warm page loads (median).")
-    ap.add_argument("--store", type=Path, default=None, help="Reuse a store folder across runs.")
+    ap.add_argument("--sizes", default="52,5000,50000", help="Comma-separated numbers of models.")
+    ap.add_argument("--repeats", type=int, default=3, help="Cold loads (and warm loads) per size; medians.")
+    ap.add_argument("--nocache-max", type=int, default=5000,
+                    help="Time a first visit with an empty cache folder up to this size (0: never).")
+    ap.add_argument("--cache", type=Path, default=None, help="Folder of the built stores.")
     ap.add_argument("--no-browser", action="store_true")
     args = ap.parse_args()
-    store = args.store or Path(tempfile.mkdtemp(prefix="cc-overview-"))
-    store.mkdir(parents=True, exist_ok=True)
-    out = measure(store, args.n, args.repeats, not args.no_browser)
-    if args.small_n:
-        out["small"] = measure(store, args.small_n, args.repeats, not args.no_browser)
-    out["targets"] = {"overview_ratio": 0.5, "selection_details_ms": 200, "browser_map_warm_ms": 2000,
-                      "browser_map_ms": 2000, "longest_task_ms": 500}
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    out: dict[str, Any] = {"sizes": sizes, "cpus": os.cpu_count()}
+    errors: list[str] = []
+    pw = browser = None
+    if not args.no_browser:
+        from browser import CHROMIUM, CHROMIUM_ARGS
+        from playwright.sync_api import sync_playwright
+
+        pw = sync_playwright().start()
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    try:
+        warm_up = browser is not None
+        for n in sizes:
+            uri, experiment, snaps = prepare_store(n, args.cache)
+            if warm_up:  # the browser process's first page is slower whatever it shows: not timed
+                app = App(uri, experiment, snaps)
+                try:
+                    load_once(browser, app.url, errors)
+                finally:
+                    app.stop()
+                warm_up = False
+            server, expected = server_side(uri, experiment)
+            out.update({f"{k}_{n}": v for k, v in server.items()})
+            if browser is not None:
+                out.update(browser_side(n, uri, experiment, snaps, args.repeats, n <= args.nocache_max,
+                                        browser, errors))
+                if out[f"map_nodes_{n}"] != expected:
+                    print(f"{n}: map shows {out[f'map_nodes_{n}']} node markers, the default view's "
+                          f"figure has {expected}", file=sys.stderr)
+            print(json.dumps({k: v for k, v in out.items() if k.endswith(f"_{n}") or f"_{n}_" in k}),
+                  file=sys.stderr)
+    finally:
+        if browser is not None:
+            browser.close()
+            pw.stop()
+    out["browser_console_errors"] = len(errors)
+    if errors:
+        print("console errors:", *errors[:10], sep="\n  ", file=sys.stderr)
+    out["targets"] = {"figures_ratio": 0.5, "selection_details_ms": 200, "map_ms_52": 800, "tbt_ms_52": 200, "heap_mb_52": 15, "map_ms_5000": 1500,
+                      "longest_task_ms_5000": 200, "map_ms_50000": 3000, "longest_task_ms_50000": 300,
+                      "heap_mb_50000": 150}
     print(json.dumps(out))
+
 
 if __name__ == "__main__":
     main()

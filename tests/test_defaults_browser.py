@@ -131,9 +131,9 @@ def test_map_has_a_size_legend_and_node_labels(page: Any, study: dict[str, Any])
     legend = page.evaluate("() => document.querySelector('#ov-map .legend').textContent")
     assert "node size" in legend and "KB" in legend, legend
     labels = page.evaluate("""() => { const g = document.querySelector('#ov-map .js-plotly-plot');
-        return g._fullLayout.annotations.filter(a => a.name === 'node label').map(a => a.text); }""")
+        return g.data.filter(t => t.name === 'node labels').flatMap(t => t.text); }""")
     assert len(labels) == len(study["forest"])  # 26 models: room for every name
-    shown = page.evaluate("""() => Array.from(document.querySelectorAll('#ov-map .annotation-text'))
+    shown = page.evaluate("""() => Array.from(document.querySelectorAll('#ov-map .scatterlayer .textpoint text'))
         .map(e => e.textContent)""")
     assert any(s.startswith("digits-cnn") for s in shown), shown
 

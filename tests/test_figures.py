@@ -261,7 +261,7 @@ def test_map_labels_nodes_and_has_a_size_legend() -> None:
     infos = {**INFOS, "nonzero_bytes": MetricInfo("nonzero_bytes", "min", "B", "bytes", False)}
     lay = layout_forest(f)
     fig = map_figure(f, lay, Encoding.build(f, infos, "accuracy", "nonzero_bytes"), infos, {}, set(), set())
-    labels = [a.text for a in fig.layout.annotations if a.name == "node label"]
+    labels = node_labels(fig)
     assert sorted(labels) == sorted(["base", "&lt;b&gt;p0.5&lt;/b&gt;", "&lt;b&gt;p0.7&lt;/b&gt;",
                                      "&lt;b&gt;p0.9&lt;/b&gt;"])
     size = [t for t in fig.data if t.legendgroup == "size"]
@@ -272,7 +272,15 @@ def test_map_labels_nodes_and_has_a_size_legend() -> None:
     big = build_forest([model("r")] + [model(f"c{i}", "r", "prune", sparsity=i / 100) for i in range(70)])
     lay = layout_forest(big)
     fig = map_figure(big, lay, Encoding.build(big, INFOS, "accuracy", "size_bytes"), INFOS, {}, {"c3"}, set())
-    assert [a.text for a in fig.layout.annotations if a.name == "node label"] == ["c3"]
+    assert node_labels(fig) == ["c3"]
+
+
+def node_labels(fig: Any) -> list[str]:
+    """The map's node labels: one text trace, no hover (the models below take it), no annotations."""
+    traces = [t for t in fig.data if t.name == "node labels"]
+    assert len(traces) <= 1 and all(t.hoverinfo == "skip" for t in traces)
+    assert not [a for a in fig.layout.annotations if a.name == "node label"]
+    return list(traces[0].text) if traces else []
 
 
 def test_details_labels_are_words_and_bar_labels_do_not_collide() -> None:

@@ -122,6 +122,6 @@ def test_figure_puts_models_on_a_date_axis_from_minutes_to_months() -> None:
         assert list(ring.customdata) == ["soon"] and abs(ring.x[0] - got["soon"]) < 1.0
         lo, hi = fig.layout.xaxis.range
         assert lo < min(got.values()) and hi > max(got.values())
-        texts = [a.text for a in fig.layout.annotations if a.name == "node label"]
+        texts = [t for tr in fig.data if tr.name == "node labels" for t in tr.text]
         assert "&lt;b&gt;x&lt;/b&gt;" in texts  # user text shown as typed, never markup
         assert "dead end: nothing derived from it, though later models were" in [t.name for t in fig.data]

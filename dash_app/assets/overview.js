@@ -77,9 +77,15 @@
     return unique(cur.concat(picked));
   }
 
+  // A scatterplot of many models draws a density layer (a heatmap named "density") instead of
+  // markers: its clicks and boxes are resolved by the server, which also patches its rings.
+  function isDense(gd) {
+    return !!(gd && gd.data && gd.data.some(function (t) { return t.name === "density"; }));
+  }
+
   // Restyle the "selected" trace of one graph to ring ``sel`` (only the models it draws).
   function showSel(gd, sel) {
-    if (!gd || !gd.data || !gd._fullData || !window.Plotly) { return; }
+    if (!gd || !gd.data || !gd._fullData || !window.Plotly || isDense(gd)) { return; }
     var idx = -1;
     gd.data.forEach(function (t, i) { if (t.name === "selected") { idx = i; } });
     if (idx < 0) { return; }
@@ -157,8 +163,19 @@
           var box = values[trig[0].prop_id];
           if (!box.range && !box.lassoPoints) { return [nu, nu]; }
         }
-        var pts = points(gd, values[trig[0].prop_id]);
         var shift = !!window.ccShift;
+        if (isDense(gd)) {
+          var ev = values[trig[0].prop_id], cell = null;
+          if (kind === "click") {
+            var p = (ev.points || [])[0];
+            if (!p || !gd.data[p.curveNumber] || gd.data[p.curveNumber].name !== "density") { return [nu, nu]; }
+            cell = [p.x, p.y];
+            hideHover(gd);
+          }
+          return [{kind: kind, source: graph, range: kind === "box" ? ev.range : null, cell: cell,
+                   shift: shift, t: Date.now()}, nu];
+        }
+        var pts = points(gd, values[trig[0].prop_id]);
         if (kind === "click") { GRAPHS.forEach(function (id) { hideHover(gdOf(id)); }); }
         var expand = pts.filter(function (p) { return p.id.indexOf("expand:") === 0; });
         if (kind === "click" && expand.length) {

@@ -11,12 +11,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from cachetools import LRUCache
 from mlflow.tracking import MlflowClient
 
-from mlflow_cc import contract
+from dash_app.comparison.preview_index import PreviewIndex
+from mlflow_cc.analysis.behaviour_columns import ids_to_arrow
 from mlflow_cc.analysis.behaviour_kinds import instance_text_columns
 from mlflow_cc.analysis.behaviour_runs import load_compared_outputs
 from mlflow_cc.analysis.behaviours import (
@@ -27,8 +26,6 @@ from mlflow_cc.analysis.behaviours import (
     page,
 )
 from mlflow_cc.artifacts import DatasetInfo, Outputs
-from mlflow_cc.artifacts.files import artifact_path
-from mlflow_cc.errors import ArtifactError
 
 
 @dataclass
@@ -56,47 +53,6 @@ class Drill:
         return f"class:{self.value}" if self.kind == "class" else f"subgroup:{self.attribute}={self.value}"
 
 
-class PreviewIndex:
-    """A dataset's previews, looked up a page at a time without materializing every preview.
-
-    The previews Parquet file is read once (Arrow columns, no Python objects per row);
-    the instance ids are hashed once; a lookup then takes only the requested rows.
-    """
-
-    def __init__(self, client: MlflowClient, dataset_run_id: str) -> None:
-        self._client = client
-        self._run_id = dataset_run_id
-        self._lock = threading.Lock()
-        self._table: pa.Table | None = None
-        self._index: pd.Index | None = None
-
-    def lookup(self, instance_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """(kind, value) by id for the ids that have a preview."""
-        table, index = self._load()
-        if table is None or index is None or not len(instance_ids):
-            return {}
-        rows = index.get_indexer([str(i) for i in instance_ids])
-        found = rows[rows >= 0]
-        picked = table.take(pa.array(found, pa.int64()))
-        ids = picked.column("instance_id").to_pylist()
-        kinds = picked.column("kind").to_pylist()
-        values = picked.column("value").to_pylist()
-        return {i: (str(k), str(v)) for i, k, v in zip(ids, kinds, values)}
-
-    def _load(self) -> tuple[pa.Table | None, pd.Index | None]:
-        with self._lock:
-            if self._table is None:
-                try:
-                    path = artifact_path(self._client, self._run_id, contract.ARTIFACT_DATASET_PREVIEWS)
-                    table = pq.read_table(path, columns=["instance_id", "kind", "value"]).combine_chunks()
-                except (ArtifactError, pa.ArrowException, OSError, KeyError):
-                    table = pa.table({"instance_id": pa.array([], pa.string()), "kind": pa.array([], pa.string()),
-                                      "value": pa.array([], pa.string())})
-                self._table = table
-                self._index = pd.Index(table.column("instance_id").to_numpy(zero_copy_only=False))
-            return self._table, self._index
-
-
 @dataclass
 class BehaviourSet:
     """Behaviour metrics of ``models`` (run ids, base first) against ``base``.
@@ -116,6 +72,7 @@ class BehaviourSet:
     _tables: LRUCache[tuple[Hashable, ...], pd.DataFrame] = field(default_factory=lambda: LRUCache(maxsize=16),
                                                                   repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _key_series: pd.Series | None = field(default=None, repr=False)
     #: Paired significance per (metric, level): see dash_app.comparison.significance_set.
     _significance: dict[tuple[str, float], pd.DataFrame] = field(default_factory=dict, repr=False)
 
@@ -180,7 +137,7 @@ class BehaviourSet:
                                   "name": (agg["attribute"].astype(str) + ": " + agg["value"].astype(str))
                                   if len(agg) else pd.Series(dtype=object),
                                   "count": agg["count"].astype(np.int64)})
-        else:
+        elif self.kind != "classification":  # --- gen-kinds: answers as text (a table computed in full)
             agg = b.instances
             rows = self._drill_mask(drill)
             if rows is not None:
@@ -188,13 +145,31 @@ class BehaviourSet:
             labels = agg["label"].to_numpy()
             frame = pd.DataFrame({"key": agg["instance_id"].astype(str).to_numpy(), "label": labels,
                                   "name": self._names(labels)})
+            for i in range(len(self.models)):
+                frame[f"p{i}"] = np.nan  # no class predictions
+            for name, values in instance_text_columns(b, agg, self.models).items():
+                frame[name] = values
+        else:  # one column per model of this metric only, straight from the computed arrays
+            rows = self._drill_mask(drill)
+            keys = self._keys()
+            labels = b.labels
+            if rows is not None:
+                keys, labels = keys[rows], labels[rows]
+            cols: dict[str, Any] = {"key": keys.reset_index(drop=True), "label": labels,
+                                    "name": self._names(labels)}
             for i, run_id in enumerate(self.models):
-                col = column("prediction", run_id)
-                frame[f"p{i}"] = agg[col].to_numpy() if col in agg.columns else np.nan
-            if getattr(b, "kind", "classification") != "classification":  # --- gen-kinds: answers as text
-                for name, values in instance_text_columns(b, agg, self.models).items():
-                    frame[name] = values
-                frame[[f"p{i}" for i in range(len(self.models))]] = np.nan  # no class predictions
+                preds = b.predictions(run_id) if run_id in b.models else None
+                cols[f"p{i}"] = np.full(len(labels), np.nan) if preds is None else (
+                    preds if rows is None else preds[rows])
+            base_values = b.values(metric, b.base)
+            for i, run_id in enumerate(self.models):
+                if run_id not in b.models:
+                    cols[f"v{i}"] = np.full(len(labels), np.nan)
+                    continue
+                values = b.values(metric, run_id)
+                values = values - base_values if relative and run_id != b.base else values
+                cols[f"v{i}"] = values if rows is None else values[rows]
+            return pd.DataFrame(cols, copy=False)
         base_values = agg[column(metric, b.base)].to_numpy(np.float64)
         for i, run_id in enumerate(self.models):
             col = column(metric, run_id)
@@ -205,16 +180,23 @@ class BehaviourSet:
             frame[f"v{i}"] = values - base_values if relative and run_id != b.base else values
         return frame.reset_index(drop=True)
 
+    def _keys(self) -> pd.Series:
+        """The instance ids as an Arrow-backed string column (built once, no Python string per row)."""
+        with self._lock:
+            if self._key_series is None and self.behaviours is not None:
+                self._key_series = pd.Series(pd.arrays.ArrowStringArray(ids_to_arrow(self.behaviours.instance_ids)))
+            return self._key_series
+
     def _drill_mask(self, drill: Drill | None) -> np.ndarray | None:
         b = self.behaviours
         if drill is None or b is None:
             return None
         if drill.kind == "class":
-            return b.instances["label"].to_numpy() == int(drill.value)
+            return b.labels == int(drill.value)
         col = f"meta_{drill.attribute}"
-        if col not in b.instances.columns:
-            return np.zeros(len(b.instances), bool)
-        return b.instances[col].astype(str).to_numpy() == drill.value
+        if col not in b.base_columns:
+            return np.zeros(len(b), bool)
+        return pd.Series(b.base_columns[col]).astype(str).to_numpy() == drill.value
 
     def _names(self, labels: np.ndarray) -> np.ndarray:
         names = self.behaviours.class_names if self.behaviours is not None else []
@@ -238,9 +220,9 @@ class BehaviourSet:
 
     def preview_kind(self) -> str | None:
         """"image" or "text" (the kind of the first instance's preview), None without previews."""
-        if self.behaviours is None or not len(self.behaviours.instances):
+        if self.behaviours is None or not len(self.behaviours):
             return None
-        first = self.previews([str(self.behaviours.instances["instance_id"].iloc[0])])
+        first = self.previews([str(self.behaviours.instance_ids[0])])
         return next(iter(first.values()))[0] if first else None
 
     def previews(self, instance_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -264,13 +246,11 @@ class BehaviourSet:
         if b is None or metric not in b.metrics:
             return [{"value": math.nan, "counts": [], "edges": [], "missing": self.unavailable.get(r, self.problem)}
                     for r in self.models]
-        table = b.instances
-        base = table[column(metric, b.base)].to_numpy(np.float64)
+        base = b.values(metric, b.base)
         values: dict[str, np.ndarray] = {}
         for run_id in self.models:
-            col = column(metric, run_id)
-            if col in table.columns:
-                v = table[col].to_numpy(np.float64)
+            if run_id in b.models:
+                v = b.values(metric, run_id)
                 values[run_id] = v - base if relative and run_id != b.base else v
         finite = [v[np.isfinite(v)] for v in values.values()]
         finite = [v for v in finite if v.size]
@@ -323,5 +303,6 @@ def load_behaviour_set(client: MlflowClient, base: str, run_ids: Sequence[str],
         loaded.base, loaded.models, base_key=base,
         dataset=dataset.instances if dataset is not None else None,
         class_names=dataset.class_names if dataset is not None else None)
-    previews = PreviewIndex(client, loaded.dataset_run_id) if dataset is not None and loaded.dataset_run_id else None
+    previews = (PreviewIndex(client, loaded.dataset_run_id, dataset.previews_path)
+                if dataset is not None and loaded.dataset_run_id else None)
     return BehaviourSet(base, models, behaviours, loaded.unavailable, dataset, preview_index=previews)

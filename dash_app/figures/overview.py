@@ -11,10 +11,11 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+from dash_app.figures.density import axis_is_log, ids_in_box, ids_in_cell, is_dense
 from dash_app.figures.encoding import Encoding
 from dash_app.figures.hover import hover_texts
 from dash_app.figures.model_map import map_figure
-from dash_app.figures.scatter import FULL_HOVER_MAX, scatter_figure
+from dash_app.figures.scatter import FULL_HOVER_MAX, axis_for, scatter_figure
 from dash_app.figures.time_map import time_map_figure
 from dash_app.state import LAYOUTS, excluded_ids
 from mlflow_cc.analysis.map_layout import DEFAULT_BUDGET, MapLayout, layout_forest
@@ -87,3 +88,29 @@ def overview_figures(forest: Forest, infos: Mapping[str, MetricInfo], state: Map
         hover = hover_texts(forest, infos, None if scatter_needs_hover(forest) else layout.x)
     return (map_figure_for(forest, infos, state, hover, layout),
             scatter_figure_for(forest, infos, state, hover), layout)
+
+
+def scatter_models(forest: Forest, state: Mapping[str, Any]) -> list[str]:
+    """The models the scatterplot can select: both axis metrics logged, not filtered out."""
+    x, y = state.get("x"), state.get("y")
+    excluded = excluded_ids(forest, state.get("filters"))
+    return [r for r, n in forest.nodes.items() if x in n.metrics and y in n.metrics and r not in excluded]
+
+
+def scatter_is_dense(forest: Forest, state: Mapping[str, Any]) -> bool:
+    """Whether the scatterplot for ``state`` draws the density layer (figures/density.py)."""
+    return bool(state.get("x") and state.get("y")) and is_dense(len(scatter_models(forest, state)))
+
+
+def dense_pick(forest: Forest, infos: Mapping[str, MetricInfo], state: Mapping[str, Any],
+               event: Mapping[str, Any]) -> list[str]:
+    """The models a click on a density cell (``cell``: its centre) or a box (``range``) picks."""
+    x, y = state["x"], state["y"]
+    ids = scatter_models(forest, state)
+    if event.get("range"):
+        rng = event["range"]
+        return ids_in_box(forest, ids, x, y, rng["x"], rng["y"])
+    both = [n for n in forest.nodes.values() if x in n.metrics and y in n.metrics]  # as scatter_figure
+    xlog, ylog = (axis_is_log(axis_for(m, info_for(infos, m), [n.metrics[m] for n in both])) for m in (x, y))
+    cx, cy = event["cell"]
+    return ids_in_cell(forest, ids, x, y, xlog, ylog, float(cx), float(cy))

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from dash_app.figures.density import axis_is_log, density_trace, is_dense
 from dash_app.figures.encoding import SELECT_COLOR, Encoding, colors_for, escape
 from mlflow_cc.metric_info import MetricInfo, format_problem, info_for
 from mlflow_cc.read.lineage import Forest
@@ -21,7 +22,7 @@ LABEL_CHARS = 28
 FULL_HOVER_MAX = 1000
 
 
-def _axis(name: str, info: MetricInfo, values: Sequence[float]) -> dict[str, object]:
+def axis_for(name: str, info: MetricInfo, values: Sequence[float]) -> dict[str, object]:
     axis: dict[str, object] = {"title": {"text": escape(f"{name} ({'higher' if info.higher_is_better else 'lower'} is better)")},
                                "gridcolor": "#eef1f5", "zeroline": False}
     pos = [v for v in values if v > 0]
@@ -67,9 +68,15 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
     inc = [r for r in ids if r not in excluded]
     exc = [r for r in ids if r in excluded]
     xi, yi = info_for(infos, x), info_for(infos, y)
+    xaxis, yaxis = axis_for(x, xi, list(xs.values())), axis_for(y, yi, list(ys.values()))
     full = len(ids) <= FULL_HOVER_MAX
+    dense = is_dense(len(inc))
+    if dense:  # one heatmap instead of thousands of markers (figures/density.py)
+        fig.add_trace(density_trace(forest, enc, inc, np.fromiter((xs[r] for r in inc), float, len(inc)),
+                                    np.fromiter((ys[r] for r in inc), float, len(inc)),
+                                    axis_is_log(xaxis), axis_is_log(yaxis)))
     for group, opacity, name in ((inc, 0.95, "models"), (exc, 0.15, "filtered out")):
-        if not group:
+        if not group or dense:
             continue
         nodes = [forest.nodes[r] for r in group]
         if full:
@@ -100,7 +107,7 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
     fig.update_layout(
         height=380, margin={"l": 60, "r": 10, "t": 24, "b": 50}, showlegend=bool(fr), plot_bgcolor="#ffffff",
         dragmode="select", clickmode="event", hovermode="closest", uirevision=f"{x}|{y}",
-        xaxis=_axis(x, xi, list(xs.values())), yaxis=_axis(y, yi, list(ys.values())),
+        xaxis=xaxis, yaxis=yaxis,
         legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
         newselection={"line": {"color": SELECT_COLOR}})
     return fig
@@ -117,7 +124,9 @@ def front_trace(forest: Forest, front: Sequence[str], xs: Mapping[str, float], y
 
     Labels sit on the side away from the dominated models (up-left when lower x and higher y are
     better). Not hoverable (and no ``customdata``), so clicks and boxes still pick the models below.
+    Models at the same point (ties) are drawn once, labelled by the first.
     """
+    front = list({(xs[r], ys[r]): r for r in reversed(front)}.values())[::-1]
     labelled = len(front) <= FRONT_LABELS_MAX
     up, down = ("top", "bottom") if yi.higher_is_better else ("bottom", "top")
     away = "left" if not xi.higher_is_better else "right"  # away from the dominated models

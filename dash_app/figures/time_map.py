@@ -42,6 +42,7 @@ def time_map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Map
         if trace.x is not None and len(trace.x):
             trace.x = _to_ms(axis, trace.x)
     fig.add_traces(_running_traces(forest, layout, axis) + _dead_end_traces(forest, layout, enc, axis))
+    _recut_labels(forest, layout, fig)
     fig.update_layout(
         annotations=_annotations(forest, layout, axis, fig.layout.annotations),
         xaxis={"visible": True, "type": "date", "side": "top", "showgrid": True, "gridcolor": "#eef1f5",
@@ -69,26 +70,46 @@ def _to_ms(axis: TimeAxis, xs: Any) -> np.ndarray:
 
 def _annotations(forest: Forest, layout: MapLayout, axis: TimeAxis,
                  annotations: Any) -> list[dict[str, Any]]:
-    """The map's node labels at their times, each cut to the room before the next model on its row."""
+    """The map's node-label annotations at their times (none since the labels are one text
+    trace, see :func:`_recut_labels`; kept for annotations placed at a model)."""
     by_xy = {(layout.x[r], layout.y[r]): r for r in layout.x}
-    rows: dict[float, list[float]] = {}
-    for r in layout.x:
-        rows.setdefault(layout.y[r], []).append(layout.x[r])
+    room = _label_room(layout)
     out: list[dict[str, Any]] = []
     for a in annotations:
         d = a.to_plotly_json()
         rid = by_xy.get((d.get("x"), d.get("y"))) if d.get("xref") == "x" else None
         if rid is None:
             continue
+        d["text"] = _cut(forest.nodes[rid].name, room(rid))
+        d["x"] = axis.to_ms(layout.x[rid])
+        out.append(d)
+    return out
+
+
+def _label_room(layout: MapLayout) -> Any:
+    """Characters of label room right of each model: up to the next model on its row."""
+    rows: dict[float, list[float]] = {}
+    for r in layout.x:
+        rows.setdefault(layout.y[r], []).append(layout.x[r])
+
+    def room(rid: str) -> int:
         x = layout.x[rid]
         nxt = min((v for v in rows[layout.y[rid]] if v > x), default=None)
         units = (nxt - x) if nxt is not None else TIME_UNITS + RIGHT_PAD - x
-        room = max(6, min(40, int(units * COL_PX / CHAR_PX) - 3))
-        name = forest.nodes[rid].name
-        d["text"] = escape(name if len(name) <= room else name[: room - 1] + "…")
-        d["x"] = axis.to_ms(x)
-        out.append(d)
-    return out
+        return max(6, min(40, int(units * COL_PX / CHAR_PX) - 3))
+    return room
+
+
+def _cut(name: str, room: int) -> str:
+    return escape(name if len(name) <= room else name[: room - 1] + "…")
+
+
+def _recut_labels(forest: Forest, layout: MapLayout, fig: go.Figure) -> None:
+    """The "node labels" text trace (model_map.py), each cut to the room before the next model."""
+    room = _label_room(layout)
+    for trace in fig.data:
+        if trace.name == "node labels" and trace.customdata is not None:
+            trace.text = [_cut(forest.nodes[r].name, room(r)) for r in trace.customdata]
 
 
 def _running_traces(forest: Forest, layout: MapLayout, axis: TimeAxis) -> list[go.Scatter]:

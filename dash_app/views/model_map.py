@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from typing import Any
 
+import plotly.io as pio
 from dash import (
     ClientsideFunction,
     Dash,
@@ -14,14 +16,16 @@ from dash import (
     ctx,
     dcc,
     html,
+    no_update,
 )
 from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
 from dash_app.figures.hover import hover_texts
-from dash_app.figures.overview import map_figure_for, map_layout_for
+from dash_app.figures.overview import dense_pick, map_figure_for, map_layout_for
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
+from dash_app.views import find
 from dash_app.views.prologue import require_ready
 from mlflow_cc.analysis.map_layout import MapLayout
 from mlflow_cc.read.lineage import Forest
@@ -53,6 +57,8 @@ def layout(first: tuple[Any, str] | None = None, view: dict[str, Any] | None = N
             html.Button("Expand selected", id="ov-expand"),
             html.Button("Focus subtree", id="ov-focus"),
             html.Button("Show all", id="ov-unfocus"),
+            html.Span(className="cc-sep"),
+            find.layout(),
         ]),
         dcc.Store(id="ov-map-drawn", data=[view, version] if first is not None else None),
         dcc.Store(id="ov-sel-shown"),
@@ -97,6 +103,11 @@ def selection_only(source: DataSource, drawn: list[Any] | None, state: dict[str,
     return same_layout(layout_of(source, forest, drawn[0]), layout_of(source, forest, state))
 
 
+def figure_digest(fig: Any) -> str:
+    """A short digest of what a figure draws (equal digests: the browser's figure needs no redraw)."""
+    return hashlib.blake2b(pio.to_json(fig, validate=False).encode(), digest_size=12).hexdigest()
+
+
 def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str]:
     """The map figure for ``state`` and its one-line summary."""
     forest = source.forest(state["experiment"])
@@ -115,6 +126,7 @@ def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str]:
 # The map goes first: the scatterplot (thousands of points) is asked for once the map's
 # figure is on its way (``ov-map-drawn``), so the browser draws the map meanwhile.
 def register(app: Dash, source: DataSource) -> None:
+    find.register(app, source)
 
     @app.callback(Output("ov-map", "figure"), Output("ov-map-info", "children"),
                   Output("ov-map-drawn", "data"),
@@ -130,7 +142,11 @@ def register(app: Dash, source: DataSource) -> None:
         if selection_only(source, drawn, state, version):
             raise PreventUpdate
         fig, info = draw(source, state)
-        return fig, info, [state, version]
+        digest = figure_digest(fig)
+        if drawn and len(drawn) > 2 and drawn[2] == digest:
+            # e.g. a refresh whose new runs or metrics are all collapsed away: nothing to redraw
+            return no_update, no_update, [state, version, digest]
+        return fig, info, [state, version, digest]
 
     # Clicks, column headers and boxes of both plots change the selection in the browser at once
     # and write it into ov-state (assets/overview.js); the badge of a collapsed subtree comes
@@ -163,6 +179,10 @@ def register(app: Dash, source: DataSource) -> None:
         excluded = st.excluded_ids(forest, state.get("filters"))
         ids: list[str] = event.get("ids") or []
         state = dict(state)
+        if event.get("range") or event.get("cell"):  # the scatterplot's density layer
+            picked = dense_pick(forest, source.metric_info(state["experiment"]), state, event)
+            state["sel"] = st.pick(state.get("sel") or [], picked, bool(event.get("shift")), excluded, forest)
+            return state
         expand = [i.split(":", 1)[1] for i in ids if i.startswith("expand:")]
         if expand and event.get("kind") == "click":
             state["expand"] = list(dict.fromkeys((state.get("expand") or []) + expand))

@@ -7,6 +7,7 @@ scatterplot, filters, details) render from it and write user actions into it.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,8 @@ from mlflow_cc.errors import MlflowCCError
 from mlflow_cc.read.lineage import Forest
 
 TITLE = "Compression Overview"
+#: The refresh interval is at least this many times what the last refresh took.
+REFRESH_BACKOFF = 4
 
 
 def page_query() -> str | None:
@@ -193,11 +196,13 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         """Incremental refresh; a new version string makes the views re-render."""
         if not state or not state.get("ready"):
             return no_update, refresh_ms
+        started = time.monotonic()
         forest = source.refresh(state["experiment"]) if _n else source.forest(state["experiment"])
         new = version_of(state["experiment"], forest)
-        if version == new:
-            return no_update, refresh_ms
-        return new, refresh_ms
+        # A refresh that takes long (a big experiment, a slow store) is asked for less often:
+        # the page never has one refresh after another in flight.
+        interval = max(refresh_ms, int((time.monotonic() - started) * 1000 * REFRESH_BACKOFF))
+        return (no_update if version == new else new), interval
 
     @app.callback(Output("ov-status", "children"), Input("ov-version", "data"),
                   Input("ov-view", "data"))

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Dash, Input, Output, State, dcc, html
+from dash import Dash, Input, Output, Patch, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
-from dash_app.figures.overview import scatter_figure_for, scatter_needs_hover
+from dash_app.figures.encoding import Encoding
+from dash_app.figures.overview import (
+    scatter_figure_for,
+    scatter_is_dense,
+    scatter_models,
+    scatter_needs_hover,
+)
 from dash_app.source import DataSource
-from dash_app.views.model_map import hover_of
+from dash_app.views.model_map import figure_digest, hover_of
 from dash_app.views.prologue import require_ready, view_data
 
 GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
@@ -42,10 +48,40 @@ def register(app: Dash, source: DataSource) -> None:
         state, version = (drawn or [None, None])[:2]
         forest, infos = view_data(source, state)
         key = [st.figure_part(state), version]
-        if key == mine:
+        if key == (mine or [])[:2]:
             raise PreventUpdate
         hover = hover_of(source, forest, state["experiment"], None) if scatter_needs_hover(forest) else {}
-        return scatter_figure_for(forest, infos, state, hover), key
+        fig = scatter_figure_for(forest, infos, state, hover)
+        dense = scatter_is_dense(forest, state)
+        ring = next((i for i, t in enumerate(fig.data) if t.name == "selected"), None)
+        digest = figure_digest(fig)
+        if mine and len(mine) > 3 and mine[3] == digest:
+            return no_update, [*key, mine[2], digest]  # a refresh that changes nothing drawn here
+        return fig, [*key, ring if dense else None, digest]
+
+    @app.callback(Output("ov-scatter", "figure", allow_duplicate=True), Input("ov-state", "data"),
+                  State("ov-scatter-drawn", "data"), prevent_initial_call=True)
+    def rings(state: dict[str, Any] | None, drawn: list[Any] | None) -> Any:
+        """The density layer's selection rings, patched in (the browser has no markers to ring).
+
+        Only the "selected" trace changes: a selection never redraws the figure.
+        """
+        require_ready(state, drawn and len(drawn) > 2 and drawn[2] is not None)
+        assert drawn is not None and state is not None
+        if st.figure_part(state) != drawn[0]:
+            raise PreventUpdate  # a redraw is on its way and rings the selection itself
+        forest, infos = view_data(source, state)
+        x, y = state["x"], state["y"]
+        enc = Encoding.build(forest, infos, state.get("color"), state.get("size"))
+        ok = set(scatter_models(forest, state))
+        sel = [r for r in state.get("sel") or [] if r in ok]
+        patch = Patch()
+        trace = patch["data"][drawn[2]]
+        trace["x"] = [forest.nodes[r].metrics[x] for r in sel]
+        trace["y"] = [forest.nodes[r].metrics[y] for r in sel]
+        trace["customdata"] = sel
+        trace["marker"]["size"] = [enc.node_px(forest.nodes[r]) + 7 for r in sel]
+        return patch
 
     @app.callback(Output("ov-x", "options"), Output("ov-y", "options"), Output("ov-x", "value"),
                   Output("ov-y", "value"), Input("ov-color", "options"), State("ov-state", "data"))

@@ -3,14 +3,32 @@ dataset) from a store, then compare them (:func:`compare_behaviour_runs`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from mlflow.tracking import MlflowClient
 
+from mlflow_cc.analysis.behaviour_columns import same_ids
 from mlflow_cc.analysis.behaviours import Behaviours, compare_behaviours
 from mlflow_cc.artifacts import DatasetInfo, Outputs, load_dataset, load_outputs
 from mlflow_cc.errors import ArtifactError
+
+#: Outputs artifacts read at once.
+READERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def share_base_arrays(out: Outputs, base: Outputs) -> None:
+    """Let ``out`` hold the base's instance-id and label arrays when they are equal (memory, not meaning).
+
+    Twelve models on a million instances would otherwise keep twelve copies of the same ids.
+    """
+    if out.instance_ids is not base.instance_ids and same_ids(out.instance_ids, base.instance_ids):
+        out.instance_ids = base.instance_ids
+        if out.labels is not base.labels and np.array_equal(out.labels, base.labels):
+            out.labels = base.labels
 
 
 @dataclass
@@ -44,13 +62,32 @@ def load_compared_outputs(client: MlflowClient, base_run_id: str, run_ids: Seque
     outputs: dict[str, Outputs] = {}
     unavailable: dict[str, str] = {}
     base_error: ArtifactError | None = None
-    for run_id in dict.fromkeys([base_run_id, *run_ids]):
+    wanted = list(dict.fromkeys([base_run_id, *run_ids]))
+    base_out: list[Outputs] = []
+
+    def one(run_id: str) -> Outputs | ArtifactError:
         try:
-            outputs[run_id] = read(run_id)
+            out = read(run_id)
         except ArtifactError as exc:
-            unavailable[run_id] = exc.reason
+            return exc
+        if base_out and run_id != base_run_id:
+            share_base_arrays(out, base_out[0])
+        return out
+
+    first = one(base_run_id)  # first, so that the models can share its arrays as they arrive
+    if isinstance(first, Outputs):
+        base_out.append(first)
+    # The models' artifacts are read in parallel (Parquet decoding releases the GIL), in order.
+    rest = wanted[1:]
+    with ThreadPoolExecutor(max(1, min(READERS, len(rest) or 1)), thread_name_prefix="mlflow-cc-outputs") as pool:
+        results = [first, *pool.map(one, rest)]
+    for run_id, got in zip(wanted, results):
+        if isinstance(got, ArtifactError):
+            unavailable[run_id] = got.reason
             if run_id == base_run_id:
-                base_error = exc
+                base_error = got
+        else:
+            outputs[run_id] = got
     base = outputs.pop(base_run_id, None)
     loaded = LoadedOutputs(base, outputs, unavailable, base_error=base_error)
     if base is None:

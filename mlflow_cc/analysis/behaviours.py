@@ -2,7 +2,8 @@
 
 The analysis is pure numpy/pandas, vectorized over instances and models (no
 per-instance Python loop): 100,000 instances x 12 models compute in about half a
-second. :mod:`mlflow_cc.analysis.behaviour_runs` is the thin loader that reads runs' outputs
+second; a million instances x 12 models give a first sorted page in about a second.
+:mod:`mlflow_cc.analysis.behaviour_runs` is the thin loader that reads runs' outputs
 and their dataset from a store and notes models whose outputs are unavailable.
 
 Given the base model's :class:`~mlflow_cc.artifacts.Outputs` and several models'
@@ -20,10 +21,12 @@ logit_mse      mean over classes of (logit - base logit)^2             lower
 kl             KL(softmax(base) || softmax(model)), nats               lower
 =============  =====================================================  ==========
 
-The result, :class:`Behaviours`, holds one wide per-instance table (a column
-``<metric>|<model>`` per metric and model) so that an app can sort and filter by any
-model's value on the server and send one page (:func:`page`), and aggregates per
-class, per subgroup (``meta_<attribute>`` columns of the dataset) and overall, each
+The result, :class:`Behaviours`, gives each model's per-instance values of a metric
+(:meth:`Behaviours.values`; computed for every model when the metric is first asked for,
+:mod:`.behaviour_columns`) so that an app can sort and filter by any model's value on
+the server and send one page (:func:`page`), the whole wide table (``instances``, a
+column ``<metric>|<model>`` per metric and model, built on first use), and aggregates
+per class, per subgroup (``meta_<attribute>`` columns of the dataset) and overall, each
 absolute or relative to the base (model minus base).
 
 The metrics live in :mod:`.behaviour_metrics`, paging in :mod:`.table_page`; both are
@@ -39,6 +42,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlflow_cc.analysis.behaviour_columns import (
+    ModelColumns,
+    TableColumns,
+    align,
+    dense,
+    join_dataset,
+    subset,
+)
 from mlflow_cc.analysis.behaviour_metrics import (
     _REGISTRY,
     BUILTIN_METRICS,
@@ -75,19 +86,36 @@ __all__ = [
 
 
 
+class _WideTable:
+    """The ``instances`` field: the table given to the constructor, or built from the columns when read."""
+
+    SLOT = "_instances_given"
+
+    def __get__(self, obj: Behaviours | None, owner: type | None = None) -> pd.DataFrame | None:
+        if obj is None:
+            return None  # the field's default
+        return obj.instance_table(False)
+
+    def __set__(self, obj: Behaviours, value: pd.DataFrame | None) -> None:
+        obj.__dict__[self.SLOT] = value
+
+
 @dataclass
 class Behaviours:
     """Behaviour metrics of several models against a base, ready to aggregate and page.
 
     ``instances``: one row per base instance: ``instance_id``, ``label``, optional
     ``label_name`` and ``meta_*`` columns, and ``prediction|<model>`` plus
-    ``<metric>|<model>`` for every model (the base included, under its key).
+    ``<metric>|<model>`` for every model (the base included, under its key); built on
+    first use (every metric of every model). A page needs only :meth:`values` of one
+    metric, :attr:`instance_ids`, :attr:`labels` and :meth:`base_column`.
     """
 
     base: str
     models: list[str]  # model keys in column order, base first
     metrics: dict[str, BehaviourMetric]
-    instances: pd.DataFrame
+    #: Given when the caller computed the whole table (the other outputs kinds); else built when read.
+    instances: pd.DataFrame | None = _WideTable()  # type: ignore[assignment]
     class_names: list[str] = field(default_factory=list)
     #: Per model: instances of the base the model lacks, and instances it has that the base lacks.
     missing: dict[str, int] = field(default_factory=dict)
@@ -98,8 +126,20 @@ class Behaviours:
     unavailable: dict[str, str] = field(default_factory=dict)
     #: The dataset (instances, class names, previews) when it was loaded from the store.
     dataset: DatasetInfo | None = None
-    _relative_table: pd.DataFrame | None = field(default=None, repr=False)
-    _arrays: dict[str, ModelArrays] = field(default_factory=dict, repr=False)
+    #: The base's instances: ``instance_id`` (str array), ``label`` (int64), ``label_name``, ``meta_*``.
+    base_columns: dict[str, Any] | None = None
+    #: Where per-model values come from: computed on demand, or read from a given ``instances``.
+    columns: ModelColumns | TableColumns | None = None
+    _tables: dict[bool, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.columns is None:  # the caller computed the whole table
+            table = self.__dict__.get(_WideTable.SLOT)
+            if table is None:
+                raise TypeError("Behaviours needs either instances or columns")
+            self.columns = TableColumns(table, self.models)
+            if self.base_columns is None:
+                self.base_columns = {c: table[c].to_numpy() for c in table.columns if SEP not in c}
 
     @property
     def instance_metrics(self) -> list[str]:
@@ -107,7 +147,30 @@ class Behaviours:
 
     @property
     def subgroup_columns(self) -> list[str]:
-        return [c for c in self.instances.columns if c.startswith("meta_")]
+        return [c for c in self.base_columns if c.startswith("meta_")]
+
+    @property
+    def instance_ids(self) -> np.ndarray:
+        return self.base_columns["instance_id"]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.base_columns["label"]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def base_column(self, name: str) -> np.ndarray:
+        """One of the base's instance columns (``instance_id``, ``label``, ``label_name``, ``meta_*``)."""
+        return np.asarray(self.base_columns[name])
+
+    def values(self, metric: str, model: str) -> np.ndarray:
+        """(N,) float64 per-instance values of ``metric`` for ``model`` (NaN where not defined)."""
+        return self.columns.values(metric, model)
+
+    def predictions(self, model: str) -> np.ndarray:
+        """(N,) float64 predictions of ``model`` aligned to the base (NaN where it lacks the instance)."""
+        return self.columns.predictions(model)
 
     def metric_columns(self, metric: str | None = None) -> list[str]:
         """The ``<metric>|<model>`` columns, of one metric or of all per-instance metrics."""
@@ -116,17 +179,18 @@ class Behaviours:
 
     def instance_table(self, relative: bool = False) -> pd.DataFrame:
         """The per-instance table; ``relative``: metric columns minus the base's (model - base)."""
-        if not relative:
-            return self.instances
-        if self._relative_table is None:  # computed once: every sorted page of the app reuses it
-            table = self.instances.copy()
-            for metric in self.instance_metrics:
-                base_values = self.instances[column(metric, self.base)].to_numpy()
-                for key in self.models:
-                    col = column(metric, key)
-                    table[col] = self.instances[col].to_numpy() - base_values
-            self._relative_table = table
-        return self._relative_table
+        if relative not in self._tables:  # computed once
+            table = self.__dict__.get(_WideTable.SLOT)
+            if table is None:
+                table = pd.DataFrame({**self.base_columns, **dense(self.columns, self.instance_metrics)})
+            if relative:
+                table = table.copy()
+                for metric in self.instance_metrics:
+                    base_values = self.values(metric, self.base)
+                    for key in self.models:
+                        table[column(metric, key)] = self.values(metric, key) - base_values
+            self._tables[relative] = table
+        return self._tables[relative]
 
     def overall(self, relative: bool = False) -> pd.DataFrame:
         """One row per model: dataset-wide value of every metric (means of per-instance values)."""
@@ -139,7 +203,7 @@ class Behaviours:
 
     def by_class(self, relative: bool = False) -> pd.DataFrame:
         """One row per true class: ``label``, ``label_name``, ``count`` and ``<metric>|<model>`` means."""
-        labels = self.instances["label"].to_numpy()
+        labels = self.labels
         classes = np.unique(labels[labels >= 0])
         codes = np.searchsorted(classes, labels)
         codes = np.where(labels >= 0, codes, -1)
@@ -153,7 +217,7 @@ class Behaviours:
         parts = []
         for attr in attributes or self.subgroup_columns:
             col = attr if attr.startswith("meta_") else f"meta_{attr}"
-            codes, values = pd.factorize(self.instances[col], sort=True)
+            codes, values = pd.factorize(pd.Series(self.base_columns[col], dtype=object), sort=True)
             frame = pd.DataFrame({"attribute": col[len("meta_"):], "value": [str(v) for v in values]})
             parts.append(self._aggregate(codes.astype(np.int64), frame))
         if not parts:
@@ -166,15 +230,15 @@ class Behaviours:
         Columns: ``model``, ``base_prediction``, ``model_prediction`` (class indices and
         ``*_name``), ``count``, ``fraction`` (of the instances both models have).
         """
-        base = self._arrays[self.base]
+        base_valid, base_preds = self.columns.valid(self.base), self.predictions(self.base)
         rows = []
         for key in self.models:
             if key == self.base:
                 continue
-            model = self._arrays[key]
-            both = base.valid & model.valid
-            changed = both & (model.predictions != base.predictions)
-            bp, mp = base.predictions[changed].astype(np.int64), model.predictions[changed].astype(np.int64)
+            valid, preds = self.columns.valid(key), self.predictions(key)
+            both = base_valid & valid
+            changed = both & (preds != base_preds)
+            bp, mp = base_preds[changed].astype(np.int64), preds[changed].astype(np.int64)
             if bp.size == 0:
                 continue
             width = int(max(bp.max(), mp.max())) + 1
@@ -192,9 +256,9 @@ class Behaviours:
     def histogram(self, metric: str, model: str, bins: int = 20, relative: bool = False,
                   ) -> tuple[np.ndarray, np.ndarray]:
         """(counts, edges) of one model's per-instance values, for a header sparkline."""
-        values = self.instances[column(metric, model)].to_numpy(np.float64)
+        values = self.values(metric, model)
         if relative:
-            values = values - self.instances[column(metric, self.base)].to_numpy(np.float64)
+            values = values - self.values(metric, self.base)
         values = values[np.isfinite(values)]
         if values.size == 0:
             return np.zeros(bins, np.int64), np.linspace(0.0, 1.0, bins + 1)
@@ -211,11 +275,13 @@ class Behaviours:
         frame = frame.copy()
         frame["count"] = np.bincount(codes[ok], minlength=groups)
         cols: dict[str, np.ndarray] = {}
+        for name in self.instance_metrics:
+            self.columns.compute(name)
         for key in self.models:
             for name, spec in self.metrics.items():
                 col = column(name, key)
                 if spec.per_instance:
-                    values = self.instances[col].to_numpy(np.float64)
+                    values = self.values(name, key)
                     finite = ok & np.isfinite(values)
                     sums = np.bincount(codes[finite], weights=values[finite], minlength=groups)
                     ns = np.bincount(codes[finite], minlength=groups)
@@ -228,7 +294,7 @@ class Behaviours:
     def _group_value(self, spec: BehaviourMetric, key: str, rows: np.ndarray) -> float:
         if not rows.any():
             return float("nan")
-        sub = {k: _subset(a, rows) for k, a in ((self.base, self._arrays[self.base]), (key, self._arrays[key]))}
+        sub = {k: subset(self.columns.arrays(k), rows) for k in (self.base, key)}
         return float(spec.fn(sub[self.base], sub[key]))
 
     def _relative(self, table: pd.DataFrame, relative: bool) -> pd.DataFrame:
@@ -261,7 +327,7 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
         from mlflow_cc.analysis.behaviour_kinds import compare_kind_behaviours
         return compare_kind_behaviours(base, models, base_key=base_key, dataset=dataset, metrics=metrics)
     chosen = {n: _REGISTRY[n] for n in (metrics or _REGISTRY)}
-    ids = np.asarray(base.instance_ids, dtype=object)
+    ids = np.asarray(base.instance_ids)
     n = len(ids)
     labels = np.asarray(base.labels, dtype=np.int64).copy()
     table = join_dataset(ids, labels, dataset)
@@ -270,8 +336,15 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
         table["label_name"] = np.array([names[c] if 0 <= c < len(names) else None for c in labels], dtype=object)
 
     keys = [base_key] + [k for k in models if k != base_key]
-    base_index = pd.Index(ids)
-    arrays = {base_key: _aligned(base, ids, base_index, labels)}
+    index: list[pd.Index] = []
+
+    def base_index() -> pd.Index:  # hashed once, only when a model's ids differ from the base's
+        if not index:
+            index.append(pd.Index(np.asarray(ids, dtype=object)))
+        return index[0]
+
+    outputs = {base_key: base, **{k: models[k] for k in keys[1:]}}
+    alignments = {base_key: align(base, ids, base_index)}
     missing, extra, notes = {base_key: 0}, {base_key: 0}, {base_key: []}
     for key in keys[1:]:
         out = models[key]
@@ -281,76 +354,19 @@ def compare_behaviours(base: Outputs, models: Mapping[str, Outputs], *, base_key
             notes[key].append(f"outputs are {out.kind}, the base's are classification: not compared")
             out = Outputs(np.asarray([], dtype=object), np.zeros(0, np.int64), np.zeros(0, np.int64),
                           np.zeros((0, base.num_classes), np.float32))
-        arrays[key] = _aligned(out, ids, base_index, labels)
-        missing[key] = int(n - arrays[key].valid.sum())
-        extra[key] = int(len(out) - arrays[key].valid.sum())
+        outputs[key] = out
+        alignments[key] = a = align(out, ids, base_index)
+        found = n if a.all_valid else int(a.valid.sum())
+        missing[key] = n - found
+        extra[key] = len(out) - found
         if out.num_classes != base.num_classes:
             notes[key].append(f"{out.num_classes} classes, base has {base.num_classes}: "
                               "logit metrics are not comparable")
         if missing[key] and not other_kind:
             notes[key].append(f"{missing[key]} of the base's {n} instances are missing")
-    for key in keys:
-        table[column("prediction", key)] = arrays[key].predictions
-        for name, spec in chosen.items():
-            if spec.per_instance:
-                values = np.asarray(spec.fn(arrays[base_key], arrays[key]), dtype=np.float64)
-                if values.shape != (n,):
-                    raise ValueError(f"metric {name!r} returned shape {values.shape}, expected ({n},)")
-                table[column(name, key)] = np.where(arrays[key].valid, values, np.nan)
-    return Behaviours(base=base_key, models=keys, metrics=chosen, instances=pd.DataFrame(table),
-                      class_names=names, missing=missing, extra=extra, notes=notes, _arrays=arrays)
-
-
-def join_dataset(ids: np.ndarray, labels: np.ndarray, dataset: pd.DataFrame | None) -> dict[str, Any]:
-    """The instance table's first columns: ``instance_id``, the dataset's ``label_name`` and ``meta_*``
-    joined by id, and ``label`` (``labels``, filled in place from the dataset's where unknown)."""
-    table: dict[str, Any] = {"instance_id": ids}
-    if dataset is not None and len(dataset):
-        rows = pd.Index(dataset["instance_id"].astype(str)).get_indexer(ids.astype(str))
-        found = rows >= 0
-        if "label" in dataset.columns:
-            ds_labels = pd.to_numeric(dataset["label"], errors="coerce").fillna(-1).to_numpy(np.int64)
-            fill = found & (labels < 0)
-            labels[fill] = ds_labels[rows[fill]]
-        for col in [c for c in dataset.columns if c == "label_name" or c.startswith("meta_")]:
-            values = dataset[col].to_numpy(object)[np.where(found, rows, 0)]
-            table[col] = pd.Series(np.where(found, values, None), dtype=object)
-    table["label"] = labels
-    return table
-
-
-def _aligned(out: Outputs, ids: np.ndarray, base_index: pd.Index, labels: np.ndarray) -> ModelArrays:
-    """``out`` re-ordered to ``ids`` (the base's order, indexed by ``base_index``); rows it lacks are NaN."""
-    n = len(ids)
-    model_ids = np.asarray(out.instance_ids, dtype=object)
-    if len(model_ids) == n and np.array_equal(model_ids, ids):
-        valid, take = np.ones(n, dtype=bool), slice(None)  # the usual case: same instances, same order
-    else:
-        # Hash the base's ids once (base_index) and look the model's ids up in it.
-        pos = base_index.get_indexer(model_ids)
-        rows = np.full(n, -1, dtype=np.int64)
-        rows[pos[pos >= 0]] = np.flatnonzero(pos >= 0)
-        valid = rows >= 0
-        take = np.where(valid, rows, 0)
-    k = out.logits.shape[1]
-    if len(model_ids):
-        logits = np.array(np.asarray(out.logits)[take], dtype=np.float32)
-        preds = np.array(np.asarray(out.predictions)[take], dtype=np.float64)
-    else:
-        logits, preds = np.zeros((n, k), np.float32), np.zeros(n)
-    logits[~valid] = np.nan
-    preds[~valid] = np.nan
-    # Log-softmax shifted by the row max: exact and free of overflow (rows the model lacks stay NaN).
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-    return ModelArrays(labels=labels, predictions=preds, logits=logits, probs=np.exp(log_probs),
-                       log_probs=log_probs, valid=valid)
-
-
-def _subset(arrays: ModelArrays, rows: np.ndarray) -> ModelArrays:
-    return ModelArrays(labels=arrays.labels[rows], predictions=arrays.predictions[rows],
-                       logits=arrays.logits[rows], probs=arrays.probs[rows],
-                       log_probs=arrays.log_probs[rows], valid=arrays.valid[rows])
+    columns = ModelColumns(base_key, outputs, alignments, labels, chosen)
+    return Behaviours(base=base_key, models=keys, metrics=chosen, base_columns=table, columns=columns,
+                      class_names=names, missing=missing, extra=extra, notes=notes)
 
 
 def _wide_to_models(row: pd.Series, result: Behaviours) -> pd.DataFrame:

@@ -45,7 +45,7 @@ import pandas as pd
 from scipy import special, stats
 from threadpoolctl import threadpool_limits
 
-from mlflow_cc.analysis.behaviours import Behaviours, column
+from mlflow_cc.analysis.behaviours import Behaviours
 
 #: Replicates of the bootstrap (the issue's floor is 2,000).
 RESAMPLES = 2000
@@ -160,18 +160,18 @@ def behaviour_significance(behaviours: Behaviours, metric: str, *, level: float 
     """
     if metric not in behaviours.metrics or not behaviours.metrics[metric].per_instance:
         return pd.DataFrame(columns=COLUMNS)
-    table = behaviours.instances
-    n = len(table)
+    # reader-scale: one metric's columns, not the whole wide table (a million instances x 12 models)
+    n = len(behaviours)
     others = [key for key in behaviours.models if key != behaviours.base]
-    base = table[column(metric, behaviours.base)].to_numpy(np.float64)
-    models = {key: table[column(metric, key)].to_numpy(np.float64) for key in others}
-    labels = table["label"].to_numpy(np.int64)
+    base = behaviours.values(metric, behaviours.base)
+    models = {key: behaviours.values(metric, key) for key in others}
+    labels = np.asarray(behaviours.labels, np.int64)
     classes = np.unique(labels[labels >= 0])
     parts = [Partition("all", np.zeros(n, np.int64), ["all"]),
              Partition("classes", np.where(labels >= 0, np.searchsorted(classes, labels), -1),
                        [str(c) for c in classes])]
     for col in behaviours.subgroup_columns:
-        codes, values = pd.factorize(table[col], sort=True)
+        codes, values = pd.factorize(pd.Series(behaviours.base_columns[col], dtype=object), sort=True)
         parts.append(Partition("subgroups", codes.astype(np.int64),
                                [f"{col[len('meta_'):]}={v}" for v in values]))
     return paired_significance(base, models, parts, level=level, resamples=resamples, seed=seed, mid_p=mid_p)

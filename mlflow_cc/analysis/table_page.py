@@ -35,24 +35,40 @@ def page(table: pd.DataFrame, sort_by: str | None = None, ascending: bool = True
     mask = np.ones(len(table), dtype=bool)
     for col, op, value in filters:
         mask &= _filter_mask(table[col], op, value)
-    idx = np.flatnonzero(mask)
+    total = int(mask.sum()) if filters else len(table)
+    idx = np.flatnonzero(mask) if filters else np.arange(len(table))
+    start = max(int(offset), 0)
+    need = start + max(int(limit), 0)
     if sort_by is not None:
-        values = table[sort_by].to_numpy()[idx]
+        values = table[sort_by].to_numpy()
+        values = values if not filters else values[idx]
         if values.dtype.kind in "fiub":
-            values = values.astype(np.float64)
-            nan = np.isnan(values)
-            keyed = np.where(nan, 0.0, values if ascending else -values)
-            order = np.lexsort((keyed, nan))  # NaN last, then by value; lexsort is stable
+            idx = idx[_numeric_order(values.astype(np.float64, copy=False), ascending, need)]
         else:
             keys = pd.Series(values).astype(str).to_numpy()
-            order = np.argsort(keys, kind="stable") if ascending else _stable_descending(keys)
-        idx = idx[order]
-    start = max(int(offset), 0)
-    chosen = idx[start:start + max(int(limit), 0)]
+            idx = idx[np.argsort(keys, kind="stable") if ascending else _stable_descending(keys)]
+    chosen = idx[start:need]
     rows = table.iloc[chosen]
     if columns is not None:
         rows = rows[list(columns)]
-    return Page(rows=rows, total=int(idx.size), offset=start)
+    return Page(rows=rows, total=total, offset=start)
+
+
+def _numeric_order(values: np.ndarray, ascending: bool, need: int) -> np.ndarray:
+    """Positions of ``values`` in stable sorted order, NaN last: at least the first ``need`` of them.
+
+    A first page of a large table needs its first rows only: they are found by a partition
+    (linear) and only the candidates are sorted; ties keep their original order either way.
+    """
+    nan = np.isnan(values)
+    keyed = np.where(nan, np.inf, values if ascending else -values)
+    n = len(keyed)
+    if 0 < need < n // 8:
+        kth = np.partition(keyed, need - 1)[need - 1]
+        if np.isfinite(kth):  # the first `need` rows are all among the values <= kth (no NaN, no inf)
+            candidates = np.flatnonzero(keyed <= kth)
+            return candidates[np.argsort(keyed[candidates], kind="stable")]
+    return np.lexsort((np.where(nan, 0.0, keyed), nan))  # NaN last, then by value; lexsort is stable
 
 
 def _stable_descending(keys: np.ndarray) -> np.ndarray:

@@ -140,6 +140,11 @@ class DatasetInfo:
         """The ``meta_<attribute>`` columns of :attr:`instances`."""
         return [c for c in self.instances.columns if c.startswith("meta_")]
 
+    @property
+    def previews_path(self) -> Path | None:
+        """The local previews file, None when the dataset has no previews."""
+        return self._previews_file
+
     def preview(self, instance_id: str) -> Preview | None:
         """The preview of one instance, or None when the dataset has none for it."""
         return self._load_previews().get(str(instance_id))

@@ -54,7 +54,7 @@ class Outputs:
     = unknown) or ``vectors`` ((N, D) float32, embedding).
     """
 
-    instance_ids: np.ndarray  # (N,) object (str)
+    instance_ids: np.ndarray  # (N,) str: object, or fixed-width unicode as read from a file
     labels: np.ndarray  # (N,) int64, -1 = unknown
     predictions: np.ndarray  # (N,) int64
     logits: np.ndarray  # (N, K) float32

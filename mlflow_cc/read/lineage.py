@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from mlflow_cc.read.op_words import default_model_name
@@ -152,6 +153,9 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
     """
     by_id: dict[str, ModelNode] = {}
     for n in nodes:
+        # A copy: the reader rebuilds its forest from the same nodes on every refresh, while other
+        # threads may still walk the previous forest (resetting shared children lists broke them).
+        n = _shallow_copy(n)
         n.parent_id, n.children, n.depth = None, [], 0
         by_id[n.run_id] = n
     missing_parents = missing_parents or {}
@@ -174,13 +178,16 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
 
     warnings.extend(_break_cycles(by_id))
 
-    for n in sorted(by_id.values(), key=_order_key):
+    ordered = sorted(by_id.values(), key=_order_key)
+    roots: list[str] = []
+    for n in ordered:
         if n.parent_id is not None:
             by_id[n.parent_id].children.append(n.run_id)
+        else:
+            roots.append(n.run_id)
         if n.is_failed:
             reason = f": {n.failure_reason}" if n.failure_reason else ""
             warnings.append(LineageWarning("failed", n.run_id, f"{n.name} {n.status.lower()}{reason}"))
-    roots = [n.run_id for n in sorted(by_id.values(), key=_order_key) if n.parent_id is None]
     forest = Forest(by_id, roots, warnings)
     for root in roots:  # depths, iteratively (trees can be deep)
         stack = [(root, 0)]
@@ -191,8 +198,15 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
     return forest
 
 
-def _order_key(n: ModelNode) -> tuple[Any, ...]:
-    return (n.start_time, n.run_id)
+def _shallow_copy(node: ModelNode) -> ModelNode:
+    """``copy.copy`` of a node, without its generic machinery (a reopen copies tens of thousands)."""
+    twin = object.__new__(ModelNode)
+    twin.__dict__.update(node.__dict__)
+    return twin
+
+
+#: Siblings and roots in start order (the run id breaks ties); attrgetter runs in C.
+_order_key = attrgetter("start_time", "run_id")
 
 
 def _break_cycles(by_id: dict[str, ModelNode]) -> list[LineageWarning]:

@@ -16,6 +16,7 @@ of paging through every run again.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -30,7 +31,15 @@ from mlflow_cc import contract
 from mlflow_cc.errors import MlflowCCError
 from mlflow_cc.metric_info import MetricInfo, parse_experiment_tags
 from mlflow_cc.read.lineage import Forest, LineageWarning, ModelNode, build_forest
-from mlflow_cc.read.snapshot import Snapshot, SnapshotStore, node_record, user_identity
+from mlflow_cc.read.rest_search import RestRunSearch, RunFields, client_host_creds
+from mlflow_cc.read.snapshot import (
+    Snapshot,
+    SnapshotStore,
+    gc_paused,
+    node_record,
+    user_identity,
+)
+from mlflow_cc.read.user_client import call_as
 
 #: Runs per search_runs page.
 PAGE_SIZE = 1000
@@ -40,14 +49,27 @@ ACCESS_DENIED_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
 
 def node_from_run(run: Run) -> ModelNode | None:
     """Turn an MLflow run into a model node; ``None`` for a dataset run."""
-    tags = run.data.tags
+    return node_from_fields(run_fields(run))
+
+
+def run_fields(run: Run) -> RunFields:
+    """The fields of an MLflow ``Run`` the forest needs (what the lean REST path parses directly)."""
+    info = run.info
+    return RunFields(run_id=info.run_id, run_name=info.run_name or "", experiment_id=info.experiment_id,
+                     status=info.status, start_time=info.start_time or 0, end_time=info.end_time,
+                     lifecycle_stage=info.lifecycle_stage, tags=dict(run.data.tags),
+                     params=dict(run.data.params), metrics=dict(run.data.metrics))
+
+
+def node_from_fields(run: RunFields) -> ModelNode | None:
+    """Turn one run's fields into a model node; ``None`` for a dataset run."""
+    tags = run.tags
     if tags.get(contract.TAG_KIND) == contract.KIND_DATASET:
         return None
-    info = run.info
     problems: list[str] = []
     op_params: dict[str, Any] = {}
     raw_params = tags.get(contract.TAG_OPERATION_PARAMS)
-    params = run.data.params
+    params = run.params
     if raw_params is not None:
         try:
             parsed = json.loads(raw_params)
@@ -74,20 +96,20 @@ def node_from_run(run: Run) -> ModelNode | None:
         except ValueError:
             problems.append(f"step tag {tags[contract.TAG_STEP]!r} is not an integer")
     node = ModelNode(
-        run_id=info.run_id,
-        name=info.run_name or tags.get(contract.TAG_RUN_NAME) or info.run_id[:8],
-        experiment_id=info.experiment_id,
+        run_id=run.run_id,
+        name=run.run_name or tags.get(contract.TAG_RUN_NAME) or run.run_id[:8],
+        experiment_id=run.experiment_id,
         declared_parent_id=tags.get(contract.TAG_PARENT) or None,
         operation=tags.get(contract.TAG_OPERATION) or params.get("op.name") or None,
         op_params=op_params,
         step=step,
         inputs=inputs,
-        metrics=dict(run.data.metrics),
+        metrics=run.metrics,
         params={k: v for k, v in params.items() if not k.startswith(contract.PARAM_OPERATION_PREFIX)},
         tags=dict(tags),
-        status=info.status,
-        start_time=info.start_time or 0,
-        end_time=info.end_time,
+        status=run.status,
+        start_time=run.start_time or 0,
+        end_time=run.end_time,
         failure_reason=tags.get(contract.TAG_FAILURE),
     )
     if problems:
@@ -110,9 +132,15 @@ class ExperimentReader:
 
     def __init__(self, experiment: str, tracking_uri: str | None = None, *,
                  client: MlflowClient | None = None, full_every_s: float = 300.0,
-                 snapshot: bool | SnapshotStore = False) -> None:
-        """``snapshot``: True for the default :class:`SnapshotStore`, or one to use."""
+                 snapshot: bool | SnapshotStore = False, lean: bool = True) -> None:
+        """``snapshot``: True for the default :class:`SnapshotStore`, or one to use. ``lean``: page
+        through runs with :class:`RestRunSearch` on ``http(s)`` stores (False: ``MlflowClient.search_runs``).
+        """
         self.client = client or MlflowClient(tracking_uri)
+        creds = client_host_creds(self.client) if lean else None
+        #: The lean REST search on an http(s) store (None: the client's search_runs).
+        self.rest = (RestRunSearch(creds, call=functools.partial(call_as, self.client))
+                     if creds is not None else None)
         self.tracking_uri = self.client.tracking_uri
         self.experiment_id, self.experiment_name = resolve_experiment(self.client, experiment)
         self.full_every_s = full_every_s
@@ -136,7 +164,7 @@ class ExperimentReader:
     # -- public ------------------------------------------------------------------
     def forest(self) -> Forest:
         """The forest, fetched in full the first time and cached after."""
-        with self._lock:
+        with self._lock, gc_paused():  # tens of thousands of nodes: no collection passes meanwhile
             if self._forest is None and not self._open_from_snapshot():
                 self._full_fetch()
             assert self._forest is not None
@@ -144,7 +172,7 @@ class ExperimentReader:
 
     def refresh(self) -> Forest:
         """Fetch only what changed (new or still-running runs) and rebuild the forest."""
-        with self._lock:
+        with self._lock, gc_paused():
             if self._forest is None or time.monotonic() - self._last_full > self.full_every_s:
                 self._full_fetch()
             else:
@@ -163,13 +191,17 @@ class ExperimentReader:
         return dict(self._datasets)
 
     # -- fetching ----------------------------------------------------------------
-    def _search(self, filter_string: str = "") -> Iterable[Run]:
+    def _search(self, filter_string: str = "") -> Iterable[RunFields]:
+        if self.rest is not None:
+            yield from self.rest.search(self.experiment_id, filter_string)
+            return
         token = None
         while True:
             page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
                                            run_view_type=ViewType.ACTIVE_ONLY,
                                            max_results=PAGE_SIZE, page_token=token)
-            yield from page
+            for run in page:
+                yield run_fields(run)
             token = page.token
             if not token:
                 return
@@ -197,20 +229,30 @@ class ExperimentReader:
             self._max_start = since
             raise
         self.last_fetch_count = count
+        if not self._changed and self._forest is not None and not self._metadata_changed():
+            return  # nothing new: keep the forest object (views and caches keyed on it stay valid)
         self._rebuild()
         self._save_snapshot()
 
-    def _ingest(self, runs: Iterable[Run]) -> int:
+    def _metadata_changed(self) -> bool:
+        """Whether the experiment's metric metadata (its tags) differ from what the forest was built with."""
+        try:
+            exp = self.client.get_experiment(self.experiment_id)
+        except MlflowException:
+            return True  # _rebuild reports it
+        return parse_experiment_tags(exp.tags) != (self.metric_info, self._metadata_problems)
+
+    def _ingest(self, runs: Iterable[RunFields]) -> int:
         count = 0
         for run in runs:
             count += 1
-            start = run.info.start_time or 0
+            start = run.start_time or 0
             self._max_start = max(self._max_start, start)
-            node = node_from_run(run)
+            node = node_from_fields(run)
             if node is None:
-                name = run.data.tags.get(contract.TAG_DATASET) or run.info.run_name or run.info.run_id
-                self._changed |= self._datasets.get(name) != run.info.run_id
-                self._datasets[name] = run.info.run_id
+                name = run.tags.get(contract.TAG_DATASET) or run.run_name or run.run_id
+                self._changed |= self._datasets.get(name) != run.run_id
+                self._datasets[name] = run.run_id
             else:
                 old = self._runs.get(node.run_id)
                 self._changed |= old is None or node_record(old) != node_record(node)

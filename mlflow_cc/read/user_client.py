@@ -114,6 +114,14 @@ def _as_user(method: Callable[..., Any], user: tuple[str, str]) -> Callable[...,
     return call
 
 
+def call_as(client: MlflowClient, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` (e.g. a request made without the client) as ``client``'s user when it is a
+    :class:`UserClient`; as is for any other client. (reader-scale: the lean REST read path.)"""
+    if not isinstance(client, UserClient):
+        return fn()
+    return _as_user(fn, client._user())()
+
+
 def client_for_user(tracking_uri: str, username: str, password: str) -> MlflowClient:
     """An MlflowClient on ``tracking_uri`` (http/https) that authenticates as ``username``."""
     if not tracking_uri.startswith(("http://", "https://")):
