@@ -298,6 +298,6 @@ def test_map_by_time_reads_months(page: Any, study: dict[str, Any]) -> None:
     ticks = page.locator("#ov-map .xtick text").all_text_contents()
     assert {"Jan 2026", "Feb 2026", "Mar 2026", "Apr 2026"} <= set(ticks), ticks
     assert len(map_x(page)) == 6
-    labels = page.locator("#ov-map .annotation-text").all_text_contents()
+    labels = page.locator("#ov-map .scatterlayer .textpoint text").all_text_contents()
     assert {"base", "prune 50%", "prune 90%", "finetune", "quantize", "prune 70%"} <= set(labels), labels
     shot(page, "map-by-start-time-months.png", "#ov-map")
