@@ -123,12 +123,14 @@ DONE = "() => window.__mapAll !== null && window.__settled !== null"
 
 def prepare_store(n: int, cache: Path | None) -> tuple[str, str, Path]:
     """(tracking URI, experiment, folder holding the reader snapshot) for ``n`` models, built once."""
+    from mlflow_cc.read.snapshot import SNAPSHOT_VERSION
     from testing.bulk_store import cached_store, seed_snapshot
 
     experiment = f"{EXPERIMENT}-{n}"
     t = time.perf_counter()
     uri = cached_store(n, experiment, cache)
-    snaps = Path(uri.split("///", 1)[1]).parent / "snapshots"
+    # keyed by the snapshot format: a reader that changed it would discard a stale seed and re-read all
+    snaps = Path(uri.split("///", 1)[1]).parent / f"snapshots-v{SNAPSHOT_VERSION}"
     if not snaps.exists():
         tmp = snaps.with_name(f"snapshots.tmp{os.getpid()}")
         seed_snapshot(uri, experiment, tmp)
