@@ -23,6 +23,7 @@ from mlflow_cc.artifacts.output_kinds import (
     GENERATION,
     REGRESSION,
     Outputs,
+    score_columns,
     table_kind,
     write_outputs,
 )
@@ -74,13 +75,7 @@ def log_outputs(run_id: str, instance_ids: Sequence[str], logits: np.ndarray,
         "prediction": pa.array(pred, pa.int64()),
         "logits": pa.FixedSizeListArray.from_arrays(pa.array(logits32.ravel(), pa.float32()), k),
     }
-    for name, values in (extra or {}).items():
-        arr = np.asarray(values, dtype=np.float64)
-        if arr.shape != (n,):
-            raise ValueError(f"extra score {name!r} must have shape ({n},), not {arr.shape}")
-        if not allow_nonfinite:
-            _require_finite(f"extra score {name!r}", arr)
-        columns[f"score_{name}"] = pa.array(arr, pa.float64())
+    columns.update(score_columns(extra, n, allow_nonfinite))
     write_outputs(client, run_id, CLASSIFICATION, columns, dataset, dataset_run_id)
 
 

@@ -160,6 +160,12 @@ class ReferenceScores:
     topk_ids: list[np.ndarray]  # (T_i, k) the model's top-k token ids at each reference position
     topk_logprobs: list[np.ndarray]  # (T_i, k) their log-probabilities
 
+    @classmethod
+    def empty(cls, n: int) -> ReferenceScores:
+        """Scores for ``n`` prompts with no tokens yet (filled batch by batch)."""
+        return cls(np.zeros(n), [np.zeros(0, np.float32)] * n, [np.zeros((0, 0), np.int64)] * n,
+                   [np.zeros((0, 0), np.float32)] * n)
+
 
 def score_references(model: nn.Module, prompts: PromptSet) -> ReferenceScores:
     """One teacher-forced forward pass per batch over prompt + first reference.
@@ -172,8 +178,7 @@ def score_references(model: nn.Module, prompts: PromptSet) -> ReferenceScores:
     device = model_device(model)
     pad = int(tok.pad_token_id)
     n = len(prompts)
-    result = ReferenceScores(np.zeros(n), [np.zeros(0, np.float32)] * n, [np.zeros((0, 0), np.int64)] * n,
-                             [np.zeros((0, 0), np.float32)] * n)
+    result = ReferenceScores.empty(n)
     was_training = model.training
     model.eval()
     try:
@@ -214,8 +219,7 @@ def answer_and_score(model: nn.Module, prompts: PromptSet) -> tuple[list[str], R
     pad = int(tok.pad_token_id)
     n = len(prompts)
     answers = [""] * n
-    result = ReferenceScores(np.zeros(n), [np.zeros(0, np.float32)] * n, [np.zeros((0, 0), np.int64)] * n,
-                             [np.zeros((0, 0), np.float32)] * n)
+    result = ReferenceScores.empty(n)
     was_training = model.training
     model.eval()
     try:
