@@ -44,6 +44,12 @@ it is not timed.
   reader's full fetch included), one load; only for sizes up to ``--nocache-max``.
 * ``map_nodes_<n>``: node markers drawn at the end point (a mismatch with the figure the server
   builds is reported on stderr).
+* ``floor_map_ms_<n>``, ``floor_tbt_ms_<n>``, ``floor_longest_task_ms_<n>``, ``floor_heap_mb_<n>``: the
+  like-for-like floor, measured the same way in the same run (cold loads, fresh contexts, medians
+  of ``--repeats``): ``benchmarks/overview_floor.py``, a bare Dash page with the same Dash, React and
+  Plotly bundle drawing as many markers as the app's map (``map_nodes_<n>``) in two graphs, no
+  callbacks. What the framework costs before mlflow-cc adds anything.
+* ``map_ratio_<n>`` = map_ms / floor_map_ms, ``heap_over_floor_mb_<n>`` = heap_mb - floor_heap_mb.
 * ``load_<n>``: the 1-minute load average when that size's browser runs began and ended (the
   machine may be shared: times scale with it).
 
@@ -193,6 +199,41 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class Floor:
+    """``benchmarks/overview_floor.py`` in a child process: a bare Dash page of ``n`` markers per graph."""
+
+    def __init__(self, n: int) -> None:
+        port = free_port()
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "overview_floor.py"),
+                                      "--port", str(port), "--n", str(n)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        wait_listening(self.proc, port, self.stop)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def wait_listening(proc: subprocess.Popen, port: int, stop: Any) -> None:
+    """Until ``proc`` listens on ``port`` (it exited, or 300 s passed: an error)."""
+    deadline = time.monotonic() + 300
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                stop()
+                raise TimeoutError(f"{proc.args} did not listen within 300 s") from None
+            time.sleep(0.05)
+
+
 class App:
     """``mlflow-cc ui`` in a child process with its own cache folder (seeded with ``snapshots``)."""
 
@@ -208,18 +249,7 @@ class App:
                                      env=env, cwd=self.cache, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 300
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow-cc ui exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise TimeoutError("mlflow-cc ui did not listen within 300 s") from None
-                time.sleep(0.05)
+        wait_listening(self.proc, port, self.stop)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -280,6 +310,14 @@ def browser_side(n: int, uri: str, experiment: str, snaps: Path, repeats: int, n
     out.update(summarize(cold, n, ""))
     out.update(summarize(warm, n, "_warm"))
     out[f"map_nodes_{n}"] = cold[0]["nodes"]
+    floor = Floor(out[f"map_nodes_{n}"])
+    try:
+        floor_loads = [load_once(browser, floor.url, errors) for _ in range(repeats)]
+    finally:
+        floor.stop()
+    out.update({f"floor_{k}": v for k, v in summarize(floor_loads, n, "").items()})
+    out[f"map_ratio_{n}"] = round(out[f"map_ms_{n}"] / max(out[f"floor_map_ms_{n}"], 1), 2)
+    out[f"heap_over_floor_mb_{n}"] = round(out[f"heap_mb_{n}"] - out[f"floor_heap_mb_{n}"], 1)
     out[f"load_{n}"].append(round(os.getloadavg()[0], 2))
     return out
 
