@@ -30,7 +30,9 @@ first size, one page load (a throwaway server, a fresh context) warms the browse
 it is not timed.
 
 * ``map_ms_<n>``: cold load, median of ``--repeats``: each on a server process just started (no
-  figure, layout or tooltip computed yet; imports done) whose cache folder holds only the
+  figure, layout or tooltip of the experiment computed yet; imports and the app's start-up done:
+  Dash's set-up and Plotly's validators, warmed on a made-up three-model forest by
+  ``dash_app.fast_start.warm_up`` before the server listens) whose cache folder holds only the
   reader's snapshot of the store, as after an earlier session. Target: 800 / 1500 / 3000 ms at
   52 / 5,000 / 50,000 models.
 * ``tbt_ms_<n>``: total blocking time (sum over main-thread tasks of their time beyond 50 ms,
@@ -199,16 +201,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class Floor:
-    """``benchmarks/overview_floor.py`` in a child process: a bare Dash page of ``n`` markers per graph."""
+class Served:
+    """A web server in a child process (``args``), listening on 127.0.0.1 at ``self.url``."""
 
-    def __init__(self, n: int) -> None:
-        port = free_port()
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "overview_floor.py"),
-                                      "--port", str(port), "--n", str(n)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def __init__(self, args: list[str], port: int, **popen: Any) -> None:
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
         self.url = f"http://127.0.0.1:{port}"
-        wait_listening(self.proc, port, self.stop)
+        deadline = time.monotonic() + 300
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{args[:4]} exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(f"{args[:4]} did not listen within 300 s") from None
+                time.sleep(0.05)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -218,24 +228,17 @@ class Floor:
             self.proc.kill()
 
 
-def wait_listening(proc: subprocess.Popen, port: int, stop: Any) -> None:
-    """Until ``proc`` listens on ``port`` (it exited, or 300 s passed: an error)."""
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                stop()
-                raise TimeoutError(f"{proc.args} did not listen within 300 s") from None
-            time.sleep(0.05)
+class Floor(Served):
+    """``benchmarks/overview_floor.py``: a bare Dash page of ``n`` markers per graph."""
+
+    def __init__(self, n: int) -> None:
+        port = free_port()
+        super().__init__([sys.executable, str(ROOT / "benchmarks" / "overview_floor.py"),
+                          "--port", str(port), "--n", str(n)], port)
 
 
-class App:
-    """``mlflow-cc ui`` in a child process with its own cache folder (seeded with ``snapshots``)."""
+class App(Served):
+    """``mlflow-cc ui`` with its own cache folder (seeded with ``snapshots``)."""
 
     def __init__(self, uri: str, experiment: str, snapshots: Path | None) -> None:
         self.cache = Path(tempfile.mkdtemp(prefix="cc-overview-cache-"))
@@ -244,19 +247,11 @@ class App:
         port = free_port()
         env = {**os.environ, "MLFLOW_CC_CACHE_DIR": str(self.cache),
                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        self.proc = subprocess.Popen([sys.executable, "-m", "mlflow_cc.cli", "ui", "--tracking-uri", uri,
-                                      "--experiment", experiment, "--port", str(port)],
-                                     env=env, cwd=self.cache, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{port}"
-        wait_listening(self.proc, port, self.stop)
+        super().__init__([sys.executable, "-m", "mlflow_cc.cli", "ui", "--tracking-uri", uri,
+                          "--experiment", experiment, "--port", str(port)], port, env=env, cwd=self.cache)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        super().stop()
         shutil.rmtree(self.cache, ignore_errors=True)
 
 
