@@ -70,8 +70,10 @@ def _log_table(client: MlflowClient, run_id: str, artifact: str, table: pa.Table
 
 
 def _read_parquet(path: Path, what: str, required: Sequence[str]) -> pa.Table:
+    """One Parquet file as a table, one chunk per row group (``pq.read_table`` cuts each column into
+    batches of 128Ki rows, which a reader needing contiguous arrays would then copy together)."""
     try:
-        table = pq.read_table(path)
+        table = pq.ParquetFile(path).read()
     except (pa.ArrowException, OSError) as exc:
         raise ArtifactError(f"{what} file {path.name} is not readable Parquet: {exc}", "unreadable") from None
     missing = [c for c in required if c not in table.column_names]
