@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
@@ -38,6 +37,7 @@ from mlflow_cc.artifacts.tables import (
     _require_finite,
     float32_matrix,
     float32_rows,
+    single_array,
 )
 from mlflow_cc.artifacts.value_outputs import read_embedding, read_regression
 from mlflow_cc.errors import ArtifactError
@@ -141,7 +141,7 @@ def id_strings(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     from the column's bytes (a million ids in milliseconds, 4 bytes per character); other
     ids an object array.
     """
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = single_array(column)
     if arr.null_count:
         raise ValueError("instance ids contain nulls")
     if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):

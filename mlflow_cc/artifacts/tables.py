@@ -82,6 +82,13 @@ def _read_parquet(path: Path, what: str, required: Sequence[str]) -> pa.Table:
     return table
 
 
+def single_array(column: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A column as one array: its only chunk as it is (``combine_chunks`` copies even one chunk)."""
+    if not isinstance(column, pa.ChunkedArray):
+        return column
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
 #: Byte order and type of a float-matrix row stored as fixed-size binary (see :func:`float32_rows`).
 FLOAT32_LE = np.dtype("<f4")
 
@@ -105,7 +112,7 @@ def float32_matrix(column: pa.ChunkedArray | pa.Array, rows: int, what: str) -> 
 
     Raises ``ValueError`` for another type, rows of different lengths or missing rows.
     """
-    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    arr = single_array(column)
     if arr.null_count:
         raise ValueError(f"{what} has {arr.null_count} missing rows")
     if pa.types.is_fixed_size_binary(arr.type):
