@@ -108,6 +108,8 @@ OUTPUTS_SCHEMA_VERSION: Final = 3
 #: Parquet schema metadata keys of ``outputs.parquet`` (absent in version-1 files: classification).
 OUTPUTS_META_KIND: Final = PREFIX + "output_kind"
 OUTPUTS_META_VERSION: Final = PREFIX + "outputs_schema_version"
+#: A fingerprint of the file's ``instance_id`` column (since version 3): readers share equal id columns.
+OUTPUTS_META_IDS: Final = PREFIX + "instance_ids_digest"
 
 KIND_MODEL: Final = "model"
 KIND_DATASET: Final = "dataset"

@@ -79,6 +79,26 @@ def test_outputs_round_trip(client: MlflowClient, experiment_id: str) -> None:
     np.testing.assert_array_equal(raw, LOGITS.astype(np.float32))
 
 
+def test_outputs_on_the_same_instances_share_one_id_array(client: MlflowClient, experiment_id: str) -> None:
+    """The file names its ids' digest: a second file with the same ids does not decode its id column."""
+    first, second, other = (_run(client, experiment_id) for _ in range(3))
+    aio.log_outputs(first, IDS, LOGITS, client=client)
+    aio.log_outputs(second, IDS, LOGITS[::-1], client=client)
+    aio.log_outputs(other, ["a", "b", "c", "e"], LOGITS, client=client)
+    a, b, c = (aio.load_outputs(client, r) for r in (first, second, other))
+    assert b.instance_ids is a.instance_ids and b.instance_ids.tolist() == IDS
+    np.testing.assert_array_equal(b.logits, LOGITS[::-1].astype(np.float32))
+    assert c.instance_ids is not a.instance_ids and c.instance_ids.tolist() == ["a", "b", "c", "e"]
+    # A file that names the same ids but holds another number of rows is refused, not misaligned.
+    import pyarrow.parquet as pq
+
+    local = _local_file(client, second, contract.ARTIFACT_OUTPUTS)
+    pq.write_table(pq.read_table(local).slice(0, 3), local)
+    with pytest.raises(ArtifactError, match="instance ids") as err:
+        aio.load_outputs(client, second)
+    assert err.value.reason == "unreadable" and a.instance_ids.tolist() == IDS
+
+
 @pytest.mark.parametrize("logits_type", ["fixed_size_list", "list", "large_list"])
 def test_outputs_of_earlier_versions_still_read(client: MlflowClient, experiment_id: str, tmp_path: Path,
                                                 logits_type: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,21 @@ def _log_table(client: MlflowClient, run_id: str, artifact: str, table: pa.Table
         upload(client, run_id, local, posixpath.dirname(artifact))
 
 
-def _read_parquet(path: Path, what: str, required: Sequence[str]) -> pa.Table:
+def _read_parquet(path: Path, what: str, required: Sequence[str],
+                  skip: Callable[[pa.Schema], Sequence[str]] | None = None) -> pa.Table:
     """One Parquet file as a table, one chunk per row group (``pq.read_table`` cuts each column into
-    batches of 128Ki rows, which a reader needing contiguous arrays would then copy together)."""
+    batches of 128Ki rows, which a reader needing contiguous arrays would then copy together).
+
+    ``skip(schema)``: columns not to read, given the file's schema (they still count as present).
+    """
     try:
-        table = pq.ParquetFile(path).read()
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        missing = [c for c in required if c not in names]
+        skipped = set(skip(pf.schema_arrow)) if skip is not None and not missing else set()
+        table = pf.read(columns=[c for c in names if c not in skipped] if skipped else None)
     except (pa.ArrowException, OSError) as exc:
         raise ArtifactError(f"{what} file {path.name} is not readable Parquet: {exc}", "unreadable") from None
-    missing = [c for c in required if c not in table.column_names]
     if missing:
         raise ArtifactError(f"{what} file {path.name} lacks columns {missing}", "unreadable")
     return table
