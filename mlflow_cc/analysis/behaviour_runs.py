@@ -25,7 +25,7 @@ def share_base_arrays(out: Outputs, base: Outputs) -> None:
 
     Twelve models on a million instances would otherwise keep twelve copies of the same ids.
     """
-    if out.instance_ids is not base.instance_ids and same_ids(out.instance_ids, base.instance_ids):
+    if same_ids(out.instance_ids, base.instance_ids):  # often one array already (see load_outputs)
         out.instance_ids = base.instance_ids
         if out.labels is not base.labels and np.array_equal(out.labels, base.labels):
             out.labels = base.labels
