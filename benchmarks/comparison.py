@@ -92,8 +92,8 @@ from mlflow_cc.artifacts import log_dataset, log_layers, log_outputs, summarize_
 from mlflow_cc.track.tracking import derive_model, log_base_model
 
 BLOCK = 100
-#: Bumped when log_behaviour_models writes something else (cached stores are rebuilt).
-STORE_VERSION = 1
+#: Bumped when log_behaviour_models writes something else (cached stores are rebuilt); 3: outputs schema v3.
+STORE_VERSION = 3
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "mlflow-cc-bench"
 
 

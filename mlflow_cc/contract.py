@@ -98,14 +98,18 @@ ARTIFACT_DATASET_INSTANCES: Final = ARTIFACT_ROOT + "/dataset/instances.parquet"
 #: On a dataset run: previews (instance_id, kind "image"|"text", value: PNG base64 or text).
 ARTIFACT_DATASET_PREVIEWS: Final = ARTIFACT_ROOT + "/dataset/previews.parquet"
 
-# --- outputs kinds (outputs.parquet, schema version 2) --------------------------
+# --- outputs kinds (outputs.parquet, schema version 3) --------------------------
 #: ``classification``: label, prediction, logits; ``generation``: prompt, generated text, references,
 #: teacher-forced reference scores; ``regression``: prediction and target values; ``embedding``: a vector.
 OUTPUT_KINDS: Final = ("classification", "generation", "regression", "embedding")
-OUTPUTS_SCHEMA_VERSION: Final = 2
+#: 2: the kind in the schema metadata; 3: classification logits as one fixed-size binary value per
+#: row (K little-endian float32) instead of a list of float32 (earlier files still read).
+OUTPUTS_SCHEMA_VERSION: Final = 3
 #: Parquet schema metadata keys of ``outputs.parquet`` (absent in version-1 files: classification).
 OUTPUTS_META_KIND: Final = PREFIX + "output_kind"
 OUTPUTS_META_VERSION: Final = PREFIX + "outputs_schema_version"
+#: A fingerprint of the file's ``instance_id`` column (since version 3): readers share equal id columns.
+OUTPUTS_META_IDS: Final = PREFIX + "instance_ids_digest"
 
 KIND_MODEL: Final = "model"
 KIND_DATASET: Final = "dataset"

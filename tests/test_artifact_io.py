@@ -70,9 +70,65 @@ def test_outputs_round_trip(client: MlflowClient, experiment_id: str) -> None:
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(_local_file(client, run_id, contract.ARTIFACT_OUTPUTS))
-    assert str(schema.field("logits").type) == "fixed_size_list<element: float>[3]"
+    assert str(schema.field("logits").type) == "fixed_size_binary[12]"  # 3 little-endian float32 per row
+    assert schema.metadata[contract.OUTPUTS_META_VERSION.encode()] == b"3"
     assert str(schema.field("label").type) == "int64" and str(schema.field("instance_id").type) == "string"
-    assert pq.read_table(_local_file(client, run_id, contract.ARTIFACT_OUTPUTS)).column("label").null_count == 1
+    table = pq.read_table(_local_file(client, run_id, contract.ARTIFACT_OUTPUTS))
+    assert table.column("label").null_count == 1
+    raw = np.frombuffer(b"".join(table.column("logits").to_pylist()), "<f4").reshape(4, 3)
+    np.testing.assert_array_equal(raw, LOGITS.astype(np.float32))
+
+
+def test_outputs_on_the_same_instances_share_one_id_array(client: MlflowClient, experiment_id: str) -> None:
+    """The file names its ids' digest: a second file with the same ids does not decode its id column."""
+    first, second, other = (_run(client, experiment_id) for _ in range(3))
+    aio.log_outputs(first, IDS, LOGITS, client=client)
+    aio.log_outputs(second, IDS, LOGITS[::-1], client=client)
+    aio.log_outputs(other, ["a", "b", "c", "e"], LOGITS, client=client)
+    a, b, c = (aio.load_outputs(client, r) for r in (first, second, other))
+    assert b.instance_ids is a.instance_ids and b.instance_ids.tolist() == IDS
+    np.testing.assert_array_equal(b.logits, LOGITS[::-1].astype(np.float32))
+    assert c.instance_ids is not a.instance_ids and c.instance_ids.tolist() == ["a", "b", "c", "e"]
+    # A file that names the same ids but holds another number of rows is refused, not misaligned.
+    import pyarrow.parquet as pq
+
+    local = _local_file(client, second, contract.ARTIFACT_OUTPUTS)
+    pq.write_table(pq.read_table(local).slice(0, 3), local)
+    with pytest.raises(ArtifactError, match="instance ids") as err:
+        aio.load_outputs(client, second)
+    assert err.value.reason == "unreadable" and a.instance_ids.tolist() == IDS
+
+
+@pytest.mark.parametrize("logits_type", ["fixed_size_list", "list", "large_list"])
+def test_outputs_of_earlier_versions_still_read(client: MlflowClient, experiment_id: str, tmp_path: Path,
+                                                logits_type: str) -> None:
+    """Schema version 2 (and 1) files hold the logits as a (fixed-size) list of float32 per row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = pa.array(LOGITS.astype(np.float32).ravel(), pa.float32())
+    offsets = pa.array(np.arange(0, LOGITS.size + 1, 3), pa.int32())
+    logits = {"fixed_size_list": pa.FixedSizeListArray.from_arrays(values, 3),
+              "list": pa.ListArray.from_arrays(offsets, values),
+              "large_list": pa.LargeListArray.from_arrays(offsets.cast(pa.int64()), values)}[logits_type]
+    table = pa.table({"instance_id": IDS, "label": pa.array([0, 2, 2, None], pa.int64()),
+                      "prediction": pa.array([0, 1, 2, 2], pa.int64()), "logits": logits},
+                     metadata={contract.OUTPUTS_META_KIND: "classification", contract.OUTPUTS_META_VERSION: "2"})
+    run_id = _run(client, experiment_id)
+    pq.write_table(table, tmp_path / "outputs.parquet")
+    client.log_artifact(run_id, str(tmp_path / "outputs.parquet"), "mlflow_cc")
+    out = aio.load_outputs(client, run_id)
+    np.testing.assert_array_equal(out.logits, LOGITS.astype(np.float32))
+    assert out.logits.dtype == np.float32 and out.labels.tolist() == [0, 2, 2, -1]
+    # Rows of different lengths, or binary rows that are not whole float32 values, are refused clearly.
+    ragged = pa.ListArray.from_arrays(pa.array([0, 3, 6, 9, 11], pa.int32()), values.slice(0, 11))
+    odd = pa.array([b"12345"] * 4, pa.binary(5))
+    for bad, message in ((ragged, "different lengths"), (odd, "not whole float32")):
+        pq.write_table(table.set_column(3, "logits", bad), tmp_path / "outputs.parquet")
+        client.log_artifact(run_id, str(tmp_path / "outputs.parquet"), "mlflow_cc")
+        with pytest.raises(ArtifactError, match=message) as err:
+            aio.load_outputs(client, run_id)
+        assert err.value.reason == "unreadable"
 
 
 def test_outputs_nonfinite_kept_only_on_request(client: MlflowClient, experiment_id: str) -> None:

@@ -155,8 +155,10 @@ class BehaviourSet:
             labels = b.labels
             if rows is not None:
                 keys, labels = keys[rows], labels[rows]
+            # The class names stay Python objects (shared, one per class): a str column would copy
+            # every row's name into Arrow.
             cols: dict[str, Any] = {"key": keys.reset_index(drop=True), "label": labels,
-                                    "name": self._names(labels)}
+                                    "name": pd.Series(self._names(labels), dtype=object, copy=False)}
             for i, run_id in enumerate(self.models):
                 preds = b.predictions(run_id) if run_id in b.models else None
                 cols[f"p{i}"] = np.full(len(labels), np.nan) if preds is None else (

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
+import pyarrow as pa
 from cachetools import LRUCache
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -16,6 +18,13 @@ from dash_app.comparison.layer_set import LayerSet, load_layer_set
 from dash_app.comparison.shared import SharedLayerStore
 from mlflow_cc.artifacts import Outputs, load_outputs
 from mlflow_cc.errors import ArtifactError
+
+#: Arrow's allocator in the app's process: the C library's, unless ``ARROW_DEFAULT_MEMORY_POOL`` names one.
+#: Reading a dozen outputs files of a million instances (about 600 MB of Arrow buffers, most freed
+#: again) took twice the CPU with Arrow's bundled mimalloc on Linux, nearly all of it system time
+#: spent faulting in memory it had handed back (measured by benchmarks/comparison.py).
+if not os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
+    pa.set_memory_pool(pa.system_memory_pool())
 
 
 class Comparisons:

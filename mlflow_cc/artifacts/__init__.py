@@ -6,8 +6,8 @@ Three artifacts, at the paths of :mod:`mlflow_cc.contract`:
   set, Parquet of one kind (schema metadata ``mlflow_cc.output_kind``, run tag of the same
   name; version-1 files without it are classification): classification (:func:`log_outputs`:
   ``instance_id`` (string), ``label`` (int64, nullable), ``prediction`` (int64), ``logits``
-  (fixed-size list of float32, one per class), ``score_<name>`` (float64, optional
-  per-instance scores)), generation (:func:`log_generation_outputs`), regression
+  (fixed-size binary, one little-endian float32 per class; a list of float32 before schema
+  version 3), ``score_<name>`` (float64, optional per-instance scores)), generation (:func:`log_generation_outputs`), regression
   (:func:`log_regression_outputs`) and embedding (:func:`log_embedding_outputs`);
 * **dataset** (:mod:`.dataset`, one dataset run per experiment and dataset name): per-instance
   metadata (``instance_id``, ``label``, ``label_name``, ``meta_<attribute>``) and previews
