@@ -145,17 +145,20 @@ class Forest:
         }
 
 
-def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | None = None) -> Forest:
+def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | None = None, *,
+                 copy: bool = True) -> Forest:
     """Link ``nodes`` into a forest.
 
     ``missing_parents`` maps a declared parent id that is not among ``nodes`` to why
-    ("deleted" or "not found"); unknown ids default to "not found".
+    ("deleted" or "not found"); unknown ids default to "not found". ``copy=False`` links the
+    given nodes themselves (for nodes no forest holds yet: a reopen links 50,000 of them).
     """
     by_id: dict[str, ModelNode] = {}
     for n in nodes:
         # A copy: the reader rebuilds its forest from the same nodes on every refresh, while other
         # threads may still walk the previous forest (resetting shared children lists broke them).
-        n = _shallow_copy(n)
+        if copy:
+            n = copy_node(n)
         n.parent_id, n.children, n.depth = None, [], 0
         by_id[n.run_id] = n
     missing_parents = missing_parents or {}
@@ -178,7 +181,7 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
 
     warnings.extend(_break_cycles(by_id))
 
-    ordered = sorted(by_id.values(), key=_order_key)
+    ordered = sorted(by_id.values(), key=order_key)
     roots: list[str] = []
     for n in ordered:
         if n.parent_id is not None:
@@ -186,8 +189,7 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
         else:
             roots.append(n.run_id)
         if n.is_failed:
-            reason = f": {n.failure_reason}" if n.failure_reason else ""
-            warnings.append(LineageWarning("failed", n.run_id, f"{n.name} {n.status.lower()}{reason}"))
+            warnings.append(failed_warning(n))
     forest = Forest(by_id, roots, warnings)
     for root in roots:  # depths, iteratively (trees can be deep)
         stack = [(root, 0)]
@@ -198,7 +200,13 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
     return forest
 
 
-def _shallow_copy(node: ModelNode) -> ModelNode:
+def failed_warning(node: ModelNode) -> LineageWarning:
+    """The warning for a failed or killed run."""
+    reason = f": {node.failure_reason}" if node.failure_reason else ""
+    return LineageWarning("failed", node.run_id, f"{node.name} {node.status.lower()}{reason}")
+
+
+def copy_node(node: ModelNode) -> ModelNode:
     """``copy.copy`` of a node, without its generic machinery (a reopen copies tens of thousands)."""
     twin = object.__new__(ModelNode)
     twin.__dict__.update(node.__dict__)
@@ -206,7 +214,7 @@ def _shallow_copy(node: ModelNode) -> ModelNode:
 
 
 #: Siblings and roots in start order (the run id breaks ties); attrgetter runs in C.
-_order_key = attrgetter("start_time", "run_id")
+order_key = attrgetter("start_time", "run_id")
 
 
 def _break_cycles(by_id: dict[str, ModelNode]) -> list[LineageWarning]:
@@ -224,7 +232,7 @@ def _break_cycles(by_id: dict[str, ModelNode]) -> list[LineageWarning]:
             rid = by_id[rid].parent_id
         if rid is not None and state.get(rid) == 1:
             cycle = path[path.index(rid):]
-            cut = min((by_id[c] for c in cycle), key=_order_key)
+            cut = min((by_id[c] for c in cycle), key=order_key)
             cut.parent_id = None
             names = " -> ".join(by_id[c].name for c in cycle)
             warnings.append(LineageWarning("cycle", cut.run_id, f"lineage cycle ({names}) broken: "

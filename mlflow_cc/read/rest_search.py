@@ -48,7 +48,7 @@ PAGE_TARGET_S = 1.0
 
 @dataclass(slots=True)
 class RunFields:
-    """One run as the forest needs it (what :func:`~mlflow_cc.read.reader.node_from_fields` takes)."""
+    """One run as the forest needs it (what :func:`~mlflow_cc.read.nodes.node_from_fields` takes)."""
 
     run_id: str
     run_name: str
