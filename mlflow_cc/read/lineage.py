@@ -179,25 +179,36 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
             warnings.append(LineageWarning(kind, n.run_id, f"{n.name}: parent run {pid} is {why}; "
                                            "shown as a root"))
 
-    warnings.extend(_break_cycles(by_id))
-
     ordered = sorted(by_id.values(), key=order_key)
+    roots, reached = _link(by_id, ordered)
+    if reached < len(by_id):  # parent chains that loop (no root reaches them): cut them, link again
+        warnings.extend(_break_cycles(by_id))
+        for n in ordered:
+            n.children = []
+        roots, _ = _link(by_id, ordered)
+    warnings.extend(failed_warning(n) for n in ordered if n.status in ("FAILED", "KILLED"))
+    return Forest(by_id, roots, warnings)
+
+
+def _link(by_id: dict[str, ModelNode], ordered: list[ModelNode]) -> tuple[list[str], int]:
+    """Fill children (in start order) and depths from the parent links; the roots, and how many
+    nodes they reach (fewer than all: some parent chains loop)."""
     roots: list[str] = []
     for n in ordered:
         if n.parent_id is not None:
             by_id[n.parent_id].children.append(n.run_id)
         else:
             roots.append(n.run_id)
-        if n.is_failed:
-            warnings.append(failed_warning(n))
-    forest = Forest(by_id, roots, warnings)
-    for root in roots:  # depths, iteratively (trees can be deep)
-        stack = [(root, 0)]
-        while stack:
-            rid, d = stack.pop()
-            by_id[rid].depth = d
-            stack.extend((c, d + 1) for c in by_id[rid].children)
-    return forest
+    reached, depth, level = 0, 0, roots
+    while level:  # level by level (trees can be deep)
+        below: list[str] = []
+        for rid in level:
+            node = by_id[rid]
+            node.depth = depth
+            below += node.children
+        reached += len(level)
+        level, depth = below, depth + 1
+    return roots, reached
 
 
 def failed_warning(node: ModelNode) -> LineageWarning:
