@@ -1,4 +1,4 @@
-"""Refreshes update the forest in proportion to what changed, and a full re-read blocks no one."""
+"""Refreshes update the forest in proportion to what changed; a full re-read and snapshot writes hold no one up."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from waiting import TIMEOUT_S, wait_until
 
 import mlflow_cc as cc
 from mlflow_cc import contract
-from mlflow_cc.read.lineage import Forest
+from mlflow_cc.read.lineage import Forest, ModelNode
 from mlflow_cc.read.reader import ExperimentReader
 from mlflow_cc.read.rest_search import RunFields
-from mlflow_cc.read.snapshot import SnapshotStore, node_record
+from mlflow_cc.read.snapshot import Snapshot, SnapshotStore, SnapshotWriter, node_record
 from testing.synthetic import build_random_forest
 
 
@@ -125,3 +125,25 @@ def test_a_full_reread_in_progress_does_not_hold_up_refreshes(sqlite_uri: str) -
     reader.release.set()
     after = wait_until(lambda: (f := reader.last_forest) is not None and ids[0] not in f.nodes and f)
     assert set(after.nodes) == set(ids[1:]) | set(new)  # swapped in, with what arrived meanwhile
+
+
+class _CountingStore(SnapshotStore):
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.saved: list[int] = []
+
+    def save(self, tracking_uri: str, experiment_id: str, user: str, snapshot: Snapshot) -> Path | None:
+        self.saved.append(snapshot.max_start)
+        return super().save(tracking_uri, experiment_id, user, snapshot)
+
+
+def test_snapshot_writes_are_spaced_and_the_newest_wins(tmp_path: Path) -> None:
+    store = _CountingStore(tmp_path)
+    writer = SnapshotWriter(store, "http://h", "1", "", min_interval_s=3600)
+    node = ModelNode("a", "a", "1")
+    writer.submit(Snapshot([node], {}, 1))
+    wait_until(lambda: store.saved == [1])  # the first write is not held back
+    writer.submit(Snapshot([node], {}, 2))  # within the interval: waits...
+    writer.submit(Snapshot([node], {}, 3))  # ...and is replaced by a newer one
+    writer.flush()  # writes what waits now
+    assert store.saved == [1, 3] and store.load("http://h", "1", "").max_start == 3

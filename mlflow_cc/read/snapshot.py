@@ -30,6 +30,7 @@ the cache that every app worker on a machine shares.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import hashlib
@@ -40,6 +41,7 @@ import os
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -196,46 +198,72 @@ class SnapshotStore:
             pass
 
 
+#: Least time between the starts of two writes of one reader's snapshot (s). While runs keep
+#: arriving, a refresh every few seconds would otherwise rewrite every node every few seconds;
+#: a snapshot a little behind costs a reopen only a slightly longer incremental read.
+MIN_WRITE_INTERVAL_S = 30.0
+
+
 class SnapshotWriter:
     """Writes one reader's snapshot in a background thread, so a refresh does not wait for it.
 
-    Writing 50,000 nodes takes a good part of a second; a refresh only hands over what it
-    read. One write runs at a time; a snapshot handed over meanwhile replaces any still
-    waiting (the newest wins, older ones are never written after it). The thread is not a
-    daemon: a process that exits finishes the write in progress first.
+    Writing 50,000 nodes takes about a quarter of a second of CPU; a refresh only hands over
+    what it read. One write runs at a time, at most one per ``min_interval_s``; a snapshot
+    handed over meanwhile replaces any still waiting (the newest wins, an older one is never
+    written after it). :meth:`flush` writes what waits at once; so does the process's exit.
     """
 
-    def __init__(self, store: SnapshotStore, tracking_uri: str, experiment_id: str, user: str) -> None:
+    def __init__(self, store: SnapshotStore, tracking_uri: str, experiment_id: str, user: str, *,
+                 min_interval_s: float = MIN_WRITE_INTERVAL_S) -> None:
         self._store, self._key = store, (tracking_uri, experiment_id, user)
+        self.min_interval_s = min_interval_s
         self._cond = threading.Condition()
         self._waiting: Snapshot | None = None
-        self._busy = False
+        self._busy = self._hurry = False
+        self._last_start = -math.inf
+        _writers.add(self)
 
     def submit(self, snapshot: Snapshot) -> None:
-        """Write ``snapshot`` soon (after the write in progress, if any)."""
+        """Write ``snapshot`` soon: now, or once ``min_interval_s`` has passed since the last write."""
         with self._cond:
             self._waiting = snapshot
             if not self._busy:
                 self._busy = True
-                threading.Thread(target=self._run, name="mlflow-cc-snapshot").start()
+                threading.Thread(target=self._run, name="mlflow-cc-snapshot", daemon=True).start()
 
     def flush(self) -> None:
-        """Return once every snapshot submitted so far is written (or failed to be)."""
+        """Write what waits now; return once every snapshot submitted so far is written (or failed to be)."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._busy)
+            if self._busy:
+                self._hurry = True
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: not self._busy)
 
     def _run(self) -> None:
         while True:
             with self._cond:
-                snapshot, self._waiting = self._waiting, None
-                if snapshot is None:
-                    self._busy = False
+                if self._waiting is None:
+                    self._busy = self._hurry = False
                     self._cond.notify_all()
                     return
+                while not self._hurry and (left := self._last_start + self.min_interval_s - time.monotonic()) > 0:
+                    self._cond.wait(left)
+                snapshot, self._waiting = self._waiting, None
+                self._last_start = time.monotonic()
             try:
                 self._store.save(*self._key, snapshot)
             except Exception:  # noqa: BLE001 - a cache: a failed write must not stop later ones
                 _log.exception("mlflow-cc: could not write reader snapshot")
+
+
+#: Every writer, so that a process exiting writes what waits (the threads are daemons).
+_writers: weakref.WeakSet[SnapshotWriter] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    for writer in list(_writers):
+        writer.flush()
 
 
 #: The node fields a version-3 file has a list of (the experiment is the file's own).
