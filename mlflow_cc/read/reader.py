@@ -241,22 +241,22 @@ class ExperimentReader:
             ids = ", ".join(f"'{rid}'" for rid in running[i:i + 100])
             self._read(self._search(f"attributes.run_id IN ({ids})"), fresh)
         self.last_fetch_count = fresh.count
-        changed = [n for rid, n in fresh.runs.items()
-                   if (old := self._runs.get(rid)) is None or node_record(old) != node_record(n)]
+        changed = {rid: n for rid, n in fresh.runs.items()
+                   if (old := self._runs.get(rid)) is None or node_record(old) != node_record(n)}
         datasets_changed = any(self._datasets.get(k) != v for k, v in fresh.datasets.items())
-        self._runs.update((n.run_id, n) for n in changed)
+        metadata = self._read_metadata()
+        if self._forest is None or changed or metadata != (self.metric_info, self._metadata_problems):
+            forest = (update_forest(self._forest, list(changed.values()), self._missing, metadata[1])
+                      if self._forest is not None else None)
+            if forest is None:  # (no forest yet: the nodes loaded from a snapshot are fresh)
+                runs = {**self._runs, **changed}
+                forest, self._missing = self._build(runs, self._parent_cache, metadata[1],
+                                                    fresh=self._forest is None)
+            # Only now, with the forest made: a failure above leaves the state as it was.
+            self._forest, (self.metric_info, self._metadata_problems) = forest, metadata
+            self._runs.update(changed)
         self._datasets.update(fresh.datasets)
         self._max_start = max(since, fresh.max_start)
-        metadata = self._read_metadata()
-        if self._forest is not None and not changed and metadata == (self.metric_info, self._metadata_problems):
-            return datasets_changed
-        self.metric_info, self._metadata_problems = metadata
-        forest = (update_forest(self._forest, changed, self._missing, metadata[1])
-                  if self._forest is not None else None)
-        if forest is None:  # (no forest yet: the nodes loaded from a snapshot are fresh)
-            forest, self._missing = self._build(self._runs, self._parent_cache, metadata[1],
-                                                fresh=self._forest is None)
-        self._forest = forest
         return bool(changed) or datasets_changed
 
     def _read_metadata(self) -> Metadata:
