@@ -46,7 +46,12 @@ from mlflow_cc.read.lineage import (
     copy_node,
 )
 from mlflow_cc.read.nodes import node_from_fields, node_from_run, run_fields
-from mlflow_cc.read.rest_search import RestRunSearch, RunFields, client_host_creds
+from mlflow_cc.read.rest_search import (
+    RestRunSearch,
+    RunFields,
+    client_host_creds,
+    in_thread,
+)
 from mlflow_cc.read.snapshot import (
     Snapshot,
     SnapshotStore,
@@ -235,6 +240,7 @@ class ExperimentReader:
         """
         since = self._max_start
         running = [rid for rid, n in self._runs.items() if n.status in ("RUNNING", "SCHEDULED")]
+        metadata_read = in_thread(self._read_metadata, "mlflow-cc-metadata")  # overlaps the search
         # Into a separate batch: a fetch cut short changes nothing and is asked again next time.
         fresh = self._read(self._search(f"attributes.start_time >= {since}"), _Read())
         for i in range(0, len(running), 100):
@@ -244,7 +250,7 @@ class ExperimentReader:
         changed = {rid: n for rid, n in fresh.runs.items()
                    if (old := self._runs.get(rid)) is None or node_record(old) != node_record(n)}
         datasets_changed = any(self._datasets.get(k) != v for k, v in fresh.datasets.items())
-        metadata = self._read_metadata()
+        metadata = metadata_read.result()
         if self._forest is None or changed or metadata != (self.metric_info, self._metadata_problems):
             forest = (update_forest(self._forest, list(changed.values()), self._missing, metadata[1])
                       if self._forest is not None else None)

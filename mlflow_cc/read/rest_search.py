@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from mlflow.exceptions import MlflowException
@@ -34,6 +34,8 @@ from mlflow.store.tracking.rest_store import RestStore
 from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import MlflowHostCreds, http_request, verify_rest_response
+
+T = TypeVar("T")
 
 SEARCH_ENDPOINT = "/api/2.0/mlflow/runs/search"
 #: Runs in the first page (MLflow's client's default page).
@@ -136,18 +138,12 @@ class RestRunSearch:
                 return
 
     def _fetch_async(self, body: dict[str, Any]) -> Future[tuple[dict[str, Any], float]]:
-        future: Future[tuple[dict[str, Any], float]] = Future()
+        def timed() -> tuple[dict[str, Any], float]:
+            t = time.perf_counter()
+            doc = self._call(lambda: self._fetch(body))
+            return doc, time.perf_counter() - t
 
-        def work() -> None:
-            try:
-                t = time.perf_counter()
-                doc = self._call(lambda: self._fetch(body))
-                future.set_result((doc, time.perf_counter() - t))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                future.set_exception(exc)
-
-        threading.Thread(target=work, name="mlflow-cc-rest-page", daemon=True).start()
-        return future
+        return in_thread(timed, "mlflow-cc-rest-page")
 
     def _fetch(self, body: dict[str, Any]) -> dict[str, Any]:
         resp = http_request(self._creds(), SEARCH_ENDPOINT, "POST", data=orjson.dumps(body),
@@ -163,6 +159,21 @@ class RestRunSearch:
             raise MlflowException(f"API request to endpoint {SEARCH_ENDPOINT} answered {type(doc).__name__}, "
                                   "not a JSON object")
         return doc
+
+
+def in_thread(fn: Callable[[], T], name: str) -> Future[T]:
+    """``fn()`` run in a new daemon thread; its result or exception comes through the future
+    (to the thread that waits on it). For requests that overlap other work."""
+    future: Future[T] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return future
 
 
 def parse_run(run: dict[str, Any]) -> RunFields:
