@@ -33,10 +33,15 @@ FAILED = ("FAILED", "KILLED")
 def node_warnings(nodes: Iterable[ModelNode], metadata_problems: Sequence[str]) -> list[LineageWarning]:
     """The warnings after the forest's own: unreadable experiment metadata, then unreadable
     lineage tags (in ``nodes`` order)."""
-    out = [LineageWarning("metadata", None, p) for p in metadata_problems]
-    out.extend(LineageWarning("bad_tag", n.run_id, f"{n.name}: {n.tags['_problems']}")
-               for n in nodes if "_problems" in n.tags)
-    return out
+    return _metadata_warnings(metadata_problems) + [_bad_tag(n) for n in nodes if "_problems" in n.tags]
+
+
+def _metadata_warnings(problems: Sequence[str]) -> list[LineageWarning]:
+    return [LineageWarning("metadata", None, p) for p in problems]
+
+
+def _bad_tag(node: ModelNode) -> LineageWarning:
+    return LineageWarning("bad_tag", node.run_id, f"{node.name}: {node.tags['_problems']}")
 
 
 def update_forest(old: Forest, changed: Sequence[ModelNode], missing: Mapping[str, str],
@@ -101,9 +106,32 @@ def update_forest(old: Forest, changed: Sequence[ModelNode], missing: Mapping[st
     for rid in externals:  # after the experiment's own runs, as a full build orders them
         out[rid] = out.pop(rid)
     warnings = [w for w in old.warnings if w.kind in LINK_KINDS]  # the same links, so the same warnings
-    warnings += [failed_warning(n) for n in sorted((n for n in out.values() if n.status in FAILED), key=order_key)]
-    warnings += node_warnings(out.values(), metadata_problems)
+    warnings += _failed_warnings(old, out, changed)
+    bad_tags = _bad_tag_warnings(old, out, changed, new)
+    warnings += (node_warnings(out.values(), metadata_problems) if bad_tags is None
+                 else _metadata_warnings(metadata_problems) + bad_tags)
     return Forest(out, roots, warnings)
+
+
+def _failed_warnings(old: Forest, out: dict[str, ModelNode], changed: Sequence[ModelNode]) -> list[LineageWarning]:
+    """The failed runs of ``out`` in start order, from ``old``'s and the changed runs (no scan of all)."""
+    ids = {w.run_id for w in old.warnings if w.kind == "failed"} - {n.run_id for n in changed}
+    ids.update(n.run_id for n in changed if n.status in FAILED)
+    return [failed_warning(n) for n in sorted((out[rid] for rid in ids if rid is not None), key=order_key)]
+
+
+def _bad_tag_warnings(old: Forest, out: dict[str, ModelNode], changed: Sequence[ModelNode],
+                      new: dict[str, ModelNode]) -> list[LineageWarning] | None:
+    """The unreadable-tag warnings in node order, from ``old``'s; None when a run already read
+    gained or lost one (its place among the others is only known from a scan)."""
+    had = [w.run_id for w in old.warnings if w.kind == "bad_tag" and w.run_id is not None]
+    had_set = set(had)
+    if any(("_problems" in n.tags) != (n.run_id in had_set) for n in changed if n.run_id not in new):
+        return None
+    ids = [rid for rid in had if not out[rid].external]
+    ids += [rid for rid, n in new.items() if "_problems" in n.tags]
+    ids += [rid for rid in had if out[rid].external]
+    return [_bad_tag(out[rid]) for rid in ids]
 
 
 def _parents_first(new: dict[str, ModelNode]) -> list[ModelNode] | None:

@@ -21,6 +21,7 @@ reader's handling of refused and unreachable stores is unchanged.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -115,35 +116,35 @@ class RestRunSearch:
     def search(self, experiment_id: str, filter_string: str = "") -> Iterator[RunFields]:
         """Every active run of the experiment matching ``filter_string``, newest first.
 
-        The next page is requested while this one is parsed (the server works while we
-        parse); an error of either is raised here, in the caller's thread. Pages start at
+        The first page is asked in this thread; each next one is requested (in another
+        thread) while this one is parsed, so the server works while we parse; an error of
+        either is raised here, in the caller's thread. Pages start at
         :data:`FIRST_PAGE` runs and grow up to ``page_size`` while the server answers fast.
         """
         body: dict[str, Any] = {"experiment_ids": [str(experiment_id)], "filter": filter_string,
                                 "run_view_type": "ACTIVE_ONLY"}
         size = self.first_page
-        pending = self._fetch_async({**body, "max_results": size})
+        page, elapsed = self._timed({**body, "max_results": size})  # nothing to overlap it with yet
         while True:
-            page, elapsed = pending.result()
             token = page.get("next_page_token")
             if token:  # the page token holds the offset: the next page may be larger or smaller
                 if elapsed < PAGE_TARGET_S:
                     size = min(size * 2, self.page_size)
                 elif elapsed > 2 * PAGE_TARGET_S:
                     size = max(size // 2, min(FIRST_PAGE, self.page_size))
-                pending = self._fetch_async({**body, "max_results": size, "page_token": token})
+                pending = in_thread(functools.partial(self._timed, {**body, "max_results": size, "page_token": token}),
+                                    "mlflow-cc-rest-page")
             for run in page.get("runs", ()):
                 yield parse_run(run)
             if not token:
                 return
+            page, elapsed = pending.result()
 
-    def _fetch_async(self, body: dict[str, Any]) -> Future[tuple[dict[str, Any], float]]:
-        def timed() -> tuple[dict[str, Any], float]:
-            t = time.perf_counter()
-            doc = self._call(lambda: self._fetch(body))
-            return doc, time.perf_counter() - t
-
-        return in_thread(timed, "mlflow-cc-rest-page")
+    def _timed(self, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """One page, and how long the server took to answer (s)."""
+        t = time.perf_counter()
+        doc = self._call(lambda: self._fetch(body))
+        return doc, time.perf_counter() - t
 
     def _fetch(self, body: dict[str, Any]) -> dict[str, Any]:
         resp = http_request(self._creds(), SEARCH_ENDPOINT, "POST", data=orjson.dumps(body),
