@@ -17,6 +17,7 @@ from bisect import insort
 from collections.abc import Iterable, Mapping, Sequence
 
 from mlflow_cc.read.lineage import (
+    FAILED_STATUSES,
     Forest,
     LineageWarning,
     ModelNode,
@@ -27,7 +28,6 @@ from mlflow_cc.read.lineage import (
 
 #: Warnings about links, made once per full build (kept by an update, which never changes links).
 LINK_KINDS = frozenset({"external", "orphan", "deleted_parent", "cycle"})
-FAILED = ("FAILED", "KILLED")
 
 
 def node_warnings(nodes: Iterable[ModelNode], metadata_problems: Sequence[str]) -> list[LineageWarning]:
@@ -116,7 +116,7 @@ def update_forest(old: Forest, changed: Sequence[ModelNode], missing: Mapping[st
 def _failed_warnings(old: Forest, out: dict[str, ModelNode], changed: Sequence[ModelNode]) -> list[LineageWarning]:
     """The failed runs of ``out`` in start order, from ``old``'s and the changed runs (no scan of all)."""
     ids = {w.run_id for w in old.warnings if w.kind == "failed"} - {n.run_id for n in changed}
-    ids.update(n.run_id for n in changed if n.status in FAILED)
+    ids.update(n.run_id for n in changed if n.status in FAILED_STATUSES)
     return [failed_warning(n) for n in sorted((out[rid] for rid in ids if rid is not None), key=order_key)]
 
 

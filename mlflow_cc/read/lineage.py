@@ -17,6 +17,11 @@ from mlflow_cc.read.op_words import default_model_name
 __all__ = ["Forest", "LineageWarning", "ModelNode", "build_forest", "default_model_name"]
 
 
+#: MLflow statuses of a run still going, and of one that ended badly.
+RUNNING_STATUSES = ("RUNNING", "SCHEDULED")
+FAILED_STATUSES = ("FAILED", "KILLED")
+
+
 @dataclass
 class ModelNode:
     """One model (one MLflow run)."""
@@ -48,11 +53,11 @@ class ModelNode:
 
     @property
     def is_running(self) -> bool:
-        return self.status in ("RUNNING", "SCHEDULED")
+        return self.status in RUNNING_STATUSES
 
     @property
     def is_failed(self) -> bool:
-        return self.status in ("FAILED", "KILLED")
+        return self.status in FAILED_STATUSES
 
     def label(self) -> str:
         """Operation with its parameters, e.g. ``prune(method=magnitude, sparsity=0.5)``."""
@@ -186,7 +191,7 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
         for n in ordered:
             n.children = []
         roots, _ = _link(by_id, ordered)
-    warnings.extend(failed_warning(n) for n in ordered if n.status in ("FAILED", "KILLED"))
+    warnings.extend(failed_warning(n) for n in ordered if n.status in FAILED_STATUSES)
     return Forest(by_id, roots, warnings)
 
 

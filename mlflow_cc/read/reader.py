@@ -39,6 +39,7 @@ from mlflow_cc.errors import MlflowCCError
 from mlflow_cc.metric_info import MetricInfo, parse_experiment_tags
 from mlflow_cc.read.forest_update import node_warnings, update_forest
 from mlflow_cc.read.lineage import (
+    RUNNING_STATUSES,
     Forest,
     LineageWarning,
     ModelNode,
@@ -239,7 +240,7 @@ class ExperimentReader:
         with nothing new is kept as it is (views and caches keyed on it stay valid).
         """
         since = self._max_start
-        running = [rid for rid, n in self._runs.items() if n.status in ("RUNNING", "SCHEDULED")]
+        running = [rid for rid, n in self._runs.items() if n.status in RUNNING_STATUSES]
         metadata_read = in_thread(self._read_metadata, "mlflow-cc-metadata")  # overlaps the search
         # Into a separate batch: a fetch cut short changes nothing and is asked again next time.
         fresh = self._read(self._search(f"attributes.start_time >= {since}"), _Read())
