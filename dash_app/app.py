@@ -13,7 +13,7 @@ from typing import Any
 
 from dash import Dash, dcc, html
 
-from dash_app import fast_start
+from dash_app import fast_start, lazy_grid
 from dash_app.source import DataSource, ReaderFactory
 from dash_app.views import comparison, overview
 from mlflow_cc.read.reader import ExperimentReader
@@ -58,6 +58,8 @@ def create_app(reader: ExperimentReader | None = None, *, reader_factory: Reader
 
     app.layout = serve_layout
     fast_start.install(app)  # the layout is asked for while scripts load
+    lazy_grid.install(app)  # the grid library loads with the first grid shown
+    fast_start.drop_polyfill(app)
     for v in [*VIEWS, *chrome]:
         v.register(app, source, refresh_ms=refresh_ms)
     return app

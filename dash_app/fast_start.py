@@ -13,6 +13,7 @@ lazily loaded chunks of the graph and dropdown components are preloaded the same
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 #: dcc's lazily loaded chunks the overview needs for its first paint.
@@ -52,3 +53,56 @@ def install(app: Any) -> None:
     """Put the early requests at the top of ``app``'s page (keeps the rest of its index string)."""
     base = app.config.requests_pathname_prefix or "/"
     app.index_string = app.index_string.replace("{%metas%}", "{%metas%}" + early_head(base), 1)
+
+
+def warm_up(app: Any) -> None:
+    """Pay the server's one-time costs before the first visitor waits for them.
+
+    Dash sets its server up on the first request (about 0.15 s here) and Plotly builds a
+    property validator the first time each figure property is set (about 0.1 s for the map):
+    both sat in front of the first page load. This runs one page request through ``app``'s
+    own stack and draws the overview's figures for a three-model forest made up here; no
+    experiment is read and nothing of the user's is computed or cached. Call it on the finished
+    app (Flask refuses new routes once a request was handled).
+    """
+    import plotly.io as pio
+
+    from dash_app.figures.encoding import default_metrics
+    from dash_app.figures.overview import overview_figures
+    from dash_app.state import empty_state
+    from mlflow_cc.read.lineage import ModelNode, build_forest
+
+    app.server.test_client().get(app.config.routes_pathname_prefix or "/")
+    metrics = {"accuracy": 0.9, "size_bytes": 4.0e6, "latency_ms": 3.0}
+    forest = build_forest([
+        ModelNode("warm-0", "base", "0", metrics=metrics),
+        ModelNode("warm-1", "pruned", "0", declared_parent_id="warm-0", operation="prune",
+                  op_params={"sparsity": 0.5}, metrics={**metrics, "size_bytes": 2.0e6}),
+        ModelNode("warm-2", "quantized", "0", declared_parent_id="warm-1", operation="quantize",
+                  op_params={"bits": 8}, metrics={**metrics, "size_bytes": 1.0e6})])
+    state = {**empty_state(), "ready": True, **default_metrics(forest, {})}
+    for fig in overview_figures(forest, {}, state)[:2]:
+        pio.to_json(fig, validate=False)
+
+
+def drop_polyfill(app: Any) -> bool:
+    """Leave Babel's 100 KB polyfill off the page when the regenerator runtime alone is installed.
+
+    Dash puts ``@babel/polyfill`` (core-js 2) first on every page for old browsers. In the
+    browsers of today it only costs: evaluating it was the page's first long task here, and its
+    ``String.prototype.trim`` replaces the native one (core-js 2 judges Chrome's wrong) and runs
+    in every Plotly draw. Of it, Dash's lazily loaded components need only the global
+    ``regeneratorRuntime``, which ``assets/vendor/regenerator-runtime.js`` (fetched from the npm
+    registry by ``make install``) defines. Without that file the polyfill stays. Returns whether
+    it was dropped.
+    """
+    from dash import _dash_renderer
+
+    if not (Path(app.config.assets_folder) / "vendor" / "regenerator-runtime.js").exists():
+        return False
+    for dep in _dash_renderer._js_dist_dependencies:
+        for key in ("relative_package_path", "external_url"):
+            paths = dep.get(key)
+            if isinstance(paths, dict) and isinstance(paths.get("prod"), list):
+                paths["prod"] = [p for p in paths["prod"] if "polyfill@" not in p]
+    return True

@@ -32,7 +32,7 @@ from dash import Dash
 from mlflow.tracking import MlflowClient
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from dash_app import store_status
+from dash_app import fast_start, store_status
 from dash_app.app import create_app as create_dash_app
 from dash_app.mlflow_plugin_auth import StoreUserSources, require_mlflow_sign_in
 from dash_app.serving import (
@@ -123,6 +123,7 @@ def build_plugin_app(path: str, *, auth: bool) -> Dash:
     if auth:
         require_mlflow_sign_in(dash, open_paths={PING_PATH})
     _check_hosts(server)
+    fast_start.warm_up(dash)
     return dash
 
 

@@ -19,7 +19,7 @@ import mlflow
 from dash import Dash
 from mlflow.tracking import MlflowClient
 
-from dash_app import store_status
+from dash_app import fast_start, store_status
 from dash_app.app import create_app
 from dash_app.auth import install_auth
 from dash_app.serving import Settings, protect
@@ -53,6 +53,7 @@ def build_app(settings: Settings | None = None, *, sessions: SessionStore | None
     if settings.auth == "mlflow":
         install_auth(app, uri, sessions)
     protect(app.server, settings)  # the Host allow-list, and ProxyFix when trusted
+    fast_start.warm_up(app)
     return app
 
 

@@ -96,3 +96,11 @@ def remove_flag_call(web: Any, cmp: dict[str, Any], run_id: str, flag_id: str, c
             "changedPropIds": [json.dumps(button, separators=(",", ":"), sort_keys=True) + ".n_clicks"]}
     return web.post("/_dash-update-component", data=json.dumps(body), content_type="application/json",
                     headers=headers or {})
+
+
+def comparison_context(web: Any, state: dict[str, Any]) -> Any:
+    """The Performance Comparison's context (``cmp-ctx``) for ``state``, as computed once its page shows."""
+    from dash_app.views.comparison import TAB_VALUE
+
+    values = {("ov-state", "data"): state, ("app-tabs", "value"): TAB_VALUE}
+    return outputs(call(web, "cmp-ctx.data", values))["cmp-ctx"]["data"]

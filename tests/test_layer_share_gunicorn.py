@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 from comparison_fixtures import log_models
-from dash_http import HttpClient, call, outputs
+from dash_http import HttpClient, call, comparison_context, outputs
 
 from dash_app.serving import gunicorn_env
 from testing.local_server import free_port
@@ -55,8 +55,8 @@ def test_two_workers_compute_a_layer_comparison_once(tmp_path: Path) -> None:
         _wait_until_serving(url + "/", proc, log)
         web = HttpClient(url)
         search = f"?experiment={logged.experiment_id}&sel={','.join(logged.run_ids)}"
-        state = outputs(call(web, "ov-state.data", {("ov-url-in", "search"): search}))["ov-state"]["data"]
-        cmp = outputs(call(web, "cmp-ctx.data", {("ov-state", "data"): state}))["cmp-ctx"]["data"]
+        state = outputs(call(web, "ov-state.data", {("ov-url-first", "data"): search}))["ov-state"]["data"]
+        cmp = comparison_context(web, state)
         assert len(cmp["models"]) == 4
 
         # Poll the Layers tab as browsers would, each request on a new connection, until both

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import requests
-from dash_http import call, outputs
+from dash_http import call, comparison_context, outputs
 from mlflow.tracking import MlflowClient
 
 import mlflow_cc as cc
@@ -50,7 +50,7 @@ def _app(uri: str, experiment: str, **settings: Any) -> Any:
 def _state(web: Any, experiment_id: str, selection: list[str]) -> dict[str, Any]:
     """The page state the app builds for a URL (the first callback of every page load)."""
     search = f"?experiment={experiment_id}&sel={','.join(selection)}"
-    return outputs(call(web, "ov-state.data", {("ov-url-in", "search"): search}))["ov-state"]["data"]
+    return outputs(call(web, "ov-state.data", {("ov-url-first", "data"): search}))["ov-state"]["data"]
 
 
 # -- Host allow-list ------------------------------------------------------------------------------
@@ -164,7 +164,7 @@ def test_a_flag_is_written_only_to_a_model_of_the_experiment_on_screen(store: st
     web = _app(store, "flags-mine").server.test_client()
     assert web.get("/").status_code == 200
     state = _state(web, exp, [mine])
-    cmp = outputs(call(web, "cmp-ctx.data", {("ov-state", "data"): state}))["cmp-ctx"]["data"]
+    cmp = comparison_context(web, state)
     assert [m["run_id"] for m in cmp["models"]] == [mine]
 
     def flag(target: Any) -> str:
@@ -252,7 +252,7 @@ def test_a_flag_is_removed_only_from_a_model_of_the_experiment_on_screen(store: 
     on_mine, on_other = add_flag(client, mine, "keep?"), add_flag(client, other, "not yours")
     web = _app(store, "unflag-mine").server.test_client()
     assert web.get("/").status_code == 200
-    cmp = outputs(call(web, "cmp-ctx.data", {("ov-state", "data"): _state(web, exp, [mine])}))["cmp-ctx"]["data"]
+    cmp = comparison_context(web, _state(web, exp, [mine]))
 
     def remove(run_id: str, flag_id: str) -> str:
         return outputs(remove_flag_call(web, cmp, run_id, flag_id))["cmp-flag-msg"]["children"]

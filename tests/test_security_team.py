@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dash_http import call, outputs
+from dash_http import call, comparison_context, outputs
 from team_auth_fixtures import ADMIN_PW, ALICE, BOB, AuthStore, auth_store
 
 from dash_app.serving import Settings
@@ -213,8 +213,8 @@ def test_flags_are_written_with_the_users_own_permissions(make_app: Any, store: 
         assert _sign_in(web, user).status_code == 302
         assert web.get("/").status_code == 200
         search = f"?experiment={exp}&sel={run_id}"
-        state = outputs(call(web, "ov-state.data", {("ov-url-in", "search"): search}))["ov-state"]["data"]
-        cmp = outputs(call(web, "cmp-ctx.data", {("ov-state", "data"): state}))["cmp-ctx"]["data"]
+        state = outputs(call(web, "ov-state.data", {("ov-url-first", "data"): search}))["ov-state"]["data"]
+        cmp = comparison_context(web, state)
         if run_id not in [m["run_id"] for m in cmp["models"]]:  # send another run than the one on screen
             cmp = {**cmp, "models": [*cmp["models"], {"run_id": run_id, "name": "x", "full_name": "x"}]}
         resp = call(web, "cmp-flag-msg.children", {("cmp-flag-add", "n_clicks"): 1,
@@ -256,7 +256,7 @@ def test_register_model_follows_the_users_permissions(make_app: Any, store: Auth
         web = make_app()
         assert _sign_in(web, user).status_code == 302
         search = f"?experiment={exp}&sel={run.info.run_id}"
-        state = outputs(call(web, "ov-state.data", {("ov-url-in", "search"): search}))["ov-state"]["data"]
+        state = outputs(call(web, "ov-state.data", {("ov-url-first", "data"): search}))["ov-state"]["data"]
         resp = call(web, "ov-reg-msg.children", {("ov-reg-btn", "n_clicks"): 1, ("ov-reg-name", "value"): "team-model",
                                                  ("ov-reg-alias", "value"): "", ("ov-view", "data"): overview_part(state)})
         return outputs(resp)["ov-reg-msg"]["children"], run.info.run_id
@@ -316,8 +316,8 @@ def test_flags_are_removed_with_the_users_own_permissions(make_app: Any, store: 
     def remove(user: tuple[str, str], exp: str, run_id: str, flag_id: str) -> tuple[str, int]:
         web = make_app()
         assert _sign_in(web, user).status_code == 302
-        state = outputs(call(web, "ov-state.data", {("ov-url-in", "search"): f"?experiment={exp}&sel={run_id}"}))
-        cmp = outputs(call(web, "cmp-ctx.data", {("ov-state", "data"): state["ov-state"]["data"]}))["cmp-ctx"]["data"]
+        state = outputs(call(web, "ov-state.data", {("ov-url-first", "data"): f"?experiment={exp}&sel={run_id}"}))
+        cmp = comparison_context(web, state["ov-state"]["data"])
         resp = remove_flag_call(web, cmp, run_id, flag_id)
         return outputs(resp)["cmp-flag-msg"]["children"], resp.status_code
 

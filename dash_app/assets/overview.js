@@ -137,6 +137,8 @@
     "ov-scatter.clickData": ["ov-scatter", "click"], "ov-scatter.selectedData": ["ov-scatter", "box"]
   };
 
+  var urlSeen = false;
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     cc: {
       // Clicks and boxes of both plots: a selection change is applied here and written to the
@@ -198,6 +200,17 @@
           return [nu, nu];
         }
         return [nu, Object.assign({}, state, {sel: sel})];
+      },
+
+      // The page's own URL, once per load, for the server only when the first map was not drawn
+      // from it (no Referer, or a different query): the usual load changes nothing and sends
+      // no request. Later URL changes are the state's own writes (ov-url-out).
+      urlFirst: function (search, state) {
+        var nu = window.dash_clientside.no_update;
+        if (urlSeen || search === undefined || search === null) { return nu; }
+        urlSeen = true;
+        if (state && state.ready && search.replace(/^\?/, "") === (state.from_url || "")) { return nu; }
+        return search;
       },
 
       // The state changed or a figure arrived: ring the state's selection in both graphs.

@@ -84,9 +84,13 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
 
     @app.callback(Output("cmp-ctx", "data"), Output("cmp-base", "options"), Output("cmp-base", "value"),
                   Output("cmp-models", "children"), Output("cmp-base-why", "children"),
-                  Input("ov-state", "data"), State("cmp-ctx", "data"))
-    def on_state(state: dict[str, Any] | None, current: dict[str, Any] | None) -> tuple[Any, ...]:
-        require_ready(state)
+                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-ctx", "data"))
+    def on_state(state: dict[str, Any] | None, app_tab: str | None,
+                 current: dict[str, Any] | None) -> tuple[Any, ...]:
+        """The compared models, only while this page shows: every grid, chart and list of the
+        comparison follows from them, so a selection made in the overview costs no comparison
+        work until the page is opened (and the overview's first load sends none of it)."""
+        require_ready(state, app_tab == TAB_VALUE)
         new = context(source, state)
         if new == current:
             raise PreventUpdate

@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from dash import (
+    ClientsideFunction,
     Dash,
     Input,
     Output,
@@ -106,6 +107,7 @@ def layout(source: DataSource) -> html.Div:
     return html.Div(className="cc-overview", children=[
         dcc.Location(id="ov-url-in", refresh=False),
         dcc.Location(id="ov-url-out", refresh=False),
+        dcc.Store(id="ov-url-first"),
         dcc.Store(id="ov-state", data=state),
         dcc.Store(id="ov-view", data=view),
         dcc.Store(id="ov-version", data=version),
@@ -144,25 +146,22 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         Output("ov-state", "data"), Output("ov-experiment", "value"), Output("ov-color", "value"),
         Output("ov-size", "value"), Output("ov-layout", "value"),
         Output("ov-color", "options"), Output("ov-size", "options"),
-        Input("ov-url-in", "search"), Input("ov-experiment", "value"), Input("ov-color", "value"),
+        Input("ov-url-first", "data"), Input("ov-experiment", "value"), Input("ov-color", "value"),
         Input("ov-size", "value"), Input("ov-layout", "value"),
-        State("ov-state", "data"))
+        State("ov-state", "data"), prevent_initial_call=True)
     def on_controls(search: str | None, exp: str | None, color: str | None, size: str | None,
                     lay: str | None, state: dict[str, Any]) -> tuple[Any, ...]:
-        """Read the URL once per page load; afterwards the controls change the state."""
+        """Read the URL once per page load; afterwards the controls change the state.
+
+        The page's first map is drawn from its Referer's query; ``ov-url-first`` (the browser's
+        ``cc.urlFirst``) hands the URL over only when that differs or is missing.
+        """
         state = dict(state or st.empty_state())
         trig = ctx.triggered_id
-        if not state.get("ready"):
+        if trig == "ov-url-first" or not state.get("ready"):
             if search is None:
                 raise PreventUpdate  # the Location has not reported the URL yet
             state = initial_state(source, search)
-        elif trig == "ov-url-in" or trig is None:
-            # The page was drawn from its Referer; re-read once if the URL says otherwise.
-            if state.get("url_checked") or search is None:
-                raise PreventUpdate
-            if (search or "").lstrip("?") != state.get("from_url"):
-                state = initial_state(source, search)
-            state["url_checked"] = True
         elif trig == "ov-experiment":
             if exp == state.get("experiment"):
                 raise PreventUpdate
@@ -175,9 +174,17 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         opts = [{"label": n, "value": n} for n in names]
         return (state, state["experiment"], state["color"], state["size"], state["layout"], opts, opts)
 
-    @app.callback(Output("ov-view", "data"), Input("ov-state", "data"), State("ov-view", "data"))
+    app.clientside_callback(ClientsideFunction(namespace="cc", function_name="urlFirst"),
+                            Output("ov-url-first", "data"), Input("ov-url-in", "search"), State("ov-state", "data"))
+
+    @app.callback(Output("ov-view", "data"), Input("ov-state", "data"), State("ov-view", "data"),
+                  prevent_initial_call=True)
     def view_state(state: dict[str, Any] | None, current: dict[str, Any] | None) -> dict[str, Any]:
-        """The overview's part of the state: its figures redraw only when this part changes."""
+        """The overview's part of the state: its figures redraw only when this part changes.
+
+        Not on page load: the layout carries it, and the views that read it (status, filters,
+        details) draw at once instead of waiting for a request that would change nothing.
+        """
         require_ready(state)
         view = st.overview_part(state)
         if view == current:

@@ -1,0 +1,71 @@
+"""The page the app serves first: what is on it, what is set up before the first visitor (issue 13).
+
+Real app on a real sqlite store, through Flask's test client; the browser side is in
+``test_page_load_browser.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dash import Patch, no_update
+
+from dash_app.serving import Settings
+from dash_app.state_patch import patch_changes
+from dash_app.wsgi import build_app
+from mlflow_cc.track.tracking import log_base_model
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('fast-start') / 'mlflow.db'}"
+    with log_base_model("base", experiment="fast-start", tracking_uri=uri) as base:
+        base.log_metrics({"accuracy": 0.9})
+    app = build_app(Settings(tracking_uri=uri, auth="none", allow_remote=False, experiment=base.experiment_id,
+                             mlflow_ui_url=None, refresh_ms=3000))
+    return app, app.server.test_client()
+
+
+def test_server_is_set_up_before_the_first_visitor(web: Any) -> None:
+    app, _ = web
+    # Dash's one-time set-up ran in build_app (it used to run inside the first page request)
+    assert app._got_first_request["setup_server"] is True
+
+
+def test_the_page_leaves_off_the_grid_library_and_says_where_it_is(web: Any) -> None:
+    app, client = web
+    page = client.get("/").get_data(as_text=True)
+    scripts = re.findall(r'<script[^>]*src="([^"]+)"', page)
+    assert scripts and not [s for s in scripts if "dash_ag_grid" in s]
+    assert [s for s in scripts if "lazy_grid.js" in s]  # the stand-in that loads it with the first grid
+    bundle = re.search(r'<meta name="cc-grid-bundle" content="([^"]+)"', page)
+    assert bundle is not None
+    served = client.get(bundle.group(1))
+    assert served.status_code == 200 and b"dash_ag_grid" in served.data  # Dash still serves it
+    if Path(app.config.assets_folder, "vendor", "regenerator-runtime.js").exists():  # make install put it there
+        assert not [s for s in scripts if "polyfill@" in s]
+        assert [s for s in scripts if "regenerator-runtime.js" in s]
+    else:
+        assert [s for s in scripts if "polyfill@" in s]
+
+
+def test_a_patch_that_changes_nothing_is_no_update() -> None:
+    state = {"ready": True, "sel": ["a"], "rows": "subgroups"}
+    assert patch_changes(state, dict(state)) is no_update
+    # a missing key and None are the same; so is a control's default and nothing
+    assert patch_changes(state, dict(state, sig=None, alpha=None)) is no_update
+    assert patch_changes(state, dict(state, metric="correct", rel="abs", lview="tree", open=[])) is no_update
+    assert patch_changes({**state, "rows": "classes"}, {**state, "rows": "classes"}) is no_update
+
+
+def test_a_patch_sets_only_what_changed() -> None:
+    state = {"ready": True, "sel": ["a"], "rows": "subgroups", "bsort": "x"}
+    patch = patch_changes(state, {"ready": True, "sel": ["a", "b"], "rows": "classes"})
+    assert isinstance(patch, Patch)
+    ops = patch.to_plotly_json()["operations"]
+    assert {(o["operation"], o["location"][0]) for o in ops} == {("Assign", "sel"), ("Assign", "rows"),
+                                                                  ("Delete", "bsort")}
+    assert [o["params"]["value"] for o in ops if o["location"] == ["rows"]] == [None]  # the default: nothing
