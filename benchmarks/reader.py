@@ -16,9 +16,10 @@ which goes first). The last line is JSON with these keys:
 - ``refresh_floor_s`` (s): the filtered ``search_runs`` paging a refresh makes
   (``attributes.start_time >= <newest start seen>``, plus still-running runs by id; none
   here), over the same 11 runs (the newest seen + 10 new), see ``floor.refresh_floor_fetch``.
-- ``refresh_s`` (s): ``reader.refresh()`` after 10 new runs (fetch + forest rebuild).
+- ``refresh_s`` (s): ``reader.refresh()`` after 10 new runs (fetch + the experiment's tags +
+  forest update).
 - ``refresh_ratio`` = refresh_s / refresh_floor_s, like for like. Target <= 1.5 (proposed
-  with this key: the refresh also reads the experiment's tags and rebuilds the whole forest).
+  with this key: the refresh also reads the experiment's tags and updates the forest).
   (Before 2026-11 this key was refresh_s / floor_s; that is now ``refresh_vs_full_ratio``.)
 - ``refresh_vs_full_ratio`` = refresh_s / floor_s: a refresh against a full paging. Target <= 0.1.
 - ``refresh_runs``: runs the refresh fetched (``reader.last_fetch_count``; the floor fetched as many).

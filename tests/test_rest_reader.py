@@ -168,5 +168,8 @@ def test_snapshot_keeps_nonfinite_metrics_and_refuses_bad_nodes(tmp_path: Path) 
     loaded = store.load("http://h", "1", "")
     assert [_nan_free(n.metrics) for n in loaded.nodes] == [_nan_free(n.metrics) for n in nodes]
     assert loaded.nodes[2].tags == {"k": "v"} and loaded.nodes[2].children == [] and not loaded.nodes[2].external
-    path.write_bytes(path.read_bytes().replace(b'"name":"b"', b'"name":7'))
+    assert loaded.nodes[0].children is not loaded.nodes[1].children  # each node its own list
+    raw = path.read_bytes()
+    assert raw.count(b'"a","b","c"') == 2  # the run_id and name columns
+    path.write_bytes(raw.replace(b'"a","b","c"', b'"a",7,"c"'))
     assert store.load("http://h", "1", "") is None and not path.exists()  # refused, removed

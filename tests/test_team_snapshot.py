@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -68,16 +69,35 @@ def test_unusable_snapshot_is_ignored_and_replaced(damage: str, study_uri: str, 
     elif damage == "truncated":
         path.write_text(raw[: len(raw) // 2])
     elif damage == "old_version":
-        path.write_text(json.dumps({**doc, "version": SNAPSHOT_VERSION - 1}))
+        path.write_text(json.dumps({**doc, "version": 1}))  # a version this code does not read
     elif damage == "other_experiment":
         path.write_text(json.dumps({**doc, "experiment_id": "999"}))
     else:
-        doc["nodes"][0]["metrics"] = ["not", "a", "dict"]
+        doc["columns"]["metrics"][0] = ["not", "a", "dict"]
         path.write_text(json.dumps(doc))
     reader = ExperimentReader("e", study_uri, snapshot=store)
     assert len(reader.forest()) == 20
     assert not reader.opened_from_snapshot and reader.last_fetch_count == 20  # a full fetch
     assert json.loads(_only_file(store).read_text())["version"] == SNAPSHOT_VERSION  # rewritten whole
+
+
+def test_a_version_2_snapshot_is_still_read(study_uri: str, tmp_path: Path) -> None:
+    store = SnapshotStore(tmp_path / "snapshots")
+    first = ExperimentReader("e", study_uri, snapshot=store)
+    first.forest()
+    path = _only_file(store)
+    doc = json.loads(path.read_text())
+    assert doc["version"] == SNAPSHOT_VERSION == 3
+    # What version 2 wrote: one record per node, the same key (so the same file name).
+    nodes = list(first.forest())
+    records = [{**node_record(n), "metrics": {"acc": "NaN"} if n is nodes[-1] else n.metrics} for n in nodes]
+    v2 = {k: v for k, v in doc.items() if k != "columns"}
+    path.write_text(json.dumps({**v2, "version": 2, "nonfinite": [len(records) - 1], "nodes": records}))
+    reader = ExperimentReader("e", study_uri, snapshot=store)
+    forest = reader.forest()
+    assert reader.opened_from_snapshot and reader.last_fetch_count == 1  # only the newest run seen
+    assert math.isnan(forest[nodes[-1].run_id].metrics["acc"])  # the file's value (not refetched): it was read
+    assert [n.run_id for n in forest] == [r["run_id"] for r in records]
 
 
 def test_snapshots_are_per_user_and_hold_no_credentials(study_uri: str, tmp_path: Path,

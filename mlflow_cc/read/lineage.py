@@ -17,6 +17,11 @@ from mlflow_cc.read.op_words import default_model_name
 __all__ = ["Forest", "LineageWarning", "ModelNode", "build_forest", "default_model_name"]
 
 
+#: MLflow statuses of a run still going, and of one that ended badly.
+RUNNING_STATUSES = ("RUNNING", "SCHEDULED")
+FAILED_STATUSES = ("FAILED", "KILLED")
+
+
 @dataclass
 class ModelNode:
     """One model (one MLflow run)."""
@@ -48,11 +53,11 @@ class ModelNode:
 
     @property
     def is_running(self) -> bool:
-        return self.status in ("RUNNING", "SCHEDULED")
+        return self.status in RUNNING_STATUSES
 
     @property
     def is_failed(self) -> bool:
-        return self.status in ("FAILED", "KILLED")
+        return self.status in FAILED_STATUSES
 
     def label(self) -> str:
         """Operation with its parameters, e.g. ``prune(method=magnitude, sparsity=0.5)``."""
@@ -145,17 +150,20 @@ class Forest:
         }
 
 
-def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | None = None) -> Forest:
+def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | None = None, *,
+                 copy: bool = True) -> Forest:
     """Link ``nodes`` into a forest.
 
     ``missing_parents`` maps a declared parent id that is not among ``nodes`` to why
-    ("deleted" or "not found"); unknown ids default to "not found".
+    ("deleted" or "not found"); unknown ids default to "not found". ``copy=False`` links the
+    given nodes themselves (for nodes no forest holds yet: a reopen links 50,000 of them).
     """
     by_id: dict[str, ModelNode] = {}
     for n in nodes:
         # A copy: the reader rebuilds its forest from the same nodes on every refresh, while other
         # threads may still walk the previous forest (resetting shared children lists broke them).
-        n = _shallow_copy(n)
+        if copy:
+            n = copy_node(n)
         n.parent_id, n.children, n.depth = None, [], 0
         by_id[n.run_id] = n
     missing_parents = missing_parents or {}
@@ -176,29 +184,45 @@ def build_forest(nodes: Iterable[ModelNode], missing_parents: dict[str, str] | N
             warnings.append(LineageWarning(kind, n.run_id, f"{n.name}: parent run {pid} is {why}; "
                                            "shown as a root"))
 
-    warnings.extend(_break_cycles(by_id))
+    ordered = sorted(by_id.values(), key=order_key)
+    roots, reached = _link(by_id, ordered)
+    if reached < len(by_id):  # parent chains that loop (no root reaches them): cut them, link again
+        warnings.extend(_break_cycles(by_id))
+        for n in ordered:
+            n.children = []
+        roots, _ = _link(by_id, ordered)
+    warnings.extend(failed_warning(n) for n in ordered if n.status in FAILED_STATUSES)
+    return Forest(by_id, roots, warnings)
 
-    ordered = sorted(by_id.values(), key=_order_key)
+
+def _link(by_id: dict[str, ModelNode], ordered: list[ModelNode]) -> tuple[list[str], int]:
+    """Fill children (in start order) and depths from the parent links; the roots, and how many
+    nodes they reach (fewer than all: some parent chains loop)."""
     roots: list[str] = []
     for n in ordered:
         if n.parent_id is not None:
             by_id[n.parent_id].children.append(n.run_id)
         else:
             roots.append(n.run_id)
-        if n.is_failed:
-            reason = f": {n.failure_reason}" if n.failure_reason else ""
-            warnings.append(LineageWarning("failed", n.run_id, f"{n.name} {n.status.lower()}{reason}"))
-    forest = Forest(by_id, roots, warnings)
-    for root in roots:  # depths, iteratively (trees can be deep)
-        stack = [(root, 0)]
-        while stack:
-            rid, d = stack.pop()
-            by_id[rid].depth = d
-            stack.extend((c, d + 1) for c in by_id[rid].children)
-    return forest
+    reached, depth, level = 0, 0, roots
+    while level:  # level by level (trees can be deep)
+        below: list[str] = []
+        for rid in level:
+            node = by_id[rid]
+            node.depth = depth
+            below += node.children
+        reached += len(level)
+        level, depth = below, depth + 1
+    return roots, reached
 
 
-def _shallow_copy(node: ModelNode) -> ModelNode:
+def failed_warning(node: ModelNode) -> LineageWarning:
+    """The warning for a failed or killed run."""
+    reason = f": {node.failure_reason}" if node.failure_reason else ""
+    return LineageWarning("failed", node.run_id, f"{node.name} {node.status.lower()}{reason}")
+
+
+def copy_node(node: ModelNode) -> ModelNode:
     """``copy.copy`` of a node, without its generic machinery (a reopen copies tens of thousands)."""
     twin = object.__new__(ModelNode)
     twin.__dict__.update(node.__dict__)
@@ -206,7 +230,7 @@ def _shallow_copy(node: ModelNode) -> ModelNode:
 
 
 #: Siblings and roots in start order (the run id breaks ties); attrgetter runs in C.
-_order_key = attrgetter("start_time", "run_id")
+order_key = attrgetter("start_time", "run_id")
 
 
 def _break_cycles(by_id: dict[str, ModelNode]) -> list[LineageWarning]:
@@ -224,7 +248,7 @@ def _break_cycles(by_id: dict[str, ModelNode]) -> list[LineageWarning]:
             rid = by_id[rid].parent_id
         if rid is not None and state.get(rid) == 1:
             cycle = path[path.index(rid):]
-            cut = min((by_id[c] for c in cycle), key=_order_key)
+            cut = min((by_id[c] for c in cycle), key=order_key)
             cut.parent_id = None
             names = " -> ".join(by_id[c].name for c in cycle)
             warnings.append(LineageWarning("cycle", cut.run_id, f"lineage cycle ({names}) broken: "

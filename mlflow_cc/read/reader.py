@@ -4,127 +4,83 @@ Works on every tracking URI MLflow's client accepts (sqlite, PostgreSQL, an
 ``mlflow server`` over HTTP with the usual ``MLFLOW_TRACKING_USERNAME``/``PASSWORD``).
 The first :meth:`ExperimentReader.forest` call pages through all runs; later calls
 to :meth:`ExperimentReader.refresh` ask the store only for runs started since the
-newest one seen and runs that were still running. Every ``full_every_s`` seconds a
-refresh is a full fetch instead, to pick up deletions and runs whose writer's
-clock lagged behind.
+newest one seen and runs that were still running, and update the forest in proportion
+to what changed (:mod:`mlflow_cc.read.forest_update`).
+
+Every ``full_every_s`` seconds a refresh also starts a full re-read in a background
+thread, to pick up deletions and runs whose writer's clock lagged behind. It reads and
+builds outside the reader's lock (at 50,000 runs on sqlite that takes minutes) and only
+swaps the result in under it, so refreshes and :meth:`~ExperimentReader.forest` are
+served from the current forest meanwhile.
 
 With ``snapshot=True`` (the app does this) what was read is kept on disk
 (:mod:`mlflow_cc.read.snapshot`), per store, experiment and user: a reopen in a new process
 loads it and asks the store for what changed since (one incremental refresh) instead
-of paging through every run again.
+of paging through every run again. After a refresh the file is rewritten in a
+background thread (:class:`~mlflow_cc.read.snapshot.SnapshotWriter`), off the refresh's path.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from mlflow.entities import Run, ViewType
+from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlflow_cc import contract
 from mlflow_cc.errors import MlflowCCError
 from mlflow_cc.metric_info import MetricInfo, parse_experiment_tags
-from mlflow_cc.read.lineage import Forest, LineageWarning, ModelNode, build_forest
-from mlflow_cc.read.rest_search import RestRunSearch, RunFields, client_host_creds
+from mlflow_cc.read.forest_update import node_warnings, update_forest
+from mlflow_cc.read.lineage import (
+    RUNNING_STATUSES,
+    Forest,
+    LineageWarning,
+    ModelNode,
+    build_forest,
+    copy_node,
+)
+from mlflow_cc.read.nodes import node_from_fields, node_from_run, run_fields
+from mlflow_cc.read.rest_search import (
+    RestRunSearch,
+    RunFields,
+    client_host_creds,
+    in_thread,
+)
 from mlflow_cc.read.snapshot import (
     Snapshot,
     SnapshotStore,
+    SnapshotWriter,
     gc_paused,
     node_record,
     user_identity,
 )
 from mlflow_cc.read.user_client import call_as
 
+_log = logging.getLogger(__name__)
+
 #: Runs per search_runs page.
 PAGE_SIZE = 1000
 #: MLflow error codes meaning "this user may not read this": a snapshot is discarded.
 ACCESS_DENIED_CODES = frozenset({"PERMISSION_DENIED", "UNAUTHENTICATED"})
+#: (metric metadata, problems reading it): what the experiment's tags say.
+Metadata = tuple[dict[str, MetricInfo], list[str]]
 
 
-def node_from_run(run: Run) -> ModelNode | None:
-    """Turn an MLflow run into a model node; ``None`` for a dataset run."""
-    return node_from_fields(run_fields(run))
+@dataclass
+class _Read:
+    """Runs as a fetch returned them: model nodes, dataset runs, the newest start time, how many."""
 
-
-def run_fields(run: Run) -> RunFields:
-    """The fields of an MLflow ``Run`` the forest needs (what the lean REST path parses directly)."""
-    info = run.info
-    return RunFields(run_id=info.run_id, run_name=info.run_name or "", experiment_id=info.experiment_id,
-                     status=info.status, start_time=info.start_time or 0, end_time=info.end_time,
-                     lifecycle_stage=info.lifecycle_stage, tags=dict(run.data.tags),
-                     params=dict(run.data.params), metrics=dict(run.data.metrics))
-
-
-def node_from_fields(run: RunFields) -> ModelNode | None:
-    """Turn one run's fields into a model node; ``None`` for a dataset run."""
-    tags = run.tags
-    if tags.get(contract.TAG_KIND) == contract.KIND_DATASET:
-        return None
-    problems: list[str] = []
-    op_params: dict[str, Any] = {}
-    raw_params = tags.get(contract.TAG_OPERATION_PARAMS)
-    params = run.params
-    if raw_params is not None:
-        try:
-            parsed = json.loads(raw_params)
-            if not isinstance(parsed, dict):
-                raise TypeError("not a JSON object")
-            op_params = parsed
-        except (ValueError, TypeError) as exc:
-            problems.append(f"operation parameters tag is unreadable ({exc})")
-    if not op_params:  # written by hand as op.<name> params only
-        op_params = {k[len(contract.PARAM_OPERATION_PREFIX):]: _typed(v) for k, v in params.items()
-                     if k.startswith(contract.PARAM_OPERATION_PREFIX) and k != "op.name"}
-    inputs: list[dict[str, str]] = []
-    if contract.TAG_INPUTS in tags:
-        try:
-            parsed_inputs = json.loads(tags[contract.TAG_INPUTS])
-            inputs = [{"run_id": str(i["run_id"]), "role": str(i.get("role", "input"))}
-                      for i in parsed_inputs]
-        except (ValueError, TypeError, KeyError) as exc:
-            problems.append(f"extra inputs tag is unreadable ({exc})")
-    step: int | None = None
-    if contract.TAG_STEP in tags:
-        try:
-            step = int(tags[contract.TAG_STEP])
-        except ValueError:
-            problems.append(f"step tag {tags[contract.TAG_STEP]!r} is not an integer")
-    node = ModelNode(
-        run_id=run.run_id,
-        name=run.run_name or tags.get(contract.TAG_RUN_NAME) or run.run_id[:8],
-        experiment_id=run.experiment_id,
-        declared_parent_id=tags.get(contract.TAG_PARENT) or None,
-        operation=tags.get(contract.TAG_OPERATION) or params.get("op.name") or None,
-        op_params=op_params,
-        step=step,
-        inputs=inputs,
-        metrics=run.metrics,
-        params={k: v for k, v in params.items() if not k.startswith(contract.PARAM_OPERATION_PREFIX)},
-        tags=dict(tags),
-        status=run.status,
-        start_time=run.start_time or 0,
-        end_time=run.end_time,
-        failure_reason=tags.get(contract.TAG_FAILURE),
-    )
-    if problems:
-        node.tags["_problems"] = "; ".join(problems)
-    return node
-
-
-def _typed(value: str) -> Any:
-    """Best-effort typing of a string param (``"0.5"`` -> 0.5) for sorting siblings."""
-    for conv in (int, float):
-        try:
-            return conv(value)
-        except ValueError:
-            pass
-    return {"True": True, "False": False, "None": None}.get(value, value)
+    runs: dict[str, ModelNode] = field(default_factory=dict)
+    datasets: dict[str, str] = field(default_factory=dict)
+    max_start: int = -1
+    count: int = 0
 
 
 class ExperimentReader:
@@ -144,12 +100,16 @@ class ExperimentReader:
         self.tracking_uri = self.client.tracking_uri
         self.experiment_id, self.experiment_name = resolve_experiment(self.client, experiment)
         self.full_every_s = full_every_s
+        #: Guards the state below. Refreshes hold it; a periodic full re-read only to swap its result in.
         self._lock = threading.Lock()
         self._runs: dict[str, ModelNode] = {}
         self._datasets: dict[str, str] = {}
         self._parent_cache: dict[str, tuple[str, ModelNode | None]] = {}
+        #: Declared parents the last full build did not find (id -> why).
+        self._missing: dict[str, str] = {}
         self._max_start = -1
         self._last_full = 0.0
+        self._full_thread: threading.Thread | None = None
         self._forest: Forest | None = None
         self.metric_info: dict[str, MetricInfo] = {}
         self._metadata_problems: list[str] = []
@@ -157,26 +117,34 @@ class ExperimentReader:
         self.last_fetch_count = 0
         self._snapshots = SnapshotStore() if snapshot is True else (snapshot or None)
         self._user = user_identity(self.client) if self._snapshots is not None else ""
-        self._changed = False
+        self._writer = (SnapshotWriter(self._snapshots, self.tracking_uri, self.experiment_id, self._user)
+                        if self._snapshots is not None else None)
         #: True when the first forest came from a snapshot plus an incremental refresh.
         self.opened_from_snapshot = False
 
     # -- public ------------------------------------------------------------------
     def forest(self) -> Forest:
-        """The forest, fetched in full the first time and cached after."""
+        """The forest, read the first time (from the snapshot, else every run) and cached after."""
         with self._lock, gc_paused():  # tens of thousands of nodes: no collection passes meanwhile
-            if self._forest is None and not self._open_from_snapshot():
-                self._full_fetch()
+            if self._forest is None:
+                self._first_read()
             assert self._forest is not None
             return self._forest
 
     def refresh(self) -> Forest:
-        """Fetch only what changed (new or still-running runs) and rebuild the forest."""
+        """Fetch only what changed (new or still-running runs) and update the forest.
+
+        When a full re-read is due, it is started in the background and this refresh
+        goes on incrementally; its result replaces the state when it is done.
+        """
         with self._lock, gc_paused():
-            if self._forest is None or time.monotonic() - self._last_full > self.full_every_s:
-                self._full_fetch()
+            if self._forest is None:
+                self._first_read()
             else:
-                self._incremental_fetch()
+                if time.monotonic() - self._last_full > self.full_every_s:
+                    self._start_full_reread()
+                if self._incremental_fetch():
+                    self._save_snapshot()
             assert self._forest is not None
             return self._forest
 
@@ -189,6 +157,11 @@ class ExperimentReader:
     def datasets(self) -> dict[str, str]:
         """Dataset name -> id of the dataset run holding its shared previews."""
         return dict(self._datasets)
+
+    def flush_snapshot(self) -> None:
+        """Wait until the snapshot writes asked for so far are on disk (benchmarks, tests)."""
+        if self._writer is not None:
+            self._writer.flush()
 
     # -- fetching ----------------------------------------------------------------
     def _search(self, filter_string: str = "") -> Iterable[RunFields]:
@@ -206,58 +179,99 @@ class ExperimentReader:
             if not token:
                 return
 
-    def _full_fetch(self) -> None:
-        self._runs, self._datasets, self._parent_cache = {}, {}, {}
-        self._max_start = -1
-        self.last_fetch_count = self._ingest(self._search())
-        self._last_full = time.monotonic()
-        self._rebuild()
-        self._changed = True
-        self._save_snapshot()
-
-    def _incremental_fetch(self) -> None:
-        self._changed = False
-        since = self._max_start
-        running = [rid for rid, n in self._runs.items() if n.is_running and not n.external]
-        try:
-            count = self._ingest(self._search(f"attributes.start_time >= {since}"))
-            for i in range(0, len(running), 100):
-                ids = ", ".join(f"'{rid}'" for rid in running[i:i + 100])
-                count += self._ingest(self._search(f"attributes.run_id IN ({ids})"))
-        except BaseException:
-            # Pages come newest first: a fetch cut short must not skip the older new runs next time.
-            self._max_start = since
-            raise
-        self.last_fetch_count = count
-        if not self._changed and self._forest is not None and not self._metadata_changed():
-            return  # nothing new: keep the forest object (views and caches keyed on it stay valid)
-        self._rebuild()
-        self._save_snapshot()
-
-    def _metadata_changed(self) -> bool:
-        """Whether the experiment's metric metadata (its tags) differ from what the forest was built with."""
-        try:
-            exp = self.client.get_experiment(self.experiment_id)
-        except MlflowException:
-            return True  # _rebuild reports it
-        return parse_experiment_tags(exp.tags) != (self.metric_info, self._metadata_problems)
-
-    def _ingest(self, runs: Iterable[RunFields]) -> int:
-        count = 0
+    def _read(self, runs: Iterable[RunFields], into: _Read) -> _Read:
+        """Add fetched runs to ``into`` (nodes of model runs, names of dataset runs)."""
         for run in runs:
-            count += 1
-            start = run.start_time or 0
-            self._max_start = max(self._max_start, start)
+            into.count += 1
+            into.max_start = max(into.max_start, run.start_time or 0)
             node = node_from_fields(run)
             if node is None:
-                name = run.tags.get(contract.TAG_DATASET) or run.run_name or run.run_id
-                self._changed |= self._datasets.get(name) != run.run_id
-                self._datasets[name] = run.run_id
+                into.datasets[run.tags.get(contract.TAG_DATASET) or run.run_name or run.run_id] = run.run_id
             else:
-                old = self._runs.get(node.run_id)
-                self._changed |= old is None or node_record(old) != node_record(node)
-                self._runs[node.run_id] = node
-        return count
+                into.runs[node.run_id] = node
+        return into
+
+    def _first_read(self) -> None:
+        """The first forest: the snapshot and what changed since, else every run (nothing to serve meanwhile)."""
+        if self._open_from_snapshot():
+            return
+        read = self._read(self._search(), _Read())
+        metadata = self._read_metadata()
+        self._parent_cache = {}
+        self._install_full(read, metadata, *self._build(read.runs, self._parent_cache, metadata[1], fresh=True))
+        self._last_full = time.monotonic()
+        self._save_snapshot(wait=True)
+
+    def _start_full_reread(self) -> None:
+        if self._full_thread is not None and self._full_thread.is_alive():
+            return
+        self._last_full = time.monotonic()  # a failed re-read is tried again full_every_s later
+        self._full_thread = threading.Thread(target=self._full_reread, name="mlflow-cc-full-read", daemon=True)
+        self._full_thread.start()
+
+    def _full_reread(self) -> None:
+        """Every run read and linked again outside the lock, then swapped in (deletions show)."""
+        try:
+            with gc_paused():
+                cache: dict[str, tuple[str, ModelNode | None]] = {}
+                read = self._read(self._search(), _Read())
+                metadata = self._read_metadata()
+                built = self._build(read.runs, cache, metadata[1], fresh=True)
+            with self._lock, gc_paused():
+                self._parent_cache = cache
+                self._install_full(read, metadata, *built)
+                try:
+                    self._incremental_fetch()  # what arrived while every run was being read
+                finally:
+                    self._save_snapshot()
+        except Exception as exc:  # noqa: BLE001 - the forest read so far stays; tried again later
+            _log.warning("mlflow-cc: full re-read of experiment %s failed (%s)", self.experiment_id, exc)
+
+    def _install_full(self, read: _Read, metadata: Metadata, forest: Forest, missing: dict[str, str]) -> None:
+        self._runs, self._datasets, self._max_start = read.runs, read.datasets, read.max_start
+        self.last_fetch_count = read.count
+        self.metric_info, self._metadata_problems = metadata
+        self._forest, self._missing = forest, missing
+
+    def _incremental_fetch(self) -> bool:
+        """Read runs started since the newest seen and runs still running; update the forest.
+
+        True when a run or dataset changed (the snapshot is then worth rewriting). A forest
+        with nothing new is kept as it is (views and caches keyed on it stay valid).
+        """
+        since = self._max_start
+        running = [rid for rid, n in self._runs.items() if n.status in RUNNING_STATUSES]
+        metadata_read = in_thread(self._read_metadata, "mlflow-cc-metadata")  # overlaps the search
+        # Into a separate batch: a fetch cut short changes nothing and is asked again next time.
+        fresh = self._read(self._search(f"attributes.start_time >= {since}"), _Read())
+        for i in range(0, len(running), 100):
+            ids = ", ".join(f"'{rid}'" for rid in running[i:i + 100])
+            self._read(self._search(f"attributes.run_id IN ({ids})"), fresh)
+        self.last_fetch_count = fresh.count
+        changed = {rid: n for rid, n in fresh.runs.items()
+                   if (old := self._runs.get(rid)) is None or node_record(old) != node_record(n)}
+        datasets_changed = any(self._datasets.get(k) != v for k, v in fresh.datasets.items())
+        metadata = metadata_read.result()
+        if self._forest is None or changed or metadata != (self.metric_info, self._metadata_problems):
+            forest = (update_forest(self._forest, list(changed.values()), self._missing, metadata[1])
+                      if self._forest is not None else None)
+            if forest is None:  # (no forest yet: the nodes loaded from a snapshot are fresh)
+                runs = {**self._runs, **changed}
+                forest, self._missing = self._build(runs, self._parent_cache, metadata[1],
+                                                    fresh=self._forest is None)
+            # Only now, with the forest made: a failure above leaves the state as it was.
+            self._forest, (self.metric_info, self._metadata_problems) = forest, metadata
+            self._runs.update(changed)
+        self._datasets.update(fresh.datasets)
+        self._max_start = max(since, fresh.max_start)
+        return bool(changed) or datasets_changed
+
+    def _read_metadata(self) -> Metadata:
+        """The experiment's metric metadata (its tags); the last one read if they are unreadable now."""
+        try:
+            return parse_experiment_tags(self.client.get_experiment(self.experiment_id).tags)
+        except MlflowException as exc:
+            return self.metric_info, [f"experiment metadata unreadable: {exc.message}"]
 
     # -- snapshot ----------------------------------------------------------------
     def _open_from_snapshot(self) -> bool:
@@ -272,7 +286,8 @@ class ExperimentReader:
         self._max_start = snap.max_start
         self._last_full = time.monotonic()
         try:
-            self._incremental_fetch()  # the store is always asked; this also proves access
+            if self._incremental_fetch():  # the store is always asked; this also proves access
+                self._save_snapshot()
         except MlflowException as exc:
             self._runs, self._datasets, self._max_start, self._forest = {}, {}, -1, None
             if exc.error_code in ACCESS_DENIED_CODES:
@@ -281,20 +296,21 @@ class ExperimentReader:
         self.opened_from_snapshot = True
         return True
 
-    def _save_snapshot(self) -> None:
-        if self._snapshots is None or not self._changed:
-            return
-        self._snapshots.save(self.tracking_uri, self.experiment_id, self._user,
-                             Snapshot(list(self._runs.values()), dict(self._datasets), self._max_start))
-        self._changed = False
+    def _save_snapshot(self, *, wait: bool = False) -> None:
+        """Write what was read (in the background unless ``wait``); the nodes are never changed after."""
+        if self._writer is not None:
+            self._writer.submit(Snapshot(list(self._runs.values()), dict(self._datasets), self._max_start))
+            if wait:
+                self._writer.flush()
 
-    def _rebuild(self) -> None:
-        try:
-            exp = self.client.get_experiment(self.experiment_id)
-            self.metric_info, self._metadata_problems = parse_experiment_tags(exp.tags)
-        except MlflowException as exc:
-            self._metadata_problems = [f"experiment metadata unreadable: {exc.message}"]
-        nodes = dict(self._runs)
+    # -- linking -----------------------------------------------------------------
+    def _build(self, runs: dict[str, ModelNode], parent_cache: dict[str, tuple[str, ModelNode | None]],
+               metadata_problems: list[str], *, fresh: bool) -> tuple[Forest, dict[str, str]]:
+        """The whole forest of ``runs``, with parents outside them looked up; also the parents not found.
+
+        ``fresh``: no forest holds these nodes yet, so they are linked as they are (not copied).
+        """
+        nodes = dict(runs)
         missing: dict[str, str] = {}
         external_warnings: list[LineageWarning] = []
         pending = [n.declared_parent_id for n in nodes.values()
@@ -304,27 +320,26 @@ class ExperimentReader:
             pid = pending.pop()
             if pid in nodes or pid in missing:
                 continue
-            why, ext = self._resolve_parent(pid)
+            why, ext = self._resolve_parent(pid, parent_cache)
             if ext is None:
                 missing[pid] = why
                 continue
-            nodes[pid] = ext
+            nodes[pid] = copy_node(ext)  # cached across builds: never linked itself
             external_warnings.append(LineageWarning(
                 "external", pid, f"{ext.name} is in another experiment ({ext.experiment_id}); "
                 "shown because models here derive from it"))
             if ext.declared_parent_id and ext.declared_parent_id not in nodes:
                 pending.append(ext.declared_parent_id)
-        forest = build_forest(nodes.values(), missing)
+        forest = build_forest(nodes.values(), missing, copy=not fresh)
         forest.warnings[:0] = external_warnings
-        forest.warnings.extend(LineageWarning("metadata", None, p) for p in self._metadata_problems)
-        forest.warnings.extend(LineageWarning("bad_tag", n.run_id, f"{n.name}: {n.tags['_problems']}")
-                               for n in nodes.values() if "_problems" in n.tags)
-        self._forest = forest
+        forest.warnings.extend(node_warnings(nodes.values(), metadata_problems))
+        return forest, missing
 
-    def _resolve_parent(self, run_id: str) -> tuple[str, ModelNode | None]:
+    def _resolve_parent(self, run_id: str,
+                        cache: dict[str, tuple[str, ModelNode | None]]) -> tuple[str, ModelNode | None]:
         """Why a parent is not in this experiment: ("deleted"|"not found", None) or ("external", node)."""
-        if run_id in self._parent_cache:
-            return self._parent_cache[run_id]
+        if run_id in cache:
+            return cache[run_id]
         result: tuple[str, ModelNode | None]
         try:
             run = self.client.get_run(run_id)
@@ -342,7 +357,7 @@ class ExperimentReader:
                 else:
                     node.external = True
                     result = ("external", node)
-        self._parent_cache[run_id] = result
+        cache[run_id] = result
         return result
 
 

@@ -21,12 +21,13 @@ reader's handling of refused and unreachable stores is unchanged.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from mlflow.exceptions import MlflowException
@@ -34,6 +35,8 @@ from mlflow.store.tracking.rest_store import RestStore
 from mlflow.tracking import MlflowClient
 from mlflow.utils.credentials import get_default_host_creds
 from mlflow.utils.rest_utils import MlflowHostCreds, http_request, verify_rest_response
+
+T = TypeVar("T")
 
 SEARCH_ENDPOINT = "/api/2.0/mlflow/runs/search"
 #: Runs in the first page (MLflow's client's default page).
@@ -48,7 +51,7 @@ PAGE_TARGET_S = 1.0
 
 @dataclass(slots=True)
 class RunFields:
-    """One run as the forest needs it (what :func:`~mlflow_cc.read.reader.node_from_fields` takes)."""
+    """One run as the forest needs it (what :func:`~mlflow_cc.read.nodes.node_from_fields` takes)."""
 
     run_id: str
     run_name: str
@@ -113,41 +116,35 @@ class RestRunSearch:
     def search(self, experiment_id: str, filter_string: str = "") -> Iterator[RunFields]:
         """Every active run of the experiment matching ``filter_string``, newest first.
 
-        The next page is requested while this one is parsed (the server works while we
-        parse); an error of either is raised here, in the caller's thread. Pages start at
+        The first page is asked in this thread; each next one is requested (in another
+        thread) while this one is parsed, so the server works while we parse; an error of
+        either is raised here, in the caller's thread. Pages start at
         :data:`FIRST_PAGE` runs and grow up to ``page_size`` while the server answers fast.
         """
         body: dict[str, Any] = {"experiment_ids": [str(experiment_id)], "filter": filter_string,
                                 "run_view_type": "ACTIVE_ONLY"}
         size = self.first_page
-        pending = self._fetch_async({**body, "max_results": size})
+        page, elapsed = self._timed({**body, "max_results": size})  # nothing to overlap it with yet
         while True:
-            page, elapsed = pending.result()
             token = page.get("next_page_token")
             if token:  # the page token holds the offset: the next page may be larger or smaller
                 if elapsed < PAGE_TARGET_S:
                     size = min(size * 2, self.page_size)
                 elif elapsed > 2 * PAGE_TARGET_S:
                     size = max(size // 2, min(FIRST_PAGE, self.page_size))
-                pending = self._fetch_async({**body, "max_results": size, "page_token": token})
+                pending = in_thread(functools.partial(self._timed, {**body, "max_results": size, "page_token": token}),
+                                    "mlflow-cc-rest-page")
             for run in page.get("runs", ()):
                 yield parse_run(run)
             if not token:
                 return
+            page, elapsed = pending.result()
 
-    def _fetch_async(self, body: dict[str, Any]) -> Future[tuple[dict[str, Any], float]]:
-        future: Future[tuple[dict[str, Any], float]] = Future()
-
-        def work() -> None:
-            try:
-                t = time.perf_counter()
-                doc = self._call(lambda: self._fetch(body))
-                future.set_result((doc, time.perf_counter() - t))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-                future.set_exception(exc)
-
-        threading.Thread(target=work, name="mlflow-cc-rest-page", daemon=True).start()
-        return future
+    def _timed(self, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        """One page, and how long the server took to answer (s)."""
+        t = time.perf_counter()
+        doc = self._call(lambda: self._fetch(body))
+        return doc, time.perf_counter() - t
 
     def _fetch(self, body: dict[str, Any]) -> dict[str, Any]:
         resp = http_request(self._creds(), SEARCH_ENDPOINT, "POST", data=orjson.dumps(body),
@@ -163,6 +160,21 @@ class RestRunSearch:
             raise MlflowException(f"API request to endpoint {SEARCH_ENDPOINT} answered {type(doc).__name__}, "
                                   "not a JSON object")
         return doc
+
+
+def in_thread(fn: Callable[[], T], name: str) -> Future[T]:
+    """``fn()`` run in a new daemon thread; its result or exception comes through the future
+    (to the thread that waits on it). For requests that overlap other work."""
+    future: Future[T] = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name=name, daemon=True).start()
+    return future
 
 
 def parse_run(run: dict[str, Any]) -> RunFields:
