@@ -57,7 +57,7 @@ from dash_app.views.generation_rows import (
     instance_row_height,
     status_note,
 )
-from dash_app.views.prologue import require_ready
+from dash_app.views.prologue import COMPARISON_TAB, require_ready
 from mlflow_cc.track.flags import MODEL_TARGET, instance_target, target_problem
 
 
@@ -126,10 +126,10 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
 
     @app.callback(Output("cmp-beh-rows", "value"), Output("cmp-beh-metric", "value"), Output("cmp-beh-rel", "value"),
                   Output("cmp-beh-flagged", "value"), Output("cmp-beh-drill", "data"), Output("cmp-beh-init", "data"),
-                  Input("ov-state", "data"), State("cmp-beh-init", "data"))
-    def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
-        """Controls from the URL, once per page load."""
-        require_ready(state, not done)
+                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-beh-init", "data"))
+    def init(state: dict[str, Any] | None, app_tab: str | None, done: bool | None) -> tuple[Any, ...]:
+        """Controls from the URL, once per page load, when the comparison first shows."""
+        require_ready(state, not done, app_tab == COMPARISON_TAB)
         rows = state.get("rows") if state.get("rows") in ("classes", "subgroups", "instances") else "classes"
         drill = _drill(state.get("drill"))
         return (rows, state.get("metric") or "correct", "rel" if state.get("rel") == "rel" else "abs",
@@ -172,7 +172,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
                   Input("cmp-ctx", "data"), Input("cmp-beh-rows", "value"), Input("cmp-beh-metric", "value"),
                   Input("cmp-beh-rel", "value"), Input("cmp-beh-flagged", "value"), Input("cmp-beh-drill", "data"),
                   Input("cmp-beh-sig", "value"), Input("cmp-beh-alpha", "value"),
-                  State("cmp-beh-ctx", "data"), State("ov-state", "data"))
+                  State("cmp-beh-ctx", "data"), State("ov-state", "data"), prevent_initial_call=True)
     def build_grid(cmp: dict[str, Any] | None, rows: str, metric: str, rel: str, flagged: list[str],
                    drill_text: str | None, sig_on: list[str] | None, alpha: str | None, current: dict[str, Any] | None,
                    state: dict[str, Any] | None) -> tuple[Any, ...]:
@@ -322,7 +322,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
 
     # -- flags ---------------------------------------------------------------------
     @app.callback(Output("cmp-flag-target", "options"), Output("cmp-flag-target", "value"),
-                  Input("cmp-ctx", "data"), Input("cmp-beh-pick", "data"), State("cmp-flag-target", "value"))
+                  Input("cmp-ctx", "data"), Input("cmp-beh-pick", "data"), State("cmp-flag-target", "value"),
+                  prevent_initial_call=True)
     def flag_targets(cmp: dict[str, Any] | None, pick: dict[str, Any] | None, current: str | None) -> tuple[Any, Any]:
         if not cmp or not cmp.get("models"):
             return [], None
@@ -377,7 +378,7 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
 
     @app.callback(Output("cmp-flag-list", "children"),
                   Input("cmp-ctx", "data"), Input("cmp-flag-version", "data"), Input("cmp-flag-interval", "n_intervals"),
-                  Input("cmp-flag-filter", "value"))
+                  Input("cmp-flag-filter", "value"), prevent_initial_call=True)
     def flag_list(cmp: dict[str, Any] | None, _version: Any, _n: Any, text: str | None) -> list[Any]:
         """Every flag on the compared models (re-read every few seconds, so teammates' flags appear)."""
         if not cmp or not cmp.get("models"):

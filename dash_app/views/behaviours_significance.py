@@ -15,7 +15,7 @@ from dash_app.comparison import BehaviourSet
 from dash_app.comparison import significance_set as sig
 from dash_app.figures import significance as sigfig
 from dash_app.state_patch import patch_changes
-from dash_app.views.prologue import require_ready
+from dash_app.views.prologue import COMPARISON_TAB, require_ready
 
 
 def controls() -> list[Any]:
@@ -72,9 +72,9 @@ def register(app: Dash) -> None:
     """The controls from the URL once per page load, and back into the URL."""
 
     @app.callback(Output("cmp-beh-sig", "value"), Output("cmp-beh-alpha", "value"), Output("cmp-sig-init", "data"),
-                  Input("ov-state", "data"), State("cmp-sig-init", "data"))
-    def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
-        require_ready(state, not done)
+                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-sig-init", "data"))
+    def init(state: dict[str, Any] | None, app_tab: str | None, done: bool | None) -> tuple[Any, ...]:
+        require_ready(state, not done, app_tab == COMPARISON_TAB)
         return ["on"] if state.get("sig") == "on" else [], f"{sig.parse_level(state.get('alpha')):g}", True
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True),

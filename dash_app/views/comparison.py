@@ -18,11 +18,12 @@ from dash_app.comparison import choose_base, ordered_models
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
 from dash_app.views import behaviours, layers, register_model
-from dash_app.views.prologue import require_ready
+from dash_app.views.prologue import COMPARISON_TAB, require_ready
 from mlflow_cc.analysis.model_labels import distinct_labels
 
 TITLE = "Performance Comparison"
-TAB_VALUE = __name__
+TAB_VALUE = COMPARISON_TAB
+assert TAB_VALUE == __name__  # the app's tab value is the module's name
 #: The app tab's value in the URL (``tab=comparison``).
 URL_TAB = "comparison"
 

@@ -19,7 +19,7 @@ from dash_app.comparison import LayerSet
 from dash_app.figures import layers as fig
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
-from dash_app.views.prologue import require_ready
+from dash_app.views.prologue import COMPARISON_TAB, require_ready
 
 GRID = "cmp-lay-grid"
 
@@ -79,10 +79,12 @@ def register(app: Dash, source: DataSource,
     @app.callback(Output("cmp-lay-show", "value"), Output("cmp-lay-view", "value"), Output("cmp-lay-sort", "value"),
                   Output("cmp-lay-pattern", "value"), Output("cmp-lay-open", "data"), Output("cmp-lay-init", "data"),
                   Output("cmp-lay-sort", "options", allow_duplicate=True),
-                  Input("ov-state", "data"), State("cmp-lay-init", "data"), prevent_initial_call="initial_duplicate")
-    def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
-        """Controls from the URL, once per page load (the sort options with them, so the value sticks)."""
-        require_ready(state, not done)
+                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-lay-init", "data"),
+                  prevent_initial_call="initial_duplicate")
+    def init(state: dict[str, Any] | None, app_tab: str | None, done: bool | None) -> tuple[Any, ...]:
+        """Controls from the URL, once per page load, when the comparison first shows (the sort
+        options with them, so the value sticks)."""
+        require_ready(state, not done, app_tab == COMPARISON_TAB)
         show = state.get("lshow") if state.get("lshow") in ("sparsity", "weights", "activations") else "weights"
         view = "list" if state.get("lview") == "list" else "tree"
         options = sort_options(context(source, state)["models"])
@@ -107,7 +109,7 @@ def register(app: Dash, source: DataSource,
                   Output("cmp-lay-sort", "options"),
                   Input("cmp-ctx", "data"), Input("cmp-lay-show", "value"), Input("cmp-lay-view", "value"),
                   Input("cmp-lay-sort", "value"), Input("cmp-lay-pattern", "value"), Input("cmp-lay-open", "data"),
-                  Input("cmp-lay-poll", "n_intervals"), State(GRID, "columnDefs"))
+                  Input("cmp-lay-poll", "n_intervals"), State(GRID, "columnDefs"), prevent_initial_call=True)
     def rows(cmp: dict[str, Any] | None, show: str, view: str, sort: str | None, pattern: str | None,
              opened: list[str] | None, _tick: Any, current_cols: Any) -> tuple[Any, ...]:
         """The visible rows of the tree (or the module list) with one cell per model."""

@@ -10,6 +10,9 @@ from dash_app.source import DataSource
 from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.read.lineage import Forest
 
+#: The Performance Comparison's tab value (``app-tabs``): its module's name, as ``dash_app.app`` sets it.
+COMPARISON_TAB = "dash_app.views.comparison"
+
 
 def require_ready(state: dict[str, Any] | None, *conditions: Any) -> dict[str, Any]:
     """``state`` once the page has read its URL (and every condition holds); else no update."""

@@ -101,7 +101,7 @@ def register_comparison(app: Dash, source: DataSource) -> None:
     """Performance Comparison: any compared model, the first compressed one by default."""
 
     @app.callback(Output("cmp-reg-model", "options"), Output("cmp-reg-model", "value"),
-                  Input("cmp-ctx", "data"), State("cmp-reg-model", "value"))
+                  Input("cmp-ctx", "data"), State("cmp-reg-model", "value"), prevent_initial_call=True)
     def models(cmp: dict[str, Any] | None, current: str | None) -> tuple[Any, Any]:
         models = (cmp or {}).get("models") or []
         if not models:
