@@ -82,13 +82,14 @@ HOVERED = """([graph, cd]) => {
 }"""
 
 
-def watched_page(browser: Browser, init_script: str, timeout_s: float, **context: Any) -> tuple[Any, Any, list[str]]:
+def watched_page(browser: Browser, init_script: str | None, timeout_s: float, **context: Any) -> tuple[Any, Any, list[str]]:
     """A page in a fresh context (``context``: Playwright's new_context options) with
-    ``init_script`` and ``timeout_s`` as its default; the list collects console errors and page errors."""
+    ``init_script`` (if any) and ``timeout_s`` as its default; the list collects console errors and page errors."""
     ctx = browser.browser.new_context(**context)
     pg = ctx.new_page()
     pg.set_default_timeout(timeout_s * 1000)
-    pg.add_init_script(init_script)
+    if init_script:
+        pg.add_init_script(init_script)
     errors: list[str] = []
     pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     pg.on("pageerror", lambda e: errors.append(str(e)))

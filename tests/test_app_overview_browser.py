@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import Browser, ServedApp, serve
+from browser import Browser, ServedApp, serve, watched_page
 from playwright.sync_api import expect
 from waiting import INFLIGHT, TIMEOUT_S, settle, wait_until, wait_until_or_false
 
@@ -68,13 +68,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def page(browser: Browser, study: dict[str, Any]) -> Iterator[Any]:
     """A fresh page; the test fails if the console reported an error."""
-    ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(TIMEOUT_S * 1000)
-    pg.add_init_script(INFLIGHT)
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg, ctx, errors = watched_page(browser, INFLIGHT, TIMEOUT_S, viewport={"width": 1600, "height": 1000})
     yield pg
     ctx.close()
     assert errors == [], errors

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser import Browser, serve
+from browser import Browser, serve, watched_page
 from torch_fixtures import one_torch_thread  # noqa: F401 - autouse fixture
 
 from dash_app.app import create_app
@@ -54,11 +54,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def page(browser: Browser, study: dict[str, Any]) -> Iterator[Any]:
     """A fresh page; the test fails if the console reported an error."""
-    ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1100})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg, ctx, errors = watched_page(browser, None, LONG / 1000, viewport={"width": 1600, "height": 1100})
     yield pg
     ctx.close()
     assert errors == [], errors

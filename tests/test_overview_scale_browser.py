@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import Browser, serve
+from browser import Browser, serve, watched_page
 from waiting import INFLIGHT, TIMEOUT_S, settle, wait_until
 
 from dash_app.app import create_app
@@ -54,13 +54,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def page(browser: Browser, big: dict[str, Any]) -> Iterator[Any]:
-    ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(LONG_MS)
-    pg.add_init_script(INFLIGHT)
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg, ctx, errors = watched_page(browser, INFLIGHT, LONG_MS / 1000, viewport={"width": 1600, "height": 1000})
     yield pg
     ctx.close()
     assert errors == [], errors

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import Browser, serve
+from browser import Browser, serve, watched_page
 from waiting import INFLIGHT
 
 from dash_app.app import create_app
@@ -75,12 +75,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 @pytest.fixture
 def page(browser: Browser, study: dict[str, Any]) -> Iterator[Any]:
     """A fresh page on the app; the test fails if the console reported an error."""
-    ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
-    pg = ctx.new_page()
-    pg.add_init_script(INFLIGHT)
-    errors: list[str] = []
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg, ctx, errors = watched_page(browser, INFLIGHT, 60, viewport={"width": 1600, "height": 1000})
     pg.goto(study["served"].url + "/")
     pg.wait_for_function(MAP_READY, timeout=60_000)
     pg.wait_for_function("() => document.querySelector('#ov-status').innerText.includes('26 models')",

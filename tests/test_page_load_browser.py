@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from browser import Browser, serve
+from browser import Browser, serve, watched_page
 from comparison_fixtures import log_models
 
 from dash_app import fast_start
@@ -49,13 +49,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 
 
 def _page(browser: Browser) -> tuple[Any, Any, list[str], list[dict[str, Any]]]:
-    ctx = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = ctx.new_page()
-    page.set_default_timeout(LONG)
-    errors: list[str] = []
+    page, ctx, errors = watched_page(browser, None, LONG / 1000, viewport={"width": 1600, "height": 1000})
     calls: list[dict[str, Any]] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
 
     def on_response(resp: Any) -> None:
         if "_dash-update-component" in resp.url:
