@@ -2,8 +2,8 @@
 
     python benchmarks/overview_floor.py --port 8060 --n 52
 
-The same Dash, React and Plotly bundle as the app (the cartesian bundle when ``make install``
-fetched it, else Dash's full one), one ``dcc.Graph`` in ``#ov-map`` and one in ``#ov-scatter``, each
+The same Dash, React and Plotly bundle as the app (``dash_app/vendor.py``'s bundle when ``make install``
+built it, else Dash's full one), one ``dcc.Graph`` in ``#ov-map`` and one in ``#ov-scatter``, each
 a single scatter trace named ``models`` of ``n`` markers, in the layout (no callback, no other
 component library). What is left of the app's load above this page is what mlflow-cc itself costs.
 Served by Dash's own server on 127.0.0.1, like ``mlflow-cc ui``.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from dash import Dash, dcc, html
 
-BUNDLE = Path(__file__).resolve().parents[1] / "dash_app" / "assets" / "vendor" / "plotly-cartesian.min.js"
+BUNDLE = Path(__file__).resolve().parents[1] / "dash_app" / "assets" / "vendor" / "plotly.min.js"
 
 
 def figure(n: int, seed: int) -> dict:

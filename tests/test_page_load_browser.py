@@ -16,7 +16,7 @@ import pytest
 from browser import Browser, serve, watched_page
 from comparison_fixtures import log_models
 
-from dash_app import fast_start
+from dash_app import fast_start, vendor
 from dash_app.serving import Settings
 from dash_app.wsgi import build_app
 
@@ -76,6 +76,14 @@ def test_overview_loads_no_comparison_code_or_work(served: dict[str, Any], brows
         if fast_start.drop_polyfill(served["app"]):  # the regenerator runtime was installed
             assert not [s for s in scripts if "polyfill@" in s]
             assert page.evaluate("() => typeof window.regeneratorRuntime") == "object"
+        plotly = [s for s in scripts if "plotly" in s.rsplit("/", 1)[-1]]
+        if vendor.BUNDLE.exists():  # make install built (or fetched) the page's one Plotly bundle
+            assert len(plotly) == 1 and "assets/vendor/plotly.min.js" in plotly[0], plotly
+            traces = page.evaluate("() => Object.keys(window.Plotly.PlotSchema.get().traces)")
+            assert {"scatter", *vendor.TRACES} <= set(traces), traces
+        # Selection Details' bar charts are drawn with whichever bundle the page has
+        page.wait_for_function("() => document.querySelectorAll('#ov-details .js-plotly-plot .bars path').length > 0",
+                               timeout=LONG)
         outputs = [c.get("output", "") for c in calls]
         # no comparison is computed while its page is hidden (the server answers "no update")
         assert {c["status"] for c in calls if "cmp-ctx.data" in c.get("output", "")} <= {204}, calls

@@ -4,8 +4,8 @@ Edges are filled polygons (parent width to child width), cut into short pieces
 whose colour blends parent to child; the pieces are grouped by quantised colour so
 that a few hundred edges cost a dozen SVG traces. Nodes are SVG markers too: collapsing
 keeps the map to a few hundred models, and measured in headless Chromium a WebGL context
-costs more than drawing that many SVG markers. The scatterplot is SVG too: the app ships
-Plotly's cartesian bundle (no WebGL traces), which the browser evaluates in a third of the time.
+costs more than drawing that many SVG markers. The scatterplot is SVG too: the app ships a
+Plotly bundle with only scatter, bar and heatmap (no WebGL traces; ``dash_app/vendor.py``).
 Trace ``customdata`` carries what a click means: a run id, ``col:<i>`` for a column
 header, ``expand:<run id>`` for a collapsed subtree's badge.
 """
