@@ -1,4 +1,5 @@
-"""A faster first paint: the page asks for its layout while the browser still evaluates scripts.
+"""A faster first paint: the page asks for its layout while the browser still evaluates scripts,
+and the graphs' code is loaded before the layout is rendered (:data:`PREWARM`).
 
 Dash's renderer requests ``_dash-layout`` and ``_dash-dependencies`` only once every script
 (React, the renderer, the component libraries, Plotly) has been evaluated: about a second of
@@ -49,10 +50,50 @@ def early_head(base: str) -> str:
     return EARLY % {"base": json.dumps(base)} + links
 
 
+#: Runs after the component libraries and before Dash's renderer starts (see :func:`install`).
+#:
+#: dcc's Graph and Dropdown are React lazy components. Rendered first inside the layout, each
+#: suspended there until its code had loaded, and React then showed them at low priority behind
+#: the renderer's handling of the first callbacks: the map was drawn 230-450 ms after the layout
+#: was on the screen. Rendering one of each into a detached element (and unmounting it at once)
+#: starts those loads while the server still builds the layout, so the layout's graphs mount
+#: with the first render. Each graph's *first* ``Plotly.react`` then waits for the next task
+#: (later draws do not), so that the React render and each graph's first drawing are separate
+#: main-thread tasks rather than one long one.
+PREWARM = """<script>(function () {
+  var R = window.React, D = window.ReactDOM, dcc = window.dash_core_components;
+  if (!R || !D || !dcc) { return; }
+  try {
+    var el = R.createElement("div", null,
+                             R.createElement(dcc.Graph, {id: "cc-prewarm-graph"}),
+                             R.createElement(dcc.Dropdown, {id: "cc-prewarm-dropdown", options: []}));
+    var host = document.createElement("div");
+    if (D.render) { D.render(el, host); D.unmountComponentAtNode(host); }
+    else if (D.createRoot && D.flushSync) { var root = D.createRoot(host); D.flushSync(function () { root.render(el); }); root.unmount(); }
+  } catch (e) { /* only a head start: the page renders as before */ }
+  var P = window.Plotly;
+  if (P && P.react && !P.react.ccDeferred) {
+    var react = P.react;
+    P.react = function (gd) {
+      var self = this, args = arguments;
+      if (!gd || gd._fullLayout) { return react.apply(self, args); }
+      return new Promise(function (resolve, reject) {
+        setTimeout(function () {
+          if (!gd.isConnected) { resolve(gd); return; }
+          try { Promise.resolve(react.apply(self, args)).then(resolve, reject); } catch (e) { reject(e); }
+        }, 0);
+      });
+    };
+    P.react.ccDeferred = true;
+  }
+})();</script>"""
+
+
 def install(app: Any) -> None:
     """Put the early requests at the top of ``app``'s page (keeps the rest of its index string)."""
     base = app.config.requests_pathname_prefix or "/"
-    app.index_string = app.index_string.replace("{%metas%}", "{%metas%}" + early_head(base), 1)
+    page = app.index_string.replace("{%metas%}", "{%metas%}" + early_head(base), 1)
+    app.index_string = page.replace("{%renderer%}", PREWARM + "{%renderer%}", 1)
 
 
 def warm_up(app: Any) -> None:

@@ -253,6 +253,8 @@ def test_selection_details_for_descendants(page: Any, study: dict[str, Any]) -> 
     # the details follow the map
     expect(page.locator("#ov-details")).to_contain_text("5 models selected", timeout=TIMEOUT_S * 1000)
     page.wait_for_selector("#ov-details .js-plotly-plot .main-svg")
+    # the explanation's bar charts draw their bars (the app's Plotly bundle registers bar traces)
+    page.wait_for_selector("#ov-details .js-plotly-plot .barlayer .bars path")
     links = page.eval_on_selector_all("#ov-details a", "els => els.map(e => e.href)")
     exp_id = study["reader"].experiment_id
     assert f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs/{ids['mag50']}" in links

@@ -52,6 +52,15 @@ def test_the_page_leaves_off_the_grid_library_and_says_where_it_is(web: Any) -> 
         assert [s for s in scripts if "polyfill@" in s]
 
 
+def test_graph_and_dropdown_code_is_asked_for_before_the_renderer_starts(web: Any) -> None:
+    _, client = web
+    page = client.get("/").get_data(as_text=True)
+    prewarm = page.index("cc-prewarm-graph")
+    scripts = [m.start() for m in re.finditer(r'<script[^>]*src="[^"]*dash_core_components\.', page)]
+    renderer = page.index("new DashRenderer")
+    assert scripts and max(scripts) < prewarm < renderer  # after dcc's bundle, before Dash renders the layout
+
+
 def test_a_patch_that_changes_nothing_is_no_update() -> None:
     state = {"ready": True, "sel": ["a"], "rows": "subgroups"}
     assert patch_changes(state, dict(state)) is no_update
