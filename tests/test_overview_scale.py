@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
 
 from dash_app.figures.density import DENSE_MIN
 from dash_app.figures.encoding import default_metrics
@@ -99,3 +103,14 @@ def test_a_refresh_with_nothing_new_keeps_the_forest_and_a_change_rebuilds_it(tm
     run = client.create_run(reader.experiment_id, run_name="late", start_time=2**41)
     third = reader.refresh()
     assert third is not second and run.info.run_id in third.nodes and len(third) == 41
+
+
+@pytest.mark.parametrize("n", [60, DENSE_MIN + 500])
+def test_figures_built_without_validators_are_valid_plotly_figures(n: int) -> None:
+    """The map and scatterplot skip Plotly's validators while being built (half their server time):
+    rebuilt through the validators, every property passes and the JSON is the same."""
+    forest = random_forest(n)
+    state = {**_state(forest), "sel": list(forest.nodes)[:3]}
+    for fig in overview_figures(forest, {}, state)[:2]:
+        checked = go.Figure(fig.to_dict())  # validates every property; raises on an invalid one
+        assert json.loads(pio.to_json(checked)) == json.loads(pio.to_json(fig, validate=False))

@@ -90,7 +90,7 @@ def density_trace(forest: Forest, enc: Encoding, ids: Sequence[str], xs: np.ndar
         tips[c] = (f"<b>{k} model{'s' if k != 1 else ''}</b><br>" + "<br>".join(first)
                    + ("<br>…" if k > NAMES_IN_TIP else "") + "<br><i>click or box to select</i>")
     tips = tips.reshape(ny, nx)
-    return go.Heatmap(
+    return go.Heatmap(_validate=False, 
         x=gx.centers(), y=gy.centers(), z=z, zmin=0, zmax=1, colorscale=COLORSCALE, showscale=False,
         hoverongaps=False, text=tips, hovertemplate="%{text}<extra></extra>", name="density",
         xgap=0, ygap=0)

@@ -57,7 +57,7 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
                    hover: Mapping[str, str], x: str | None, y: str | None, selected: set[str],
                    excluded: set[str], front: Sequence[str]) -> go.Figure:
     """Models at (``x``, ``y``); ``front`` is the Pareto front's run ids."""
-    fig = go.Figure()
+    fig = go.Figure(_validate=False)
     if not x or not y:
         fig.update_layout(annotations=[{"text": "no metrics logged yet", "showarrow": False}])
         return fig
@@ -86,7 +86,7 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
             texts = [f"<b>{escape(n.name)}</b><br>{escape(n.label())}" for n in nodes]
             template = (f"%{{hovertext}}<br>{escape(x)}: %{{x:{_d3(xi)}}}<br>"
                         f"{escape(y)}: %{{y:{_d3(yi)}}}<extra></extra>")
-        fig.add_trace(go.Scatter(
+        fig.add_trace(go.Scatter(_validate=False, 
             x=np.fromiter((xs[r] for r in group), float, len(group)),
             y=np.fromiter((ys[r] for r in group), float, len(group)), mode="markers",
             marker={"color": colors_for(enc.color_t(n) for n in nodes),
@@ -97,7 +97,7 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
     # Always drawn, empty or not: the browser restyles this trace when the selection changes
     # (assets/overview.js), so a selection never redraws the figure.
     sel = [r for r in ids if r in selected]
-    fig.add_trace(go.Scatter(
+    fig.add_trace(go.Scatter(_validate=False, 
         x=[xs[r] for r in sel], y=[ys[r] for r in sel], mode="markers",
         marker={"symbol": "circle-open", "color": SELECT_COLOR, "line": {"width": 2.5},
                 "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel]},
@@ -140,7 +140,7 @@ def front_trace(forest: Forest, front: Sequence[str], xs: Mapping[str, float], y
     if not labelled:  # label the two ends only
         text = [short_label(forest.nodes[r].name) if i in (0, len(front) - 1) else ""
                 for i, r in enumerate(front)]
-    return go.Scatter(
+    return go.Scatter(_validate=False, 
         x=[xs[r] for r in front], y=[ys[r] for r in front], mode="lines+markers+text",
         line={"color": FRONT_COLOR, "width": 2, "shape": "vh" if xi.higher_is_better else "hv"},
         marker={"symbol": "diamond", "size": 5, "color": FRONT_COLOR},
