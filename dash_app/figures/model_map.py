@@ -87,6 +87,9 @@ def _edge_path(x0: float, y0: float, x1: float, y1: float) -> list[tuple[float, 
 
 def _edge_traces(forest: Forest, layout: MapLayout, enc: Encoding,
                  excluded: set[str]) -> list[go.Scatter]:
+    """Filled edges, one trace per colour bin; each run of an edge's segments in one bin is one
+    polygon (a strip along the run), not a polygon per segment: Plotly draws a fill path per
+    polygon, and per segment that was a thousand paths (half the map's drawing) at 5,000 models."""
     bins: dict[int, tuple[list[float], list[float]]] = {}
     faded: tuple[list[float], list[float]] = ([], [])
     lo, hi = EDGE_HALF
@@ -96,24 +99,27 @@ def _edge_traces(forest: Forest, layout: MapLayout, enc: Encoding,
         w1 = lo + (hi - lo) * enc.size_t(cn)
         c0, c1 = enc.color_t(pn), enc.color_t(cn)
         pts = _edge_path(layout.x[parent], layout.y[parent], layout.x[child], layout.y[child])
-        for (xa, ya, sa), (xb, yb, sb) in pairwise(pts):
-            wa, wb = w0 + (w1 - w0) * sa, w0 + (w1 - w0) * sb
-            # offsets perpendicular to the segment on screen, so steep bends keep their width
+        # unit offsets perpendicular to each segment on screen, so steep bends keep their width
+        normals = []
+        for (xa, ya, _sa), (xb, yb, _sb) in pairwise(pts):
             px, py = (xb - xa) * COL_PX, (yb - ya) * ROW_PX
             norm = math.hypot(px, py) or 1.0
-            ox, oy = -py / norm * ROW_PX / COL_PX, px / norm
+            normals.append((-py / norm * ROW_PX / COL_PX, px / norm))
+        keys = []
+        for (_xa, _ya, sa), (_xb, _yb, sb) in pairwise(pts):
             if child in excluded:
-                key_xy = faded
+                keys.append(None)
+            elif c0 is None or c1 is None:
+                keys.append(-1)
             else:
-                sm = (sa + sb) / 2
-                if c0 is None or c1 is None:
-                    b = -1
-                else:
-                    b = min(COLOR_BINS - 1, int((c0 + (c1 - c0) * sm) * COLOR_BINS))
-                key_xy = bins.setdefault(b, ([], []))
-            xs, ys = key_xy
-            xs.extend((xa - ox * wa, xb - ox * wb, xb + ox * wb, xa + ox * wa, xa - ox * wa, NAN))
-            ys.extend((ya - oy * wa, yb - oy * wb, yb + oy * wb, ya + oy * wa, ya - oy * wa, NAN))
+                keys.append(min(COLOR_BINS - 1, int((c0 + (c1 - c0) * (sa + sb) / 2) * COLOR_BINS)))
+        start = 0
+        for i in range(1, len(keys) + 1):
+            if i < len(keys) and keys[i] == keys[start]:
+                continue
+            xs, ys = faded if keys[start] is None else bins.setdefault(keys[start], ([], []))
+            _strip(xs, ys, pts, normals, start, i, w0, w1)
+            start = i
     traces: list[go.Scatter] = []
     centers = [(b + 0.5) / COLOR_BINS for b in range(COLOR_BINS)]
     palette = colors_for(centers)
@@ -127,6 +133,31 @@ def _edge_traces(forest: Forest, layout: MapLayout, enc: Encoding,
                                  fillcolor="rgba(200,200,200,0.25)", line={"width": 0},
                                  hoverinfo="skip", showlegend=False, name="filtered edges"))
     return traces
+
+
+def _strip(xs: list[float], ys: list[float], pts: list[tuple[float, float, float]],
+           normals: list[tuple[float, float]], first: int, end: int, w0: float, w1: float) -> None:
+    """Append the closed polygon of segments ``first``..``end - 1`` of an edge to ``xs``/``ys``.
+
+    At a vertex inside the run the offset is the mean of its two segments' normals (no seam
+    or overlap where the edge bends); at the run's ends, the end segment's own normal.
+    """
+    left_x, left_y, right_x, right_y = [], [], [], []
+    for v in range(first, end + 1):
+        if v == first:
+            ox, oy = normals[first]
+        elif v == end:
+            ox, oy = normals[end - 1]
+        else:
+            ox, oy = ((normals[v - 1][0] + normals[v][0]) / 2, (normals[v - 1][1] + normals[v][1]) / 2)
+        x, y, t = pts[v]
+        w = w0 + (w1 - w0) * t
+        left_x.append(x - ox * w)
+        left_y.append(y - oy * w)
+        right_x.append(x + ox * w)
+        right_y.append(y + oy * w)
+    xs.extend((*left_x, *reversed(right_x), left_x[0], NAN))
+    ys.extend((*left_y, *reversed(right_y), left_y[0], NAN))
 
 
 def _extra_edge_trace(layout: MapLayout) -> go.Scatter | None:
