@@ -157,8 +157,10 @@ def test_map_shows_every_model_and_status(page: Any, study: dict[str, Any]) -> N
                          ".some(t => t.name.startsWith('extra input'))")
     n = len(study["ids"])
     page.wait_for_function(f"() => document.querySelector('#ov-status').innerText.includes('{n} models')")
-    headers = page.evaluate("() => Array.from(document.querySelectorAll('#ov-map .annotation-text'))"
-                            ".map(e => e.textContent)")
+    # the labels drawn above the column handles (a text trace: the text Plotly put on the screen)
+    headers = page.evaluate("() => { const t = Array.from(document.querySelectorAll('#ov-map .scatterlayer .trace'))"
+                            "  .find(el => el.__data__ && el.__data__[0].trace.name === 'column labels');"
+                            "  return Array.from(t.querySelectorAll('.textpoint')).map(e => e.textContent); }")
     assert headers[:3] == ["base", "prune", "calibrate"] and "quantize" in headers
     shot(page, "overview-study.png")
 
@@ -187,8 +189,10 @@ def test_column_header_selects_the_column(page: Any, study: dict[str, Any]) -> N
     ids = study["ids"]
     open_app(page, study["served"])
     xy = page.evaluate("""() => { const g = document.querySelector('#ov-map .js-plotly-plot');
-      const t = g._fullData.find(d => d.name === 'columns'); const i = Array.from(t.customdata)
-        .findIndex(c => c === 'col:' + g._fullLayout.annotations.findIndex(a => a.text === 'calibrate'));
+      const t = g._fullData.find(d => d.name === 'columns');
+      const labels = g._fullData.find(d => d.name === 'column labels');
+      const i = Array.from(t.customdata)
+        .findIndex(c => c === 'col:' + labels.x[Array.from(labels.text).indexOf('calibrate')]);
       const xa = g._fullLayout.xaxis, ya = g._fullLayout.yaxis, r = g.getBoundingClientRect();
       return [r.left + xa._offset + xa.l2p(t.x[i]), r.top + ya._offset + ya.l2p(t.y[i]), t.customdata[i]]; }""")
     hover(page, "ov-map", xy[2], xy[0], xy[1])
@@ -293,8 +297,10 @@ def test_copied_url_reopens_the_same_view(page: Any, study: dict[str, Any], brow
     wait_selected(page, "ov-map", {ids["mag70"]})
     page.wait_for_function(f"() => location.search.includes('{ids['mag70']}')")
     url = page.url
-    headers = page.evaluate("() => Array.from(document.querySelectorAll('#ov-map .annotation-text'))"
-                            ".map(e => e.textContent)")
+    # the labels drawn above the column handles (a text trace: the text Plotly put on the screen)
+    headers = page.evaluate("() => { const t = Array.from(document.querySelectorAll('#ov-map .scatterlayer .trace'))"
+                            "  .find(el => el.__data__ && el.__data__[0].trace.name === 'column labels');"
+                            "  return Array.from(t.querySelectorAll('.textpoint')).map(e => e.textContent); }")
     other = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
     p2 = other.new_page()
     p2.set_default_timeout(TIMEOUT_S * 1000)
