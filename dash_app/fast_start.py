@@ -57,9 +57,10 @@ def early_head(base: str) -> str:
 #: the renderer's handling of the first callbacks: the map was drawn 230-450 ms after the layout
 #: was on the screen. Rendering one of each into a detached element (and unmounting it at once)
 #: starts those loads while the server still builds the layout, so the layout's graphs mount
-#: with the first render. Each graph's *first* ``Plotly.react`` then waits for the next task
-#: (later draws do not), so that the React render and each graph's first drawing are separate
-#: main-thread tasks rather than one long one.
+#: with the first render. Each graph's *first* ``Plotly.react`` then waits (later draws do not):
+#: the first of them for the next frame, each other for a task of its own after it, so that the
+#: React render and each graph's first drawing are separate main-thread tasks rather than one
+#: long one, and the map (first in the layout) is drawn before the renderer's queued work.
 PREWARM = """<script>(function () {
   var R = window.React, D = window.ReactDOM, dcc = window.dash_core_components;
   if (!R || !D || !dcc) { return; }
@@ -73,15 +74,27 @@ PREWARM = """<script>(function () {
   } catch (e) { /* only a head start: the page renders as before */ }
   var P = window.Plotly;
   if (P && P.react && !P.react.ccDeferred) {
-    var react = P.react;
+    var react = P.react, queue = [], waiting = false;
+    function next() {  // one graph's first draw per task, in the order they were asked for
+      waiting = false;
+      var job = queue.shift();
+      if (job) { job(); }
+      if (queue.length) { waiting = true; setTimeout(next, 0); }
+    }
     P.react = function (gd) {
       var self = this, args = arguments;
       if (!gd || gd._fullLayout) { return react.apply(self, args); }
       return new Promise(function (resolve, reject) {
-        setTimeout(function () {
+        queue.push(function () {
           if (!gd.isConnected) { resolve(gd); return; }
           try { Promise.resolve(react.apply(self, args)).then(resolve, reject); } catch (e) { reject(e); }
-        }, 0);
+        });
+        if (waiting) { return; }
+        waiting = true;
+        var ran = false;
+        function first() { if (!ran) { ran = true; next(); } }
+        requestAnimationFrame(first);  // the first in the next frame, ahead of the renderer's queued tasks
+        setTimeout(first, 250);  // a hidden page has no frames
       });
     };
     P.react.ccDeferred = true;
