@@ -48,8 +48,11 @@ def create_app(reader: ExperimentReader | None = None, *, reader_factory: Reader
         if len(VIEWS) == 1:
             main = bodies[0]
         else:
-            main = dcc.Tabs(id="app-tabs", children=[dcc.Tab(label=v.TITLE, value=v.__name__, children=b)
-                                                     for v, b in zip(VIEWS, bodies)])
+            # value given: a Tabs without one sets it when mounted, a change that would run every
+            # callback reading the tab on page load
+            main = dcc.Tabs(id="app-tabs", value=VIEWS[0].__name__,
+                            children=[dcc.Tab(label=v.TITLE, value=v.__name__, children=b)
+                                      for v, b in zip(VIEWS, bodies)])
         return html.Div(className="cc-app", children=[
             html.Header(className="cc-header", children=[
                 html.Span("Compress and Compare", className="cc-title"),

@@ -38,15 +38,17 @@ def layout(source: Any) -> html.Div:
             html.Button("Sign out", id="cc-sign-out", type="submit", style=SIGN_OUT_STYLE)])]
     user = [] if session is None else [html.Span(className="cc-user", style=USER_STYLE, children=[
         "Signed in as ", html.B(session.username, id="cc-user-name"), *sign_out])]
+    text, style = banner(source.health, check=False)
     return html.Div(className="cc-status", children=[
         *user,
-        html.Div(id="cc-store-status", role="status", style=HIDDEN, **{"aria-live": "polite"}),
+        # the last known state (reading the page's models just now updated it); the tick checks again
+        html.Div(id="cc-store-status", role="status", children=text, style=style, **{"aria-live": "polite"}),
         dcc.Interval(id="cc-store-status-tick", interval=CHECK_MS)])
 
 
-def banner(health: StoreHealth) -> tuple[str, dict[str, str]]:
-    """Text and style of the banner for the store's current state."""
-    if not health.check():
+def banner(health: StoreHealth, *, check: bool = True) -> tuple[str, dict[str, str]]:
+    """Text and style of the banner for the store's current state (``check``: ask the store first)."""
+    if (not health.check()) if check else health.is_down:
         text = (f"Tracking store unreachable ({health.last_error}); retrying every {CHECK_MS / 1000:.1f} s. "
                 "The models shown are those read before it went away.")
         return text, SHOWN
@@ -57,6 +59,6 @@ def register(app: Dash, source: Any, **_: Any) -> None:
     health: StoreHealth = source.health
 
     @app.callback(Output("cc-store-status", "children"), Output("cc-store-status", "style"),
-                  Input("cc-store-status-tick", "n_intervals"))
+                  Input("cc-store-status-tick", "n_intervals"), prevent_initial_call=True)
     def _status(_n: int | None) -> tuple[str, dict[str, str]]:
         return banner(health)

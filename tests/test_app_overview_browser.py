@@ -50,6 +50,11 @@ HOVERED = """([graph, cd]) => {
 MAP_READY = """() => { const g = document.querySelector('#ov-map .js-plotly-plot');
   return !!(g && g.data && g.data.some(t => t.name === 'models')); }"""
 
+#: The labels drawn above the map's column handles (a text trace: the text Plotly put on the screen).
+COLUMN_LABELS = """() => { const t = Array.from(document.querySelectorAll('#ov-map .scatterlayer .trace'))
+  .find(el => el.__data__ && el.__data__[0].trace.name === 'column labels');
+  return t ? Array.from(t.querySelectorAll('.textpoint')).map(e => e.textContent) : []; }"""
+
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
@@ -157,10 +162,7 @@ def test_map_shows_every_model_and_status(page: Any, study: dict[str, Any]) -> N
                          ".some(t => t.name.startsWith('extra input'))")
     n = len(study["ids"])
     page.wait_for_function(f"() => document.querySelector('#ov-status').innerText.includes('{n} models')")
-    # the labels drawn above the column handles (a text trace: the text Plotly put on the screen)
-    headers = page.evaluate("() => { const t = Array.from(document.querySelectorAll('#ov-map .scatterlayer .trace'))"
-                            "  .find(el => el.__data__ && el.__data__[0].trace.name === 'column labels');"
-                            "  return Array.from(t.querySelectorAll('.textpoint')).map(e => e.textContent); }")
+    headers = page.evaluate(COLUMN_LABELS)
     assert headers[:3] == ["base", "prune", "calibrate"] and "quantize" in headers
     shot(page, "overview-study.png")
 
@@ -297,10 +299,7 @@ def test_copied_url_reopens_the_same_view(page: Any, study: dict[str, Any], brow
     wait_selected(page, "ov-map", {ids["mag70"]})
     page.wait_for_function(f"() => location.search.includes('{ids['mag70']}')")
     url = page.url
-    # the labels drawn above the column handles (a text trace: the text Plotly put on the screen)
-    headers = page.evaluate("() => { const t = Array.from(document.querySelectorAll('#ov-map .scatterlayer .trace'))"
-                            "  .find(el => el.__data__ && el.__data__[0].trace.name === 'column labels');"
-                            "  return Array.from(t.querySelectorAll('.textpoint')).map(e => e.textContent); }")
+    headers = page.evaluate(COLUMN_LABELS)
     other = browser.browser.new_context(viewport={"width": 1600, "height": 1000})
     p2 = other.new_page()
     p2.set_default_timeout(TIMEOUT_S * 1000)
@@ -311,8 +310,7 @@ def test_copied_url_reopens_the_same_view(page: Any, study: dict[str, Any], brow
         wait_selected(p2, "ov-map", {ids["mag70"]})
         wait_selected(p2, "ov-scatter", {ids["mag70"]})
         assert p2.is_checked("input[value='step']")
-        assert p2.evaluate("() => Array.from(document.querySelectorAll('#ov-map .annotation-text'))"
-                           ".map(e => e.textContent)") == headers
+        assert p2.evaluate(COLUMN_LABELS) == headers
         p2.wait_for_selector(".cc-filter .js-plotly-plot")
         settle(p2)
         ours = ("experiment", "layout", "color", "size", "x", "y", "sel", "filters")

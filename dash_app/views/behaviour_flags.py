@@ -40,7 +40,7 @@ def polling(app_tab: str | None, cmp_tab: str | None) -> bool:
 def register(app: Dash, source: DataSource) -> None:
 
     @app.callback(Output("cmp-flag-interval", "disabled"),
-                  Input("app-tabs", "value"), Input("cmp-tab", "value"))
+                  Input("app-tabs", "value"), Input("cmp-tab", "value"), prevent_initial_call=True)
     def poll_only_when_shown(app_tab: str | None, cmp_tab: str | None) -> bool:
         return not polling(app_tab, cmp_tab)
 

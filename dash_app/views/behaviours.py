@@ -126,7 +126,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
 
     @app.callback(Output("cmp-beh-rows", "value"), Output("cmp-beh-metric", "value"), Output("cmp-beh-rel", "value"),
                   Output("cmp-beh-flagged", "value"), Output("cmp-beh-drill", "data"), Output("cmp-beh-init", "data"),
-                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-beh-init", "data"))
+                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-beh-init", "data"),
+                  prevent_initial_call=True)
     def init(state: dict[str, Any] | None, app_tab: str | None, done: bool | None) -> tuple[Any, ...]:
         """Controls from the URL, once per page load, when the comparison first shows."""
         require_ready(state, not done, app_tab == COMPARISON_TAB)

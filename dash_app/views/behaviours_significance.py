@@ -72,7 +72,8 @@ def register(app: Dash) -> None:
     """The controls from the URL once per page load, and back into the URL."""
 
     @app.callback(Output("cmp-beh-sig", "value"), Output("cmp-beh-alpha", "value"), Output("cmp-sig-init", "data"),
-                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-sig-init", "data"))
+                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-sig-init", "data"),
+                  prevent_initial_call=True)
     def init(state: dict[str, Any] | None, app_tab: str | None, done: bool | None) -> tuple[Any, ...]:
         require_ready(state, not done, app_tab == COMPARISON_TAB)
         return ["on"] if state.get("sig") == "on" else [], f"{sig.parse_level(state.get('alpha')):g}", True

@@ -85,7 +85,8 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
 
     @app.callback(Output("cmp-ctx", "data"), Output("cmp-base", "options"), Output("cmp-base", "value"),
                   Output("cmp-models", "children"), Output("cmp-base-why", "children"),
-                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-ctx", "data"))
+                  Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-ctx", "data"),
+                  prevent_initial_call=True)
     def on_state(state: dict[str, Any] | None, app_tab: str | None,
                  current: dict[str, Any] | None) -> tuple[Any, ...]:
         """The compared models, only while this page shows: every grid, chart and list of the
@@ -104,12 +105,18 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         return new, options, new["base"], summary, new["base_why"]
 
     @app.callback(Output("cmp-tab", "value"), Output("app-tabs", "value"), Output("cmp-init", "data"),
-                  Input("ov-state", "data"), State("cmp-init", "data"))
-    def init(state: dict[str, Any] | None, done: bool | None) -> tuple[Any, ...]:
-        """Controls from the URL, once per page load."""
+                  Input("ov-state", "data"), State("cmp-init", "data"), State("cmp-tab", "value"))
+    def init(state: dict[str, Any] | None, done: bool | None, current: str | None) -> tuple[Any, ...]:
+        """Controls from the URL, once per page load; the page's tab when the URL asks for it.
+
+        The only comparison callback that runs on load: the others wait for the app's tab to
+        change, which this sets when the page opens on the comparison, or the user does.
+        A value already shown is left alone (no update: nothing downstream runs for it).
+        """
         require_ready(state, not done)
         tab = TAB_VALUE if state.get("tab") == URL_TAB else no_update
-        return state.get("ctab") if state.get("ctab") in ("behaviours", "layers") else "behaviours", tab, True
+        ctab = state.get("ctab") if state.get("ctab") in ("behaviours", "layers") else "behaviours"
+        return (no_update if ctab == current else ctab), tab, True
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True),
                   Input("cmp-base", "value"), Input("cmp-tab", "value"), Input("app-tabs", "value"),

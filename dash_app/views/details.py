@@ -21,15 +21,18 @@ GRAPH_CONFIG = {"displaylogo": False,
                 "toImageButtonOptions": {"format": "svg", "filename": "selection-details"}}
 
 
-def layout() -> html.Div:
+def layout(source: DataSource | None = None, view: dict[str, Any] | None = None) -> html.Div:
+    """The card; for a ready ``view`` its content is already in it (no callback draws it on load)."""
+    ready = source is not None and bool(view and view.get("ready"))
     return html.Div(className="cc-card", children=[
         html.Div(className="cc-card-head", children=[
             html.H3("Selection Details"),
             html.Button("Download selection CSV", id="ov-csv-btn", className="cc-right-btn"),
             dcc.Download(id="ov-csv"),
         ]),
-        html.Div(id="ov-details"),
-        register_model.form("ov", hidden=True),  # one model selected: Register model
+        html.Div(id="ov-details", children=content(source, view) if ready else None),
+        # one model selected: Register model
+        register_model.form("ov", hidden=not (ready and register_model.one_selected(view))),
     ])
 
 
@@ -44,39 +47,44 @@ def explain(forest: Forest, ids: list[str]) -> Explanation:
     return explain_selection(forest, ids)
 
 
+def content(source: DataSource, state: dict[str, Any]) -> Any:
+    """What Selection Details shows for a ready view ``state`` (the layout and the callback)."""
+    forest, infos = view_data(source, state)
+    ids = [r for r in state.get("sel") or [] if r in forest.nodes]
+    if not ids:
+        return html.P("Select models in the map or the scatterplot: click, shift-click to add, "
+                      "drag a box, or use + Descendants. Their comparison appears here.",
+                      className="cc-hint")
+    children: list[Any] = [html.H4(f"{len(ids)} model{'s' if len(ids) != 1 else ''} selected")]
+    children.append(details_changes.block(forest, ids))  # what changed, in words
+    ex: Explanation | None = explain(forest, ids)
+    metrics = primary_metrics(forest, infos, state.get("color"))
+    if ex is not None:
+        if ex.comparable or len(ids) == 1:
+            if ex.x is not None:
+                children.append(html.P(
+                    f"x: {ex.x.name}" + (f" · colour: {ex.color.name}" if ex.color else ""),
+                    className="cc-muted"))
+            if ex.constants:
+                shared = ", ".join(f"{k} = {value_label(v)}" for k, v in ex.constants.items())
+                children.append(html.P(f"all share: {shared}", className="cc-muted"))
+            for m in metrics:
+                fig = details_figure(forest, ids, ex.values, ex.x, ex.color, m, info_for(infos, m))
+                children.append(dcc.Graph(id={"type": "ov-details-chart", "metric": m},
+                                           figure=fig, config=GRAPH_CONFIG))
+        else:
+            children.append(_refine(ex))
+    children.append(_table(source, state["experiment"], forest, infos, ids,
+                           metrics + [m for m in (state.get("x"), state.get("size")) if m]))
+    return children
+
+
 def register(app: Dash, source: DataSource) -> None:
 
     @app.callback(Output("ov-details", "children"), Input("ov-view", "data"),
-                  Input("ov-version", "data"))
+                  Input("ov-version", "data"), prevent_initial_call=True)
     def render(state: dict[str, Any], _v: Any) -> Any:
-        forest, infos = view_data(source, state)
-        ids = [r for r in state.get("sel") or [] if r in forest.nodes]
-        if not ids:
-            return html.P("Select models in the map or the scatterplot: click, shift-click to add, "
-                          "drag a box, or use + Descendants. Their comparison appears here.",
-                          className="cc-hint")
-        children: list[Any] = [html.H4(f"{len(ids)} model{'s' if len(ids) != 1 else ''} selected")]
-        children.append(details_changes.block(forest, ids))  # what changed, in words
-        ex: Explanation | None = explain(forest, ids)
-        metrics = primary_metrics(forest, infos, state.get("color"))
-        if ex is not None:
-            if ex.comparable or len(ids) == 1:
-                if ex.x is not None:
-                    children.append(html.P(
-                        f"x: {ex.x.name}" + (f" · colour: {ex.color.name}" if ex.color else ""),
-                        className="cc-muted"))
-                if ex.constants:
-                    shared = ", ".join(f"{k} = {value_label(v)}" for k, v in ex.constants.items())
-                    children.append(html.P(f"all share: {shared}", className="cc-muted"))
-                for m in metrics:
-                    fig = details_figure(forest, ids, ex.values, ex.x, ex.color, m, info_for(infos, m))
-                    children.append(dcc.Graph(id={"type": "ov-details-chart", "metric": m},
-                                               figure=fig, config=GRAPH_CONFIG))
-            else:
-                children.append(_refine(ex))
-        children.append(_table(source, state["experiment"], forest, infos, ids,
-                               metrics + [m for m in (state.get("x"), state.get("size")) if m]))
-        return children
+        return content(source, state)
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True),
                   Input("ov-refine-apply", "n_clicks"),

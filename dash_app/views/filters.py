@@ -18,7 +18,8 @@ HIST_CONFIG = {"displayModeBar": False}
 BINS = 24
 
 
-def layout() -> html.Div:
+def layout(options: list[dict[str, str]] | None = None, view: dict[str, Any] | None = None) -> html.Div:
+    """The card, with the metric choices and the URL's budget panels already in it."""
     return html.Div(className="cc-card", children=[
         html.Div(className="cc-card-head", children=[
             html.H3("Filters"),
@@ -26,10 +27,11 @@ def layout() -> html.Div:
         ]),
         html.Div(className="cc-toolbar", children=[
             dcc.Dropdown(id="ov-filter-add", placeholder="add a histogram for a metric…",
-                         className="cc-dd cc-dd-wide", clearable=True),
+                         className="cc-dd cc-dd-wide", clearable=True, options=options or []),
             html.Button("Clear all", id="ov-filter-clear"),
         ]),
-        html.Div(id="ov-filter-list", className="cc-filter-list"),
+        html.Div(id="ov-filter-list", className="cc-filter-list",
+                 children=[_panel(m) for m in ((view or {}).get("filters") or {})]),
         html.Div(id="ov-filter-summary", className="cc-muted"),
     ])
 
@@ -66,12 +68,12 @@ def snap_budget(rng: list[float], forest: Forest, metric: str) -> list[float]:
 
 def register(app: Dash, source: DataSource) -> None:
 
-    @app.callback(Output("ov-filter-add", "options"), Input("ov-color", "options"))
+    @app.callback(Output("ov-filter-add", "options"), Input("ov-color", "options"), prevent_initial_call=True)
     def add_options(options: list[dict[str, str]] | None) -> Any:
         return options or []
 
     @app.callback(Output("ov-filter-list", "children"), Input("ov-view", "data"),
-                  State({"type": "ov-filter-hist", "metric": ALL}, "id"))
+                  State({"type": "ov-filter-hist", "metric": ALL}, "id"), prevent_initial_call=True)
     def panels(state: dict[str, Any], ids: list[dict[str, str]]) -> Any:
         """(Re)build the panels only when the set of filtered metrics changes."""
         require_ready(state)

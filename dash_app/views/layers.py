@@ -80,7 +80,7 @@ def register(app: Dash, source: DataSource,
                   Output("cmp-lay-pattern", "value"), Output("cmp-lay-open", "data"), Output("cmp-lay-init", "data"),
                   Output("cmp-lay-sort", "options", allow_duplicate=True),
                   Input("ov-state", "data"), Input("app-tabs", "value"), State("cmp-lay-init", "data"),
-                  prevent_initial_call="initial_duplicate")
+                  prevent_initial_call=True)
     def init(state: dict[str, Any] | None, app_tab: str | None, done: bool | None) -> tuple[Any, ...]:
         """Controls from the URL, once per page load, when the comparison first shows (the sort
         options with them, so the value sticks)."""

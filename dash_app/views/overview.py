@@ -93,15 +93,22 @@ def layout(source: DataSource) -> html.Div:
         status = ""
     options = [{"label": e["name"], "value": e["id"]} for e in exps]
     state, view, version, first_map = st.empty_state(), None, None, None
+    pickers, details_source = None, None
     search = page_query()
     if search is not None:
+        # Drawn from the page's own URL: the map, the pickers, the status and Selection Details
+        # are in the layout, and their callbacks do not run on load (they wait for a change).
         try:
             state = initial_state(source, search)
             view = st.overview_part(state)
             version = version_of(state["experiment"], source.forest(state["experiment"]))
             first_map = model_map.draw(source, view)
+            pickers = whatif.picker_values(source, state)
+            status = status or status_content(source, view)
+            details_source = source
         except (MlflowCCError, MlflowException, LookupError):
-            state = st.empty_state()  # the callbacks try again and report
+            state, view, version, first_map, pickers = st.empty_state(), None, None, None, None
+            status = status if isinstance(status, str) else ""  # the callbacks try again and report
     metric_opts = ([{"label": n, "value": n} for n in source.forest(state["experiment"]).metric_names()]
                    if state.get("ready") else [])
     return html.Div(className="cc-overview", children=[
@@ -132,11 +139,38 @@ def layout(source: DataSource) -> html.Div:
         html.Div(id="ov-status", className="cc-status", children=status or "reading the experiment…"),
         html.Div(className="cc-main", children=[
             html.Div(className="cc-left", children=[model_map.layout(first_map, view, version)]),
-            html.Div(className="cc-right", children=[scatter.layout(), filters.layout(),
-                                                     whatif.layout(),  # the What-if panel
-                                                     details.layout()]),
+            html.Div(className="cc-right", children=[scatter.layout(metric_opts, state),
+                                                     filters.layout(metric_opts, view),
+                                                     whatif.layout(pickers),  # the What-if panel
+                                                     details.layout(details_source, view)]),
         ]),
     ])
+
+
+def status_content(source: DataSource, state: dict[str, Any]) -> Any:
+    """The status line for a ready view ``state``: experiment, models, running, failed, warnings."""
+    require_ready(state)
+    reader = source.reader(state["experiment"])
+    forest = reader.forest()
+    n = len(forest)
+    running = sum(1 for m in forest.nodes.values() if m.is_running)
+    failed = sum(1 for m in forest.nodes.values() if m.is_failed)
+    parts = [f"{reader.experiment_name}: {n} model{'s' if n != 1 else ''}"]
+    if running:
+        parts.append(f"{running} running")
+    if failed:
+        parts.append(f"{failed} failed")
+    warnings = forest.warnings
+    parts.append(f"{len(warnings)} lineage warning{'s' if len(warnings) != 1 else ''}"
+                 if warnings else "no lineage warnings")
+    children: list[Any] = [html.Span(" · ".join(parts), className="cc-status-text")]
+    if warnings:
+        children.append(html.Details(className="cc-warnings", open=len(warnings) <= 3, children=[
+            html.Summary("warnings"),
+            html.Ul([html.Li(f"[{w.kind}] {w.message}", className=f"cc-warn-{w.kind}")
+                     for w in warnings[:200]]
+                    + ([html.Li(f"... and {len(warnings) - 200} more")] if len(warnings) > 200 else []))]))
+    return children
 
 
 def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
@@ -212,30 +246,9 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         return (no_update if version == new else new), interval
 
     @app.callback(Output("ov-status", "children"), Input("ov-version", "data"),
-                  Input("ov-view", "data"))
+                  Input("ov-view", "data"), prevent_initial_call=True)
     def status(_version: str | None, state: dict[str, Any]) -> Any:
-        require_ready(state)
-        reader = source.reader(state["experiment"])
-        forest = reader.forest()
-        n = len(forest)
-        running = sum(1 for m in forest.nodes.values() if m.is_running)
-        failed = sum(1 for m in forest.nodes.values() if m.is_failed)
-        parts = [f"{reader.experiment_name}: {n} model{'s' if n != 1 else ''}"]
-        if running:
-            parts.append(f"{running} running")
-        if failed:
-            parts.append(f"{failed} failed")
-        warnings = forest.warnings
-        parts.append(f"{len(warnings)} lineage warning{'s' if len(warnings) != 1 else ''}"
-                     if warnings else "no lineage warnings")
-        children: list[Any] = [html.Span(" · ".join(parts), className="cc-status-text")]
-        if warnings:
-            children.append(html.Details(className="cc-warnings", open=len(warnings) <= 3, children=[
-                html.Summary("warnings"),
-                html.Ul([html.Li(f"[{w.kind}] {w.message}", className=f"cc-warn-{w.kind}")
-                         for w in warnings[:200]]
-                        + ([html.Li(f"... and {len(warnings) - 200} more")] if len(warnings) > 200 else []))]))
-        return children
+        return status_content(source, state)
 
     # Clicks and boxes in both plots (the selection, applied in the browser): model_map.register.
     model_map.register(app, source)

@@ -79,14 +79,14 @@ def register_message(source: DataSource, experiment: str, run_id: str, name: str
 def register_details(app: Dash, source: DataSource) -> None:
     """Selection Details: the form shows when exactly one model is selected."""
 
-    @app.callback(Output("ov-reg", "style"), Input("ov-view", "data"))
+    @app.callback(Output("ov-reg", "style"), Input("ov-view", "data"), prevent_initial_call=True)
     def show(state: dict[str, Any] | None) -> dict[str, str]:
-        return {} if _one_selected(state) else {"display": "none"}
+        return {} if one_selected(state) else {"display": "none"}
 
-    register_callbacks(app, source, "ov", _one_selected, State("ov-view", "data"))
+    register_callbacks(app, source, "ov", one_selected, State("ov-view", "data"))
 
 
-def _one_selected(state: dict[str, Any] | None) -> tuple[str, str] | None:
+def one_selected(state: dict[str, Any] | None) -> tuple[str, str] | None:
     sel = (state or {}).get("sel") or []
     if not state or not state.get("ready") or len(sel) != 1:
         return None

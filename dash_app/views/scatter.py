@@ -23,14 +23,19 @@ GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
                 "toImageButtonOptions": {"format": "svg", "filename": "model-scatterplot"}}
 
 
-def layout() -> html.Div:
+def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | None = None) -> html.Div:
+    """The card; ``options``/``state``: the axis pickers as the URL's state has them (the layout
+    carries them: no callback sets them on load)."""
+    state = state or {}
     return html.Div(className="cc-card", children=[
         html.Div(className="cc-card-head", children=[html.H3("Model Scatterplot")]),
         dcc.Graph(id="ov-scatter", config=GRAPH_CONFIG),
         dcc.Store(id="ov-scatter-drawn"),
         html.Div(className="cc-axis-pickers", children=[
-            html.Label(["X", dcc.Dropdown(id="ov-x", clearable=False, className="cc-dd")]),
-            html.Label(["Y", dcc.Dropdown(id="ov-y", clearable=False, className="cc-dd")]),
+            html.Label(["X", dcc.Dropdown(id="ov-x", clearable=False, className="cc-dd", options=options or [],
+                                          value=state.get("x"))]),
+            html.Label(["Y", dcc.Dropdown(id="ov-y", clearable=False, className="cc-dd", options=options or [],
+                                          value=state.get("y"))]),
         ]),
     ])
 
@@ -84,7 +89,8 @@ def register(app: Dash, source: DataSource) -> None:
         return patch
 
     @app.callback(Output("ov-x", "options"), Output("ov-y", "options"), Output("ov-x", "value"),
-                  Output("ov-y", "value"), Input("ov-color", "options"), State("ov-state", "data"))
+                  Output("ov-y", "value"), Input("ov-color", "options"), State("ov-state", "data"),
+                  prevent_initial_call=True)
     def axis_options(options: list[dict[str, str]] | None, state: dict[str, Any]) -> tuple[Any, ...]:
         """Metric choices follow the experiment; values come from the state (URL or defaults)."""
         require_ready(state, options)

@@ -42,7 +42,9 @@ LABEL_CHARS = 44
 CSV_FIELDS = ("step", "budget", "quality", "gain", "model", "name", "run_id", "tied", "within_current")
 
 
-def layout() -> html.Div:
+def layout(pickers: tuple[Any, ...] | None = None) -> html.Div:
+    """The panel; ``pickers``: :func:`picker_values` for the page's state (the layout carries them)."""
+    eff_opts, q_opts, eff, q = pickers or ([], [], None, None)
     return html.Div(className="cc-card", id="ov-whatif-card", children=[
         html.Div(className="cc-card-head", children=[
             html.H3("What if"),
@@ -51,8 +53,10 @@ def layout() -> html.Div:
             dcc.Download(id="ov-whatif-csv"),
         ]),
         html.Div(className="cc-axis-pickers", children=[
-            html.Label(["Budget on", dcc.Dropdown(id="ov-whatif-eff", clearable=False, className="cc-dd")]),
-            html.Label(["Best", dcc.Dropdown(id="ov-whatif-q", clearable=False, className="cc-dd")]),
+            html.Label(["Budget on", dcc.Dropdown(id="ov-whatif-eff", clearable=False, className="cc-dd",
+                                                  options=eff_opts, value=eff)]),
+            html.Label(["Best", dcc.Dropdown(id="ov-whatif-q", clearable=False, className="cc-dd",
+                                             options=q_opts, value=q)]),
         ]),
         html.Div(id="ov-whatif-summary", className="cc-muted"),
         dcc.Graph(id="ov-whatif-graph", config=GRAPH_CONFIG),
@@ -60,6 +64,14 @@ def layout() -> html.Div:
         dcc.Store(id="ov-whatif-drawn"),
         html.Div(id="ov-whatif-table", className="cc-table-wrap"),
     ])
+
+
+def picker_values(source: DataSource, state: dict[str, Any]) -> tuple[Any, ...]:
+    """(budget options, quality options, budget metric, quality metric) for a ready ``state``."""
+    forest, infos = view_data(source, state)
+    eff, q = chosen(forest, infos, state)
+    return ([{"label": n, "value": n} for n in efficiency_options(forest, infos)],
+            [{"label": n, "value": n} for n in forest.metric_names()], eff, q)
 
 
 def chosen(forest: Forest, infos: dict[str, MetricInfo], state: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -131,14 +143,11 @@ def register(app: Dash, source: DataSource) -> None:
 
     @app.callback(Output("ov-whatif-eff", "options"), Output("ov-whatif-q", "options"),
                   Output("ov-whatif-eff", "value"), Output("ov-whatif-q", "value"),
-                  Input("ov-color", "options"), State("ov-state", "data"))
+                  Input("ov-color", "options"), State("ov-state", "data"), prevent_initial_call=True)
     def pickers(options: list[dict[str, str]] | None, state: dict[str, Any]) -> tuple[Any, ...]:
         """Metric choices follow the experiment; values come from the state (URL) or the defaults."""
         require_ready(state, options)
-        forest, infos = view_data(source, state)
-        eff, q = chosen(forest, infos, state)
-        return ([{"label": n, "value": n} for n in efficiency_options(forest, infos)],
-                [{"label": n, "value": n} for n in forest.metric_names()], eff, q)
+        return picker_values(source, state)
 
     @app.callback(Output("ov-state", "data", allow_duplicate=True), Input("ov-whatif-eff", "value"),
                   Input("ov-whatif-q", "value"), State("ov-state", "data"), prevent_initial_call=True)
