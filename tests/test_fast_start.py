@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from dash import Patch, no_update
 
+from dash_app import fast_start
 from dash_app.serving import Settings
 from dash_app.state_patch import patch_changes
 from dash_app.wsgi import build_app
@@ -78,3 +79,16 @@ def test_a_patch_sets_only_what_changed() -> None:
     assert {(o["operation"], o["location"][0]) for o in ops} == {("Assign", "sel"), ("Assign", "rows"),
                                                                   ("Delete", "bsort")}
     assert [o["params"]["value"] for o in ops if o["location"] == ["rows"]] == [None]  # the default: nothing
+
+
+def test_static_files_go_out_in_large_writes(web: Any) -> None:
+    app, client = web
+    css = min(Path(app.config.assets_folder).glob("*.css"))
+    big = Path(app.config.assets_folder, "vendor", "plotly.min.js")
+    path = big if big.exists() else css  # the Plotly bundle when make install built it
+    resp = client.get(f"/assets/{path.relative_to(app.config.assets_folder).as_posix()}", buffered=False)
+    chunks = list(resp.response)
+    assert b"".join(chunks) == path.read_bytes()
+    # one write per MB (Werkzeug's own wrapper wrote 8 KB at a time: 150 writes for Plotly's bundle)
+    assert len(chunks) <= path.stat().st_size // fast_start.FILE_CHUNK + 1
+    resp.close()
