@@ -93,7 +93,7 @@ def layout(source: DataSource) -> html.Div:
         status = ""
     options = [{"label": e["name"], "value": e["id"]} for e in exps]
     state, view, version, first_map = st.empty_state(), None, None, None
-    pickers, details_source = None, None
+    pickers, details_source, first_scatter = None, None, None
     search = page_query()
     if search is not None:
         # Drawn from the page's own URL: the map, the pickers, the status and Selection Details
@@ -104,10 +104,11 @@ def layout(source: DataSource) -> html.Div:
             version = version_of(state["experiment"], source.forest(state["experiment"]))
             first_map = model_map.draw(source, view)
             pickers = whatif.picker_values(source, state)
+            first_scatter = scatter.first_figure(source, view, version)
             status = status or status_content(source, view)
             details_source = source
         except (MlflowCCError, MlflowException, LookupError):
-            state, view, version, first_map, pickers = st.empty_state(), None, None, None, None
+            state, view, version, first_map, pickers, first_scatter = st.empty_state(), None, None, None, None, None
             status = status if isinstance(status, str) else ""  # the callbacks try again and report
     metric_opts = ([{"label": n, "value": n} for n in source.forest(state["experiment"]).metric_names()]
                    if state.get("ready") else [])
@@ -139,7 +140,7 @@ def layout(source: DataSource) -> html.Div:
         html.Div(id="ov-status", className="cc-status", children=status or "reading the experiment…"),
         html.Div(className="cc-main", children=[
             html.Div(className="cc-left", children=[model_map.layout(first_map, view, version)]),
-            html.Div(className="cc-right", children=[scatter.layout(metric_opts, state),
+            html.Div(className="cc-right", children=[scatter.layout(metric_opts, state, first_scatter),
                                                      filters.layout(metric_opts, view),
                                                      whatif.layout(pickers),  # the What-if panel
                                                      details.layout(details_source, view)]),

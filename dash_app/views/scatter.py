@@ -23,14 +23,16 @@ GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
                 "toImageButtonOptions": {"format": "svg", "filename": "model-scatterplot"}}
 
 
-def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | None = None) -> html.Div:
+def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | None = None,
+           first: tuple[Any, list[Any]] | None = None) -> html.Div:
     """The card; ``options``/``state``: the axis pickers as the URL's state has them (the layout
-    carries them: no callback sets them on load)."""
+    carries them: no callback sets them on load); ``first``: :func:`first_figure`, if any."""
     state = state or {}
+    fig, drawn = first if first is not None else (None, None)
     return html.Div(className="cc-card", children=[
         html.Div(className="cc-card-head", children=[html.H3("Model Scatterplot")]),
-        dcc.Graph(id="ov-scatter", config=GRAPH_CONFIG),
-        dcc.Store(id="ov-scatter-drawn"),
+        dcc.Graph(id="ov-scatter", config=GRAPH_CONFIG, **({"figure": fig} if fig is not None else {})),
+        dcc.Store(id="ov-scatter-drawn", data=drawn),
         html.Div(className="cc-axis-pickers", children=[
             html.Label(["X", dcc.Dropdown(id="ov-x", clearable=False, className="cc-dd", options=options or [],
                                           value=state.get("x"))]),
@@ -38,6 +40,24 @@ def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | 
                                           value=state.get("y"))]),
         ]),
     ])
+
+
+def draw(source: DataSource, state: dict[str, Any], version: str | None) -> tuple[Any, list[Any]]:
+    """The figure for a ready ``state`` and what ``ov-scatter-drawn`` records of it: the
+    state's figure part, ``version``, the rings' trace on a density layer, the figure's digest."""
+    forest, infos = view_data(source, state)
+    hover = hover_of(source, forest, state["experiment"], None) if scatter_needs_hover(forest) else {}
+    fig = scatter_figure_for(forest, infos, state, hover)
+    ring = next((i for i, t in enumerate(fig.data) if t.name == "selected"), None)
+    return fig, [st.figure_part(state), version, ring if scatter_is_dense(forest, state) else None,
+                 figure_digest(fig)]
+
+
+def first_figure(source: DataSource, state: dict[str, Any], version: str | None) -> tuple[Any, list[Any]] | None:
+    """The scatterplot for the page's layout when it has a marker per model (small experiments);
+    a density layer (thousands of models) comes from the callback once the map is on its way."""
+    forest = source.forest(state["experiment"])
+    return None if scatter_is_dense(forest, state) else draw(source, state, version)
 
 
 def register(app: Dash, source: DataSource) -> None:
@@ -51,18 +71,13 @@ def register(app: Dash, source: DataSource) -> None:
         alone: the browser restyles its selection rings (assets/overview.js).
         """
         state, version = (drawn or [None, None])[:2]
-        forest, infos = view_data(source, state)
-        key = [st.figure_part(state), version]
-        if key == (mine or [])[:2]:
-            raise PreventUpdate
-        hover = hover_of(source, forest, state["experiment"], None) if scatter_needs_hover(forest) else {}
-        fig = scatter_figure_for(forest, infos, state, hover)
-        dense = scatter_is_dense(forest, state)
-        ring = next((i for i, t in enumerate(fig.data) if t.name == "selected"), None)
-        digest = figure_digest(fig)
-        if mine and len(mine) > 3 and mine[3] == digest:
-            return no_update, [*key, mine[2], digest]  # a refresh that changes nothing drawn here
-        return fig, [*key, ring if dense else None, digest]
+        view_data(source, state)  # the state is ready
+        if [st.figure_part(state), version] == (mine or [])[:2]:
+            raise PreventUpdate  # drawn already (the layout carried it, or nothing changed)
+        fig, new = draw(source, state, version)
+        if mine and len(mine) > 3 and mine[3] == new[3]:
+            return no_update, [*new[:2], mine[2], new[3]]  # a refresh that changes nothing drawn here
+        return fig, new
 
     @app.callback(Output("ov-scatter", "figure", allow_duplicate=True), Input("ov-state", "data"),
                   State("ov-scatter-drawn", "data"), prevent_initial_call=True)
