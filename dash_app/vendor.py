@@ -34,7 +34,7 @@ BUNDLE = VENDOR / "plotly.min.js"
 #: Bundles earlier installs put in assets/ (every one there is served: only one may stay).
 OLD_BUNDLES = ("plotly-cartesian.min.js",)
 ESBUILD = "esbuild@0.25.12"
-NPM_TIMEOUT_S = 300
+NPM_TIMEOUT_S = 150  # each npm step (about 20 s here); an unreachable registry costs at most three times this
 
 ENTRY = """var Plotly = require('plotly.js/lib/core');
 Plotly.register([%s]);
