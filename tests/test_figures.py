@@ -87,6 +87,8 @@ def test_map_figure_traces() -> None:
     headers = list(by_name["column labels"][0].text)  # a text trace, not annotations (cheaper to draw)
     assert headers[0] == "base" and "prune" in headers and not fig.layout.annotations
     assert list(by_name["column labels"][0].x) == list(by_name["columns"][0].x)  # above their handles
+    # a box selection does not fade them
+    assert by_name["column labels"][0].unselected.textfont.color == by_name["column labels"][0].textfont.color
     # bigger models draw bigger nodes
     sizes = dict(zip(by_name["models"][0].customdata, by_name["models"][0].marker.size))
     assert sizes["base"] > sizes["mag5_q"]

@@ -287,6 +287,8 @@ def _column_labels(layout: MapLayout) -> go.Scatter | None:
     ys = [HEADER_Y - 0.8 - (0.9 if two_lines and i % 2 else 0.0) for i in range(len(layout.columns))]
     return go.Scatter(_validate=False, x=[c.index for c in layout.columns], y=ys, mode="text", text=texts,
                       textposition="middle center", textfont={"size": 12, "color": "#223"},
+                      # a selection dims unselected points: the labels keep their colour (as annotations did)
+                      unselected={"textfont": {"color": "#223"}},
                       hoverinfo="skip", showlegend=False, name="column labels")
 
 

@@ -21,9 +21,9 @@ GRAPH_CONFIG = {"displaylogo": False,
                 "toImageButtonOptions": {"format": "svg", "filename": "selection-details"}}
 
 
-def layout(source: DataSource | None = None, view: dict[str, Any] | None = None) -> html.Div:
+def layout(source: DataSource, view: dict[str, Any] | None = None) -> html.Div:
     """The card; for a ready ``view`` its content is already in it (no callback draws it on load)."""
-    ready = source is not None and bool(view and view.get("ready"))
+    ready = bool(view and view.get("ready"))
     return html.Div(className="cc-card", children=[
         html.Div(className="cc-card-head", children=[
             html.H3("Selection Details"),

@@ -93,7 +93,7 @@ def layout(source: DataSource) -> html.Div:
         status = ""
     options = [{"label": e["name"], "value": e["id"]} for e in exps]
     state, view, version, first_map = st.empty_state(), None, None, None
-    pickers, details_source, first_scatter = None, None, None
+    pickers, first_scatter = None, None
     search = page_query()
     if search is not None:
         # Drawn from the page's own URL: the map, the pickers, the status and Selection Details
@@ -106,7 +106,6 @@ def layout(source: DataSource) -> html.Div:
             pickers = whatif.picker_values(source, state)
             first_scatter = scatter.first_figure(source, view, version)
             status = status or status_content(source, view)
-            details_source = source
         except (MlflowCCError, MlflowException, LookupError):
             state, view, version, first_map, pickers, first_scatter = st.empty_state(), None, None, None, None, None
             status = status if isinstance(status, str) else ""  # the callbacks try again and report
@@ -143,7 +142,7 @@ def layout(source: DataSource) -> html.Div:
             html.Div(className="cc-right", children=[scatter.layout(metric_opts, state, first_scatter),
                                                      filters.layout(metric_opts, view),
                                                      whatif.layout(pickers),  # the What-if panel
-                                                     details.layout(details_source, view)]),
+                                                     details.layout(source, view)]),
         ]),
     ])
 

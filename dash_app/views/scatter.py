@@ -71,7 +71,7 @@ def register(app: Dash, source: DataSource) -> None:
         alone: the browser restyles its selection rings (assets/overview.js).
         """
         state, version = (drawn or [None, None])[:2]
-        view_data(source, state)  # the state is ready
+        require_ready(state)
         if [st.figure_part(state), version] == (mine or [])[:2]:
             raise PreventUpdate  # drawn already (the layout carried it, or nothing changed)
         fig, new = draw(source, state, version)
