@@ -8,7 +8,9 @@ explained; 8x8 previews are drawn pixelated. Every wait is on a condition, never
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -119,13 +121,28 @@ def test_pareto_front_is_drawn_over_the_markers_with_labels(page: Any, study: di
     assert ticks and not any(t.strip() in list("23456789") for t in ticks), ticks
 
 
+#: The map's key above the figure: its text, and the diameters of its node-size marks.
+MAP_KEY = """() => { const k = document.querySelector('#ov-map-key');
+  return {text: k.innerText, dots: Array.from(k.querySelectorAll('.cc-key-dot')).map(d => d.offsetWidth),
+          ramp: !!k.querySelector('.cc-key-ramp')}; }"""
+
+
 def test_map_has_a_size_legend_and_node_labels(page: Any, study: dict[str, Any]) -> None:
     open_overview(page, study)
-    ts = traces(page, "ov-map")
-    size = [t for t in ts if t["legendgroup"] == "size"]
-    assert len(size) == 2 and size[0]["grouptitle"].startswith("node size: ")
-    legend = page.evaluate("() => document.querySelector('#ov-map .legend').textContent")
-    assert "node size" in legend and "KB" in legend, legend
+    # the key is HTML above the map (Plotly draws neither a legend nor a colour bar there)
+    key = page.evaluate(MAP_KEY)
+    assert "colour: accuracy" in key["text"] and "darker is better" in key["text"] and key["ramp"], key
+    assert "node size: " in key["text"] and "KB" in key["text"], key
+    assert len(key["dots"]) == 2 and key["dots"][0] < key["dots"][1], key  # true to the nodes' sizes
+    assert page.evaluate("() => !document.querySelector('#ov-map .legend, #ov-map .colorbar')")
+    # the camera button's image has them back: the colour bar and the size legend
+    page.hover("#ov-map .js-plotly-plot")
+    with page.expect_download(timeout=LONG) as download:
+        page.click('#ov-map .modebar-btn[data-title^="Download plot"]')
+    assert download.value.suggested_filename == "model-map.svg"
+    svg = Path(download.value.path()).read_text(encoding="utf-8")
+    assert re.search(r'class="[^"]*\bcolorbar\b', svg) and ">accuracy</text>" in svg, svg[-3000:]
+    assert "node size: " in svg and "smallest " in svg and "largest " in svg, svg[-3000:]
     labels = page.evaluate("""() => { const g = document.querySelector('#ov-map .js-plotly-plot');
         return g.data.filter(t => t.name === 'node labels').flatMap(t => t.text); }""")
     assert len(labels) == len(study["forest"])  # 26 models: room for every name

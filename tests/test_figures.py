@@ -7,7 +7,7 @@ from typing import Any
 import plotly.io as pio
 
 from dash_app.figures.details import details_figure
-from dash_app.figures.encoding import Encoding, default_metrics, escape
+from dash_app.figures.encoding import NODE_PX, Encoding, default_metrics, escape
 from dash_app.figures.filters import histogram_figure
 from dash_app.figures.hover import hover_texts
 from dash_app.figures.model_map import map_figure
@@ -82,6 +82,11 @@ def test_map_figure_traces() -> None:
     assert by_name["models"][0].type == "scatter"  # bounded by the collapsing budget: SVG
     assert list(by_name["selected"][0].customdata) == ["mag5"]
     assert any(n.startswith("extra input") for n in by_name)
+    # its legend entry is in the map's key (drawn by the page), and back in an exported image
+    extra = next(i for i, t in enumerate(fig.data) if t.name.startswith("extra input"))
+    assert fig.layout.meta["key"]["entries"] == [{"name": "extra input (teacher, merged)",
+                                                  "line": {"color": "#8e44ad", "dash": "dash"}}]
+    assert fig.layout.meta["export"]["legend"] == [extra] and not fig.data[extra].showlegend
     assert all(t.fill == "toself" for t in by_name["edges"])
     assert len(by_name["edges"]) <= 13  # colour bins, not one trace per edge
     headers = list(by_name["column labels"][0].text)  # a text trace, not annotations (cheaper to draw)
@@ -267,10 +272,18 @@ def test_map_labels_nodes_and_has_a_size_legend() -> None:
     labels = node_labels(fig)
     assert sorted(labels) == sorted(["base", "&lt;b&gt;p0.5&lt;/b&gt;", "&lt;b&gt;p0.7&lt;/b&gt;",
                                      "&lt;b&gt;p0.9&lt;/b&gt;"])
-    size = [t for t in fig.data if t.legendgroup == "size"]
-    assert [t.name for t in size] == ["smallest 400 B", "largest 4.00 KB"]
-    assert size[0].legendgrouptitle.text == "node size: nonzero_bytes"
-    assert size[0].marker.size < size[1].marker.size
+    # the key is drawn by the page, not by Plotly (no legend, no colour bar in the figure)
+    assert not [t for t in fig.data if t.showlegend] and fig.layout.showlegend is None
+    key = fig.layout.meta["key"]
+    assert key["size"] == {"metric": "nonzero_bytes", "marks": [{"px": NODE_PX[0], "text": "400 B"},
+                                                                {"px": NODE_PX[1], "text": "4.00 KB"}]}
+    assert key["color"]["metric"] == "accuracy" and key["color"]["darker"] == "higher"
+    assert key["color"]["ramp"].startswith("linear-gradient(to right, #e4e7ec 0%")
+    # an exported image gets them back: the colour bar and the two size entries
+    export = fig.layout.meta["export"]["traces"]
+    assert export[0]["marker"]["showscale"] and export[0]["marker"]["colorbar"]["title"]["text"] == "accuracy"
+    assert [t["name"] for t in export[1:]] == ["smallest 400 B", "largest 4.00 KB"]
+    assert export[1]["legendgrouptitle"]["text"] == "node size: nonzero_bytes"
     # many models: only the selected ones are labelled
     big = build_forest([model("r")] + [model(f"c{i}", "r", "prune", sparsity=i / 100) for i in range(70)])
     lay = layout_forest(big)

@@ -125,3 +125,7 @@ def test_figure_puts_models_on_a_date_axis_from_minutes_to_months() -> None:
         texts = [t for tr in fig.data if tr.name == "node labels" for t in tr.text]
         assert "&lt;b&gt;x&lt;/b&gt;" in texts  # user text shown as typed, never markup
         assert "dead end: nothing derived from it, though later models were" in [t.name for t in fig.data]
+        # legend entries are in the map's key, drawn by the page (Plotly draws no legend)
+        entries = {e["name"]: e for e in fig.layout.meta["key"]["entries"]}
+        assert entries["dead end: nothing derived from it, though later models were"]["marker"]["symbol"] == "x-thin"
+        assert not any(t.showlegend for t in fig.data)

@@ -241,8 +241,9 @@ def test_map_by_time_keeps_url_collapse_and_focus(page: Any, study: dict[str, An
     assert set(xs) == set(forest.nodes)
     for rid, x in xs.items():
         assert abs(x - forest.nodes[rid].start_time) < 1.0, rid
-    legend = page.evaluate("() => document.querySelector('#ov-map .js-plotly-plot')._fullData"
-                           ".filter(t => t.showlegend).map(t => t.name)")
+    # the map's key above the figure names both marks (Plotly draws no legend)
+    page.wait_for_function("() => document.querySelector('#ov-map-key').innerText.includes('in progress')")
+    legend = page.evaluate("() => document.querySelector('#ov-map-key').innerText")
     assert "in progress (started → now)" in legend
     assert "dead end: nothing derived from it, though later models were" in legend
     assert page.evaluate("() => document.querySelector('#ov-map .js-plotly-plot')._fullLayout.xaxis.title.text") \

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -236,20 +237,6 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
                 "size": [enc.node_px(forest.nodes[r]) + 7 for r in sel], "line": {"width": 2.5}},
         customdata=sel, hoverinfo="skip", showlegend=False, name="selected"))
 
-    if enc.color:
-        lo, hi = enc.colorbar_range()
-        info = info_for(infos, enc.color)
-        traces.append(go.Scatter(_validate=False, 
-            x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
-            marker={"colorscale": colorscale_for(enc), "cmin": lo, "cmax": hi, "color": [lo],
-                    "showscale": True,
-                    "colorbar": {"title": {"text": escape(enc.color), "side": "right"},
-                                 "thickness": 10, "len": min(1.0, 300 / _height(layout)),
-                                 "y": 1.0, "yanchor": "top",
-                                 "tickformat": "" if info.format == "bytes" else info.format.lstrip(",")}}))
-
-    traces.extend(_size_legend(enc, infos))
-
     headers = _column_labels(layout)
     if headers is not None:
         traces.append(headers)
@@ -267,7 +254,74 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
         yaxis={"visible": False, "range": [layout.rows - 0.4, HEADER_Y - 2.6]},
         newselection={"line": {"color": SELECT_COLOR}},
     )
+    _attach_key(fig, forest, layout, enc, infos)
     return fig
+
+
+def _attach_key(fig: go.Figure, forest: Forest, layout: MapLayout, enc: Encoding,
+                infos: Mapping[str, MetricInfo]) -> None:
+    """The map's key goes in ``layout.meta``, drawn beside the figure instead of by Plotly.
+
+    Plotly's colour bar and legend were a third of the map's first drawing (55 and 45 of
+    310 ms in a profile at 52 models: a colour bar draws a whole axis, a legend measures every
+    entry) and lengthened the page's longest task by 70 ms. ``meta["key"]`` is what the page
+    draws as HTML above the map (``dash_app.views.model_map.key``): the colour scale with its
+    range, true-size node-size marks (Plotly capped legend symbols at 16 px) and the legend
+    entries of other traces (:func:`move_legend_to_key`). ``meta["export"]`` puts the colour bar
+    and legend back into an exported image (``assets/overview.js``): the colour bar and
+    size-legend traces to add, and which traces to show in the legend.
+    """
+    key: dict[str, Any] = {"color": None, "size": None, "entries": []}
+    export: list[dict[str, Any]] = []
+    if enc.color:
+        lo, hi = enc.colorbar_range()
+        info = info_for(infos, enc.color)
+        scale = colorscale_for(enc)
+        key["color"] = {
+            "metric": enc.color, "lo": info.format_value(lo), "hi": info.format_value(hi),
+            "ramp": "linear-gradient(to right, " + ", ".join(f"{c} {float(p) * 100:g}%" for p, c in scale) + ")",
+            "darker": "higher" if info.higher_is_better else "lower",
+            "missing": any(enc.color not in forest.nodes[r].metrics for r in layout.visible)}
+        export.append(go.Scatter(
+            _validate=False, x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False,
+            marker={"colorscale": scale, "cmin": lo, "cmax": hi, "color": [lo],
+                    "showscale": True,
+                    "colorbar": {"title": {"text": escape(enc.color), "side": "right"},
+                                 "thickness": 10, "len": min(1.0, 300 / _height(layout)),
+                                 "y": 1.0, "yanchor": "top",
+                                 "tickformat": "" if info.format == "bytes" else info.format.lstrip(",")}}
+        ).to_plotly_json())
+    size = _size_legend(enc, infos)
+    if enc.size and size:
+        info = info_for(infos, enc.size)
+        lo, hi = enc.size_scale.lo, enc.size_scale.hi
+        lo_px, hi_px = NODE_PX
+        key["size"] = {"metric": enc.size, "marks": [
+            {"px": round(lo_px + (hi_px - lo_px) * math.sqrt(enc.size_scale.norm(v) or 0.0), 1),
+             "text": info.format_value(v)} for v in ([lo, hi] if hi > lo else [lo])]}
+        export.extend(t.to_plotly_json() for t in size)
+    fig.update_layout(meta={"key": key, "export": {"traces": export, "legend": []}})
+    move_legend_to_key(fig)
+
+
+def move_legend_to_key(fig: go.Figure) -> None:
+    """Legend entries of the figure's traces into the map's key (see :func:`_attach_key`)."""
+    meta = dict(fig.layout.meta)
+    key, export = dict(meta["key"]), dict(meta["export"])
+    entries, legend = list(key["entries"]), list(export["legend"])
+    for i, trace in enumerate(fig.data):
+        if not trace.showlegend:
+            continue
+        mode = trace.mode or ""
+        if "lines" in mode:
+            line = trace.line
+            entries.append({"name": trace.name, "line": {"color": line.color, "dash": line.dash or "solid"}})
+        else:
+            marker = trace.marker
+            entries.append({"name": trace.name, "marker": {"color": marker.color, "symbol": marker.symbol or "circle"}})
+        legend.append(i)
+        trace.showlegend = False
+    fig.update_layout(meta={**meta, "key": {**key, "entries": entries}, "export": {**export, "legend": legend}})
 
 
 def _column_labels(layout: MapLayout) -> go.Scatter | None:

@@ -4,7 +4,7 @@ The layout (:mod:`mlflow_cc.analysis.time_layout`) places models in map units, s
 edges, nodes, badges and selection rings are drawn by :func:`~dash_app.figures.model_map.map_figure`
 as in the other layouts; here every x is turned into a time (ms since the epoch, which Plotly's
 date axis reads) and the axis is shown, with ticks Plotly picks for the span (seconds to months).
-Added on top, each with a legend entry: runs still in progress (a dotted line from their start to
+Added on top, each with an entry in the map's key: runs still in progress (a dotted line from their start to
 now) and the tips of abandoned branches (a small cross). Labels are cut to the room before the next
 model on their row.
 """
@@ -19,7 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import Encoding, escape
-from dash_app.figures.model_map import CHAR_PX, COL_PX, map_figure
+from dash_app.figures.model_map import CHAR_PX, COL_PX, map_figure, move_legend_to_key
 from mlflow_cc.analysis.map_layout import MapLayout
 from mlflow_cc.analysis.time_layout import OFF_SCALE, TIME_UNITS, TimeAxis
 from mlflow_cc.metric_info import MetricInfo
@@ -42,6 +42,7 @@ def time_map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Map
         if trace.x is not None and len(trace.x):
             trace.x = _to_ms(axis, trace.x)
     fig.add_traces(_running_traces(forest, layout, axis) + _dead_end_traces(forest, layout, enc, axis))
+    move_legend_to_key(fig)
     _recut_labels(forest, layout, fig)
     fig.update_layout(
         annotations=_annotations(forest, layout, axis, fig.layout.annotations),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from html import unescape
 from typing import Any
 
 import plotly.io as pio
@@ -21,6 +22,7 @@ from dash import (
 from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
+from dash_app.figures.encoding import MISSING_COLOR
 from dash_app.figures.hover import hover_texts
 from dash_app.figures.overview import dense_pick, map_figure_for, map_layout_for
 from dash_app.source import DataSource
@@ -37,10 +39,10 @@ GROW = {"ov-add-parents": "parents", "ov-add-children": "children",
         "ov-add-ancestors": "ancestors", "ov-add-descendants": "descendants"}
 
 
-def layout(first: tuple[Any, str] | None = None, view: dict[str, Any] | None = None,
+def layout(first: tuple[Any, str, list[Any]] | None = None, view: dict[str, Any] | None = None,
            version: str | None = None) -> html.Div:
-    """The map card; ``first`` (figure, info) is the map already drawn for the page's URL."""
-    fig, info = first if first is not None else (None, "")
+    """The map card; ``first`` (figure, info, key) is the map already drawn for the page's URL."""
+    fig, info, key_parts = first if first is not None else (None, "", [])
     return html.Div(className="cc-card cc-map-card", children=[
         html.Div(className="cc-card-head", children=[
             html.H3("Model Map"),
@@ -60,6 +62,7 @@ def layout(first: tuple[Any, str] | None = None, view: dict[str, Any] | None = N
             html.Span(className="cc-sep"),
             find.layout(),
         ]),
+        html.Div(key_parts, id="ov-map-key", className="cc-map-key"),
         dcc.Store(id="ov-map-drawn", data=[view, version] if first is not None else None),
         dcc.Store(id="ov-sel-shown"),
         html.Div(className="cc-map-scroll", children=[
@@ -108,8 +111,51 @@ def figure_digest(fig: Any) -> str:
     return hashlib.blake2b(pio.to_json(fig, validate=False).encode(), digest_size=12).hexdigest()
 
 
-def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str]:
-    """The map figure for ``state`` and its one-line summary."""
+def key(fig: Any) -> list[Any]:
+    """The map's key (colour scale, node sizes, other marks) as HTML, from the figure's
+    ``layout.meta["key"]`` (:func:`dash_app.figures.model_map._attach_key`). Names are text."""
+    spec = (fig.layout.meta or {}).get("key") or {}
+    parts: list[Any] = []
+    color = spec.get("color")
+    if color:
+        parts.append(html.Span(className="cc-key-item", title=f"{color['metric']}: {color['darker']} is better",
+                               children=[
+            html.Span(f"colour: {color['metric']}", className="cc-key-name"),
+            html.Span(color["lo"], className="cc-key-value"),
+            html.Span(className="cc-key-ramp", style={"background": color["ramp"]}),
+            html.Span(color["hi"], className="cc-key-value"),
+            html.Span("darker is better", className="cc-muted")]))
+        if color.get("missing"):
+            parts.append(html.Span(className="cc-key-item", children=[
+                html.Span(className="cc-key-dot", style={"background": MISSING_COLOR, "width": "10px", "height": "10px"}),
+                f"{color['metric']} not logged"]))
+    size = spec.get("size")
+    if size:
+        marks: list[Any] = [html.Span(f"node size: {size['metric']}", className="cc-key-name")]
+        for mark in size["marks"]:
+            px = f"{mark['px']}px"
+            marks += [html.Span(className="cc-key-dot", style={"width": px, "height": px}),
+                      html.Span(mark["text"], className="cc-key-value")]
+        parts.append(html.Span(marks, className="cc-key-item"))
+    for entry in spec.get("entries") or []:
+        if "line" in entry:
+            line = entry["line"]
+            swatch = html.Span(className="cc-key-line", style={
+                "borderTopColor": line["color"], "borderTopStyle": "dotted" if line["dash"] == "dot"
+                else "dashed" if "dash" in line["dash"] else "solid"})
+        else:
+            marker = entry["marker"]
+            swatch = (html.Span("×", className="cc-key-cross", style={"color": marker["color"]})
+                      if str(marker["symbol"]).startswith("x") else
+                      html.Span(className="cc-key-dot", style={"background": marker["color"], "width": "10px",
+                                                               "height": "10px"}))
+        parts.append(html.Span([swatch, unescape(entry["name"])],
+                               className="cc-key-item"))
+    return parts
+
+
+def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str, list[Any]]:
+    """The map figure for ``state``, its one-line summary and its key."""
     forest = source.forest(state["experiment"])
     infos = source.metric_info(state["experiment"])
     lay = layout_of(source, forest, state)
@@ -120,7 +166,7 @@ def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str]:
         info += f" · {len(lay.collapsed)} subtrees collapsed (click ▸ to expand)"
     if lay.focus:
         info += f" · focused on {forest.nodes[lay.focus].name}"
-    return fig, info
+    return fig, info, key(fig)
 
 
 # The map goes first: the scatterplot (thousands of points) is asked for once the map's
@@ -129,10 +175,10 @@ def register(app: Dash, source: DataSource) -> None:
     find.register(app, source)
 
     @app.callback(Output("ov-map", "figure"), Output("ov-map-info", "children"),
-                  Output("ov-map-drawn", "data"),
+                  Output("ov-map-key", "children"), Output("ov-map-drawn", "data"),
                   Input("ov-view", "data"), Input("ov-version", "data"), State("ov-map-drawn", "data"),
                   prevent_initial_call=True)
-    def render(state: dict[str, Any], version: str | None, drawn: list[Any] | None) -> tuple[Any, str, Any]:
+    def render(state: dict[str, Any], version: str | None, drawn: list[Any] | None) -> tuple[Any, ...]:
         """Redraw on a change (the page's first map comes with the layout).
 
         Not for a selection change that keeps the layout: the browser has already restyled the
@@ -141,12 +187,12 @@ def register(app: Dash, source: DataSource) -> None:
         require_ready(state)
         if selection_only(source, drawn, state, version):
             raise PreventUpdate
-        fig, info = draw(source, state)
+        fig, info, key_parts = draw(source, state)
         digest = figure_digest(fig)
         if drawn and len(drawn) > 2 and drawn[2] == digest:
             # e.g. a refresh whose new runs or metrics are all collapsed away: nothing to redraw
-            return no_update, no_update, [state, version, digest]
-        return fig, info, [state, version, digest]
+            return no_update, no_update, no_update, [state, version, digest]
+        return fig, info, key_parts, [state, version, digest]
 
     # Clicks, column headers and boxes of both plots change the selection in the browser at once
     # and write it into ov-state (assets/overview.js); the badge of a collapsed subtree comes
