@@ -109,6 +109,9 @@ def test_pareto_front_is_drawn_over_the_markers_with_labels(page: Any, study: di
     assert len(front["x"]) >= 2
     labels = front["text"] or []
     assert len(labels) == len(front["x"]) and all(labels), labels
+    # its key is HTML in the card's head (Plotly draws no legend)
+    assert page.evaluate("() => document.querySelector('#ov-scatter-key').innerText") == "Pareto front"
+    assert page.evaluate("() => !document.querySelector('#ov-scatter .legend')")
     # plain text: every label is (the start of) a model name
     model_names = {n.name for n in study["forest"].nodes.values()}
     assert all(any(n.startswith(lbl.rstrip("…")) for n in model_names) for lbl in labels), labels

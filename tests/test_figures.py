@@ -255,6 +255,10 @@ def test_pareto_front_is_drawn_above_the_markers_with_escaped_labels() -> None:
     assert list(front.text) == ["base", "&lt;b&gt;p0.5&lt;/b&gt;", "&lt;b&gt;p0.7&lt;/b&gt;",
                                 "&lt;b&gt;p0.9&lt;/b&gt;"][::-1]
     assert front.customdata is None and front.hoverinfo == "skip"  # picks go to the models below
+    # its legend entry is drawn by the page above the graph; an exported image shows it again
+    assert not front.showlegend and sfig.layout.meta["key"]["entries"] == [
+        {"name": "Pareto front", "line": {"color": front.line.color, "dash": "solid"}}]
+    assert sfig.layout.meta["export"] == {"traces": [], "legend": [names.index("Pareto front")]}
     assert sfig.layout.xaxis.type == "log" and sfig.layout.xaxis.dtick == 1  # a decade: powers of ten
 
 

@@ -133,6 +133,12 @@ def test_figure_and_csv() -> None:
     assert "&lt;b&gt;x&lt;/b&gt;" in hover and "<b>x</b>" not in hover
     within = next(t for t in fig.data if t.name == "within the current budget")
     assert list(within.customdata) == ["p3", "p4"]
+    # the legend is drawn by the page below the graph (views/legend_key.py), not by Plotly
+    entries = fig.layout.meta["key"]["entries"]
+    assert [e["name"] for e in entries] == ["best accuracy within the budget", "within the current budget",
+                                            "needs a looser budget"]
+    assert entries[0]["line"]["color"] == entries[1]["marker"]["color"] == "#3f6aa1"
+    assert not any(t.showlegend for t in fig.data) and len(fig.layout.meta["export"]["legend"]) == 3
     rows = step_rows(f, sc, labels)
     text = staircase_csv(rows, "sparsity", "accuracy")
     head, first = text.splitlines()[:2]

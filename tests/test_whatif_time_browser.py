@@ -170,6 +170,10 @@ def test_whatif_draws_the_staircase_and_a_click_selects_the_step(page: Any, stud
     xtitle = page.evaluate("() => document.querySelector('#ov-whatif-graph .js-plotly-plot')"
                            "._fullLayout.xaxis.title.text")
     assert xtitle.startswith("budget: size_bytes at most")
+    # the graph's legend is HTML below it (Plotly draws none)
+    legend = page.locator("#ov-whatif-legend").inner_text()
+    assert "best accuracy within the budget" in legend and "within the current budget" in legend, legend
+    assert page.evaluate("() => !document.querySelector('#ov-whatif-graph .legend')")
     shot(page, "whatif-panel.png", "#ov-whatif-card")
 
     # a click on a step beyond the current budget selects its model, as a map click would

@@ -29,22 +29,24 @@
 
   function gdOf(id) { return document.querySelector("#" + id + " .js-plotly-plot"); }
 
-  // The map's camera button ("Download plot"): the page draws the map's key as HTML above it
-  // (figures/model_map.py _attach_key), so the image gets Plotly's colour bar and legend back
-  // from layout.meta.export (the traces to add, and which traces to show in the legend).
+  // A graph's camera button ("Download plot"): the page draws some graphs' keys as HTML
+  // (figures/legend_key.py), so the image gets Plotly's legend and colour bar back from
+  // layout.meta.export (the traces to add, and which traces to show in the legend).
   document.addEventListener("click", function (e) {
-    var btn = e.target && e.target.closest ? e.target.closest("#ov-map .modebar-btn") : null;
+    var btn = e.target && e.target.closest ? e.target.closest(".modebar-btn") : null;
     if (!btn || (btn.getAttribute("data-title") || "").indexOf("Download plot") !== 0) { return; }
-    var gd = gdOf("ov-map"), meta = gd && gd.layout && gd.layout.meta, ex = meta && meta.export;
+    var gd = btn.closest(".js-plotly-plot"), meta = gd && gd.layout && gd.layout.meta;
+    var ex = meta && meta.export;
     if (!ex || !window.Plotly || !gd._fullLayout) { return; }
     e.preventDefault();
     e.stopPropagation();
     var data = gd.data.map(function (t, i) {
       return ex.legend.indexOf(i) >= 0 ? Object.assign({}, t, {showlegend: true}) : t;
     }).concat(ex.traces);
-    var opts = Object.assign({format: "svg", filename: "model-map"}, gd._context.toImageButtonOptions,
+    var layout = Object.assign({}, gd.layout, {meta: null, showlegend: data.some(function (t) { return t.showlegend; })});
+    var opts = Object.assign({format: "svg", filename: "plot"}, gd._context.toImageButtonOptions,
                              {width: gd._fullLayout.width, height: gd._fullLayout.height});
-    window.Plotly.downloadImage({data: data, layout: Object.assign({}, gd.layout, {meta: null})}, opts);
+    window.Plotly.downloadImage({data: data, layout: layout}, opts);
   }, true);
 
   function unique(list) {

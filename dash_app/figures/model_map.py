@@ -33,6 +33,7 @@ from dash_app.figures.encoding import (
     colorscale_for,
     escape,
 )
+from dash_app.figures.legend_key import legend_to_key
 from mlflow_cc.analysis.map_layout import MapLayout
 from mlflow_cc.metric_info import MetricInfo, info_for
 from mlflow_cc.read.lineage import Forest
@@ -260,18 +261,11 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
 
 def _attach_key(fig: go.Figure, forest: Forest, layout: MapLayout, enc: Encoding,
                 infos: Mapping[str, MetricInfo]) -> None:
-    """The map's key goes in ``layout.meta``, drawn beside the figure instead of by Plotly.
-
-    Plotly's colour bar and legend were a third of the map's first drawing (55 and 45 of
-    310 ms in a profile at 52 models: a colour bar draws a whole axis, a legend measures every
-    entry) and lengthened the page's longest task by 70 ms. ``meta["key"]`` is what the page
-    draws as HTML above the map (``dash_app.views.model_map.key``): the colour scale with its
-    range, true-size node-size marks (Plotly capped legend symbols at 16 px) and the legend
-    entries of other traces (:func:`move_legend_to_key`). ``meta["export"]`` puts the colour bar
-    and legend back into an exported image (``assets/overview.js``): the colour bar and
-    size-legend traces to add, and which traces to show in the legend.
-    """
-    key: dict[str, Any] = {"color": None, "size": None, "entries": []}
+    """The map's key in ``layout.meta`` (:mod:`dash_app.figures.legend_key`), drawn as HTML above
+    the map: the colour scale with its range (``key["color"]``), true-size node-size marks
+    (``key["size"]``; Plotly capped legend symbols at 16 px) and the legend entries of other
+    traces. An exported image gets Plotly's colour bar and size legend back (``export``)."""
+    key: dict[str, Any] = {"color": None, "size": None}
     export: list[dict[str, Any]] = []
     if enc.color:
         lo, hi = enc.colorbar_range()
@@ -300,28 +294,7 @@ def _attach_key(fig: go.Figure, forest: Forest, layout: MapLayout, enc: Encoding
             {"px": round(lo_px + (hi_px - lo_px) * math.sqrt(enc.size_scale.norm(v) or 0.0), 1),
              "text": info.format_value(v)} for v in ([lo, hi] if hi > lo else [lo])]}
         export.extend(t.to_plotly_json() for t in size)
-    fig.update_layout(meta={"key": key, "export": {"traces": export, "legend": []}})
-    move_legend_to_key(fig)
-
-
-def move_legend_to_key(fig: go.Figure) -> None:
-    """Legend entries of the figure's traces into the map's key (see :func:`_attach_key`)."""
-    meta = dict(fig.layout.meta)
-    key, export = dict(meta["key"]), dict(meta["export"])
-    entries, legend = list(key["entries"]), list(export["legend"])
-    for i, trace in enumerate(fig.data):
-        if not trace.showlegend:
-            continue
-        mode = trace.mode or ""
-        if "lines" in mode:
-            line = trace.line
-            entries.append({"name": trace.name, "line": {"color": line.color, "dash": line.dash or "solid"}})
-        else:
-            marker = trace.marker
-            entries.append({"name": trace.name, "marker": {"color": marker.color, "symbol": marker.symbol or "circle"}})
-        legend.append(i)
-        trace.showlegend = False
-    fig.update_layout(meta={**meta, "key": {**key, "entries": entries}, "export": {**export, "legend": legend}})
+    legend_to_key(fig, key, export)
 
 
 def _column_labels(layout: MapLayout) -> go.Scatter | None:

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 
 from dash_app.figures.density import axis_is_log, density_trace, is_dense
 from dash_app.figures.encoding import SELECT_COLOR, Encoding, colors_for, escape
+from dash_app.figures.legend_key import legend_to_key
 from mlflow_cc.metric_info import MetricInfo, format_problem, info_for
 from mlflow_cc.read.lineage import Forest
 
@@ -105,11 +106,12 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
     if fr:
         fig.add_trace(front_trace(forest, fr, xs, ys, info_for(infos, x), info_for(infos, y)))
     fig.update_layout(
-        height=380, margin={"l": 60, "r": 10, "t": 24, "b": 50}, showlegend=bool(fr), plot_bgcolor="#ffffff",
+        height=380, margin={"l": 60, "r": 10, "t": 24, "b": 50}, plot_bgcolor="#ffffff",
         dragmode="select", clickmode="event", hovermode="closest", uirevision=f"{x}|{y}",
         xaxis=xaxis, yaxis=yaxis,
         legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.0, "yanchor": "bottom"},
         newselection={"line": {"color": SELECT_COLOR}})
+    legend_to_key(fig)  # "Pareto front" is drawn above the graph (views/scatter.py)
     return fig
 
 

@@ -19,7 +19,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import Encoding, escape
-from dash_app.figures.model_map import CHAR_PX, COL_PX, map_figure, move_legend_to_key
+from dash_app.figures.legend_key import legend_to_key
+from dash_app.figures.model_map import CHAR_PX, COL_PX, map_figure
 from mlflow_cc.analysis.map_layout import MapLayout
 from mlflow_cc.analysis.time_layout import OFF_SCALE, TIME_UNITS, TimeAxis
 from mlflow_cc.metric_info import MetricInfo
@@ -42,7 +43,7 @@ def time_map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Map
         if trace.x is not None and len(trace.x):
             trace.x = _to_ms(axis, trace.x)
     fig.add_traces(_running_traces(forest, layout, axis) + _dead_end_traces(forest, layout, enc, axis))
-    move_legend_to_key(fig)
+    legend_to_key(fig)
     _recut_labels(forest, layout, fig)
     fig.update_layout(
         annotations=_annotations(forest, layout, axis, fig.layout.annotations),

@@ -14,6 +14,7 @@ from typing import Any
 import plotly.graph_objects as go
 
 from dash_app.figures.encoding import SELECT_COLOR, escape
+from dash_app.figures.legend_key import legend_to_key
 from mlflow_cc.analysis.whatif import Staircase
 from mlflow_cc.metric_info import MetricInfo
 
@@ -95,4 +96,5 @@ def whatif_figure(sc: Staircase, e_info: MetricInfo, q_info: MetricInfo, labels:
     if not steps:
         fig.add_annotation(text="no model has both metrics within the other budgets", showarrow=False,
                            xref="paper", yref="paper", x=0.5, y=0.5, font={"color": "#66727f"})
+    legend_to_key(fig)  # drawn below the graph by the page (views/whatif.py)
     return fig

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from html import unescape
 from typing import Any
 
 import plotly.io as pio
@@ -27,7 +26,7 @@ from dash_app.figures.hover import hover_texts
 from dash_app.figures.overview import dense_pick, map_figure_for, map_layout_for
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
-from dash_app.views import find
+from dash_app.views import find, legend_key
 from dash_app.views.prologue import require_ready
 from mlflow_cc.analysis.map_layout import MapLayout
 from mlflow_cc.read.lineage import Forest
@@ -112,9 +111,9 @@ def figure_digest(fig: Any) -> str:
 
 
 def key(fig: Any) -> list[Any]:
-    """The map's key (colour scale, node sizes, other marks) as HTML, from the figure's
-    ``layout.meta["key"]`` (:func:`dash_app.figures.model_map._attach_key`). Names are text."""
-    spec = (fig.layout.meta or {}).get("key") or {}
+    """The map's key as HTML (:func:`dash_app.figures.model_map._attach_key`): the colour scale,
+    the node sizes and the legend entries of other marks."""
+    spec = legend_key.spec(fig)
     parts: list[Any] = []
     color = spec.get("color")
     if color:
@@ -126,32 +125,15 @@ def key(fig: Any) -> list[Any]:
             html.Span(color["hi"], className="cc-key-value"),
             html.Span("darker is better", className="cc-muted")]))
         if color.get("missing"):
-            parts.append(html.Span(className="cc-key-item", children=[
-                html.Span(className="cc-key-dot", style={"background": MISSING_COLOR, "width": "10px", "height": "10px"}),
-                f"{color['metric']} not logged"]))
+            parts.append(html.Span([legend_key.dot(MISSING_COLOR), f"{color['metric']} not logged"],
+                                   className="cc-key-item"))
     size = spec.get("size")
     if size:
         marks: list[Any] = [html.Span(f"node size: {size['metric']}", className="cc-key-name")]
         for mark in size["marks"]:
-            px = f"{mark['px']}px"
-            marks += [html.Span(className="cc-key-dot", style={"width": px, "height": px}),
-                      html.Span(mark["text"], className="cc-key-value")]
+            marks += [legend_key.dot(px=f"{mark['px']}px"), html.Span(mark["text"], className="cc-key-value")]
         parts.append(html.Span(marks, className="cc-key-item"))
-    for entry in spec.get("entries") or []:
-        if "line" in entry:
-            line = entry["line"]
-            swatch = html.Span(className="cc-key-line", style={
-                "borderTopColor": line["color"], "borderTopStyle": "dotted" if line["dash"] == "dot"
-                else "dashed" if "dash" in line["dash"] else "solid"})
-        else:
-            marker = entry["marker"]
-            swatch = (html.Span("×", className="cc-key-cross", style={"color": marker["color"]})
-                      if str(marker["symbol"]).startswith("x") else
-                      html.Span(className="cc-key-dot", style={"background": marker["color"], "width": "10px",
-                                                               "height": "10px"}))
-        parts.append(html.Span([swatch, unescape(entry["name"])],
-                               className="cc-key-item"))
-    return parts
+    return parts + legend_key.entries(fig)
 
 
 def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str, list[Any]]:

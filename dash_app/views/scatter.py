@@ -16,6 +16,7 @@ from dash_app.figures.overview import (
     scatter_needs_hover,
 )
 from dash_app.source import DataSource
+from dash_app.views import legend_key
 from dash_app.views.model_map import figure_digest, hover_of
 from dash_app.views.prologue import require_ready, view_data
 
@@ -30,7 +31,10 @@ def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | 
     state = state or {}
     fig, drawn = first if first is not None else (None, None)
     return html.Div(className="cc-card", children=[
-        html.Div(className="cc-card-head", children=[html.H3("Model Scatterplot")]),
+        html.Div(className="cc-card-head", children=[
+            html.H3("Model Scatterplot"),
+            html.Span(legend_key.entries(fig) if fig is not None else [], id="ov-scatter-key",
+                      className="cc-graph-key cc-right-btn")]),
         dcc.Graph(id="ov-scatter", config=GRAPH_CONFIG, **({"figure": fig} if fig is not None else {})),
         dcc.Store(id="ov-scatter-drawn", data=drawn),
         html.Div(className="cc-axis-pickers", children=[
@@ -63,6 +67,7 @@ def first_figure(source: DataSource, state: dict[str, Any], version: str | None)
 def register(app: Dash, source: DataSource) -> None:
 
     @app.callback(Output("ov-scatter", "figure"), Output("ov-scatter-drawn", "data"),
+                  Output("ov-scatter-key", "children"),
                   Input("ov-map-drawn", "data"), State("ov-scatter-drawn", "data"))
     def render(drawn: list[Any] | None, mine: list[Any] | None) -> Any:
         """Drawn after the map (see model_map.render), from the same state.
@@ -76,8 +81,8 @@ def register(app: Dash, source: DataSource) -> None:
             raise PreventUpdate  # drawn already (the layout carried it, or nothing changed)
         fig, new = draw(source, state, version)
         if mine and len(mine) > 3 and mine[3] == new[3]:
-            return no_update, [*new[:2], mine[2], new[3]]  # a refresh that changes nothing drawn here
-        return fig, new
+            return no_update, [*new[:2], mine[2], new[3]], no_update  # a refresh that changes nothing drawn here
+        return fig, new, legend_key.entries(fig)
 
     @app.callback(Output("ov-scatter", "figure", allow_duplicate=True), Input("ov-state", "data"),
                   State("ov-scatter-drawn", "data"), prevent_initial_call=True)

@@ -21,6 +21,7 @@ from dash_app.figures.whatif import budget_words, whatif_figure
 from dash_app.selection_table import spreadsheet_safe
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
+from dash_app.views import legend_key
 from dash_app.views.prologue import require_ready, view_data
 from mlflow_cc.analysis.model_labels import distinct_labels
 from mlflow_cc.analysis.whatif import (
@@ -60,6 +61,7 @@ def layout(pickers: tuple[Any, ...] | None = None) -> html.Div:
         ]),
         html.Div(id="ov-whatif-summary", className="cc-muted"),
         dcc.Graph(id="ov-whatif-graph", config=GRAPH_CONFIG),
+        html.Div(id="ov-whatif-legend", className="cc-graph-key"),  # the graph's legend, as HTML
         dcc.Store(id="ov-whatif-key"),
         dcc.Store(id="ov-whatif-drawn"),
         html.Div(id="ov-whatif-table", className="cc-table-wrap"),
@@ -166,6 +168,7 @@ def register(app: Dash, source: DataSource) -> None:
 
     @app.callback(Output("ov-whatif-graph", "figure"), Output("ov-whatif-table", "children"),
                   Output("ov-whatif-summary", "children"), Output("ov-whatif-drawn", "data"),
+                  Output("ov-whatif-legend", "children"),
                   Input("ov-whatif-key", "data"), Input("ov-version", "data"), State("ov-state", "data"),
                   State("ov-whatif-drawn", "data"))
     def render(panel: str | None, version: str | None, state: dict[str, Any], drawn: Any) -> tuple[Any, ...]:
@@ -178,7 +181,7 @@ def register(app: Dash, source: DataSource) -> None:
             raise PreventUpdate
         sc, labels = compute(forest, infos, state)
         if sc is None:
-            return {}, "", "the experiment needs two metrics for a what-if", key
+            return {}, "", "the experiment needs two metrics for a what-if", key, []
         e_info, q_info = info_for(infos, sc.efficiency), info_for(infos, sc.quality)
         out = outside_budgets(forest, state.get("filters"), skip=[sc.efficiency])
         considered = [(n.metrics.get(sc.efficiency), n.metrics.get(sc.quality))
@@ -189,7 +192,8 @@ def register(app: Dash, source: DataSource) -> None:
         others = [p for p in pts if p not in on_steps] if len(pts) <= OTHERS_MAX else []
         fig = whatif_figure(sc, e_info, q_info, labels, others, extent)
         rows = step_rows(forest, sc, labels)
-        return fig, _table(rows, e_info, q_info, sc.current_step), _summary(sc, e_info, q_info, labels), key
+        return (fig, _table(rows, e_info, q_info, sc.current_step), _summary(sc, e_info, q_info, labels), key,
+                legend_key.entries(fig))
 
     @app.callback(Output("ov-whatif-csv", "data"), Input("ov-whatif-csv-btn", "n_clicks"),
                   State("ov-state", "data"), prevent_initial_call=True)
