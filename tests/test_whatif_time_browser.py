@@ -220,8 +220,7 @@ def test_whatif_table_exports_csv(page: Any, study: dict[str, Any]) -> None:
     shown = page.locator("#ov-whatif-table tbody td.cc-col-name").all_inner_texts()
     assert [r["model"] for r in table] == shown
     # another budget metric picked by hand: the panel follows and the URL keeps it
-    page.click("#ov-whatif-eff")
-    page.get_by_role("option", name="latency_ms", exact=True).click()
+    page.select_option("#ov-whatif-eff", "latency_ms")  # a native select (dash_app/select.py)
     wait_until(lambda: query_of(page).get("weff") == ["latency_ms"], message="weff=latency_ms in the URL")
     wait_until(lambda: page.locator("#ov-whatif-table th").all_inner_texts()[1:2] == ["latency_ms at most"],
                message="the table's budget column for latency_ms")

@@ -9,6 +9,7 @@ from dash.exceptions import PreventUpdate
 
 from dash_app import state as st
 from dash_app.figures.filters import histogram_figure
+from dash_app.select import Select
 from dash_app.source import DataSource
 from dash_app.views.prologue import require_ready, view_data
 from mlflow_cc.metric_info import info_for
@@ -26,7 +27,7 @@ def layout(options: list[dict[str, str]] | None = None, view: dict[str, Any] | N
             html.Span("drag across a histogram to set a budget", className="cc-muted"),
         ]),
         html.Div(className="cc-toolbar", children=[
-            dcc.Dropdown(id="ov-filter-add", placeholder="add a histogram for a metric…",
+            Select(id="ov-filter-add", placeholder="add a histogram for a metric…",
                          className="cc-dd cc-dd-wide", clearable=True, options=options or []),
             html.Button("Clear all", id="ov-filter-clear"),
         ]),

@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 
 from dash_app import state as st
 from dash_app.figures.encoding import default_metrics
+from dash_app.select import Select
 from dash_app.source import DataSource
 from dash_app.views import details, filters, model_map, scatter, whatif
 from dash_app.views.prologue import require_ready
@@ -124,9 +125,9 @@ def layout(source: DataSource) -> html.Div:
             html.Label(["Experiment", dcc.Dropdown(id="ov-experiment", options=options, clearable=False,
                                                    value=state.get("experiment") or source.default_experiment,
                                                    className="cc-dd cc-dd-wide")]),
-            html.Label(["Colour", dcc.Dropdown(id="ov-color", clearable=False, className="cc-dd",
+            html.Label(["Colour", Select(id="ov-color", clearable=False, className="cc-dd",
                                                options=metric_opts, value=state.get("color"))]),
-            html.Label(["Size", dcc.Dropdown(id="ov-size", clearable=False, className="cc-dd",
+            html.Label(["Size", Select(id="ov-size", clearable=False, className="cc-dd",
                                              options=metric_opts, value=state.get("size"))]),
             html.Label(["Layout", dcc.RadioItems(
                 id="ov-layout", value=state.get("layout") or "operation", inline=True, className="cc-radio",

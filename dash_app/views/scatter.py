@@ -15,6 +15,7 @@ from dash_app.figures.overview import (
     scatter_models,
     scatter_needs_hover,
 )
+from dash_app.select import Select
 from dash_app.source import DataSource
 from dash_app.views import legend_key
 from dash_app.views.model_map import figure_digest, hover_of
@@ -38,9 +39,9 @@ def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | 
         dcc.Graph(id="ov-scatter", config=GRAPH_CONFIG, **({"figure": fig} if fig is not None else {})),
         dcc.Store(id="ov-scatter-drawn", data=drawn),
         html.Div(className="cc-axis-pickers", children=[
-            html.Label(["X", dcc.Dropdown(id="ov-x", clearable=False, className="cc-dd", options=options or [],
+            html.Label(["X", Select(id="ov-x", clearable=False, className="cc-dd", options=options or [],
                                           value=state.get("x"))]),
-            html.Label(["Y", dcc.Dropdown(id="ov-y", clearable=False, className="cc-dd", options=options or [],
+            html.Label(["Y", Select(id="ov-y", clearable=False, className="cc-dd", options=options or [],
                                           value=state.get("y"))]),
         ]),
     ])

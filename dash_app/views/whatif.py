@@ -18,6 +18,7 @@ from dash import ClientsideFunction, Dash, Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
 from dash_app.figures.whatif import budget_words, whatif_figure
+from dash_app.select import Select
 from dash_app.selection_table import spreadsheet_safe
 from dash_app.source import DataSource
 from dash_app.state_patch import patch_changes
@@ -54,9 +55,9 @@ def layout(pickers: tuple[Any, ...] | None = None) -> html.Div:
             dcc.Download(id="ov-whatif-csv"),
         ]),
         html.Div(className="cc-axis-pickers", children=[
-            html.Label(["Budget on", dcc.Dropdown(id="ov-whatif-eff", clearable=False, className="cc-dd",
+            html.Label(["Budget on", Select(id="ov-whatif-eff", clearable=False, className="cc-dd",
                                                   options=eff_opts, value=eff)]),
-            html.Label(["Best", dcc.Dropdown(id="ov-whatif-q", clearable=False, className="cc-dd",
+            html.Label(["Best", Select(id="ov-whatif-q", clearable=False, className="cc-dd",
                                              options=q_opts, value=q)]),
         ]),
         html.Div(id="ov-whatif-summary", className="cc-muted"),
