@@ -336,3 +336,30 @@ def test_new_run_appears_without_losing_the_selection(page: Any, study: dict[str
                            f" return Array.from(t.customdata).includes('{child.run_id}'); }}",
                            timeout=TIMEOUT_S * 1000)
     wait_selected(page, "ov-map", {ids["mag90"]})
+
+
+def test_metric_pickers_are_native_selects(page: Any, study: dict[str, Any]) -> None:
+    """Colour, size, the axes, What-if's metrics and Filters' "add" are native selects
+    (dash_app/select.py); each choice is made from the list, as a person makes it."""
+    open_app(page, study["served"])
+    names = sorted(study["reader"].forest().metric_names())
+    for sel in ("#ov-color", "#ov-size", "#ov-x", "#ov-y", "#ov-whatif-eff", "#ov-whatif-q", "#ov-filter-add"):
+        assert page.evaluate(f"() => document.querySelector('{sel}').tagName") == "SELECT", sel
+    shown = page.evaluate("() => Array.from(document.querySelector('#ov-color').options).map(o => o.text)")
+    assert sorted(shown) == names, shown
+    # Filters' picker: a histogram is added, and the picker shows its placeholder again
+    assert page.evaluate("() => document.querySelector('#ov-filter-add').selectedOptions[0].text") \
+        == "add a histogram for a metric…"
+    page.select_option("#ov-filter-add", "latency_ms")
+    page.wait_for_selector(".cc-filter .js-plotly-plot .main-svg")
+    wait_until(lambda: page.evaluate("() => document.querySelector('#ov-filter-add').value") == "",
+               message="the filter picker back on its placeholder")
+    assert page.locator(".cc-filter").count() == 1
+    # size: the map's key follows, and the URL keeps the choice
+    page.select_option("#ov-size", "latency_ms")
+    wait_until(lambda: "node size: latency_ms" in page.locator("#ov-map-key").inner_text(),
+               message="the map's key for the new size metric")
+    wait_until(lambda: parse_query(page.evaluate("() => location.search")).get("size") == "latency_ms",
+               message="size=latency_ms in the URL")
+    settle(page)
+    assert page.evaluate("() => document.querySelector('#ov-size').value") == "latency_ms"
