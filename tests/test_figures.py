@@ -319,3 +319,30 @@ def test_default_x_prefers_a_metric_every_model_has() -> None:
         n.metrics["nonzero_count"] = n.metrics["nonzero_bytes"] / 4
     del f.nodes["p5"].metrics["nonzero_bytes"]  # that model would drop out of the scatterplot
     assert default_metrics(f, INFOS)["x"] == "nonzero_count"
+
+
+def test_map_key_is_text_and_marks_models_without_the_colour_metric() -> None:
+    from dash_app.views.model_map import key
+
+    nodes = [model("base", acc=0.97, size=4000), model("p", "base", "prune", 0.9, 2000, sparsity=0.5),
+             model("q", "base", "quantize", 0.8, 1000, bits=8)]
+    for n in nodes:
+        n.metrics["<b>acc</b>"] = n.metrics.pop("accuracy")
+    del nodes[2].metrics["<b>acc</b>"]  # q never logged it: drawn grey
+    f = build_forest(nodes)
+    fig = map_figure(f, layout_forest(f), Encoding.build(f, {}, "<b>acc</b>", "size_bytes"), {}, {}, set(), set())
+    spec = fig.layout.meta["key"]["color"]
+    assert spec["missing"] and spec["metric"] == "<b>acc</b>"
+
+    def texts(node: Any) -> list[str]:
+        if isinstance(node, str):
+            return [node]
+        kids = getattr(node, "children", None)
+        return [t for k in (kids if isinstance(kids, list) else [kids] if kids is not None else []) for t in texts(k)]
+
+    shown = [t for part in key(fig) for t in texts(part)]
+    # the metric's name is plain text (React escapes it), never pre-escaped nor markup
+    assert "colour: <b>acc</b>" in shown and "<b>acc</b> not logged" in shown, shown
+    assert "node size: size_bytes" in shown and not any("&lt;" in t for t in shown), shown
+    # the colour bar of an exported image escapes it for Plotly
+    assert fig.layout.meta["export"]["traces"][0]["marker"]["colorbar"]["title"]["text"] == "&lt;b&gt;acc&lt;/b&gt;"
