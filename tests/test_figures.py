@@ -322,6 +322,7 @@ def test_default_x_prefers_a_metric_every_model_has() -> None:
 
 
 def test_map_key_is_text_and_marks_models_without_the_colour_metric() -> None:
+    from dash_app.views.legend_key import take
     from dash_app.views.model_map import key
 
     nodes = [model("base", acc=0.97, size=4000), model("p", "base", "prune", 0.9, 2000, sparsity=0.5),
@@ -340,7 +341,8 @@ def test_map_key_is_text_and_marks_models_without_the_colour_metric() -> None:
         kids = getattr(node, "children", None)
         return [t for k in (kids if isinstance(kids, list) else [kids] if kids is not None else []) for t in texts(k)]
 
-    shown = [t for part in key(fig) for t in texts(part)]
+    shown = [t for part in key(take(fig)) for t in texts(part)]
+    assert "key" not in fig.layout.meta  # taken out: the browser's figure carries no unescaped text
     # the metric's name is plain text (React escapes it), never pre-escaped nor markup
     assert "colour: <b>acc</b>" in shown and "<b>acc</b> not logged" in shown, shown
     assert "node size: size_bytes" in shown and not any("&lt;" in t for t in shown), shown

@@ -1,4 +1,5 @@
-"""Graph keys drawn as HTML from a figure's ``layout.meta["key"]`` (``dash_app.figures.legend_key``).
+"""Graph keys drawn as HTML from a figure's ``layout.meta["key"]`` (``dash_app.figures.legend_key``),
+taken out of the figure before it is sent (:func:`take`).
 
 Names are shown as text (never markup): Plotly's escaped names are unescaped first, and React
 escapes what it renders.
@@ -14,11 +15,17 @@ from dash import html
 DOT_PX = "10px"
 
 
-def spec(fig: Any) -> dict[str, Any]:
-    """The figure's key (a ``go.Figure`` or its JSON dict); empty when it has none."""
-    layout = fig.get("layout") or {} if isinstance(fig, dict) else fig.layout
-    meta = layout.get("meta") if isinstance(layout, dict) else layout.meta
-    return (meta or {}).get("key") or {}
+def take(fig: Any) -> dict[str, Any]:
+    """The figure's key, taken out of its ``layout.meta`` (empty when it has none).
+
+    The page draws the key from it; the browser's figure keeps only what Plotly draws and the
+    export (``meta["export"]``). The key holds user text as typed (metric names, units), which
+    no figure sent to the browser may carry unescaped (tests/test_security_local.py).
+    """
+    meta = dict(fig.layout.meta or {})
+    spec = meta.pop("key", None) or {}
+    fig.layout.meta = meta or None
+    return spec
 
 
 def dot(color: str | None = None, px: str = DOT_PX) -> html.Span:
@@ -26,10 +33,10 @@ def dot(color: str | None = None, px: str = DOT_PX) -> html.Span:
     return html.Span(className="cc-key-dot", style=style)
 
 
-def entries(fig: Any) -> list[Any]:
-    """One item per legend entry of ``fig``: a swatch (line, dot or cross) and the name."""
+def entries(spec: dict[str, Any]) -> list[Any]:
+    """One item per legend entry of a key (:func:`take`): a swatch (line, dot or cross) and the name."""
     out = []
-    for entry in spec(fig).get("entries") or []:
+    for entry in spec.get("entries") or []:
         if "line" in entry:
             dash = entry["line"].get("dash") or "solid"
             swatch = html.Span(className="cc-key-line", style={

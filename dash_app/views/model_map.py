@@ -110,10 +110,10 @@ def figure_digest(fig: Any) -> str:
     return hashlib.blake2b(pio.to_json(fig, validate=False).encode(), digest_size=12).hexdigest()
 
 
-def key(fig: Any) -> list[Any]:
-    """The map's key as HTML (:func:`dash_app.figures.model_map._attach_key`): the colour scale,
-    the node sizes and the legend entries of other marks."""
-    spec = legend_key.spec(fig)
+def key(spec: dict[str, Any]) -> list[Any]:
+    """The map's key (:func:`dash_app.views.legend_key.take` of its figure, see
+    :func:`dash_app.figures.model_map._attach_key`) as HTML: the colour scale, the node sizes and
+    the legend entries of other marks."""
     parts: list[Any] = []
     color = spec.get("color")
     if color:
@@ -133,7 +133,7 @@ def key(fig: Any) -> list[Any]:
         for mark in size["marks"]:
             marks += [legend_key.dot(px=f"{mark['px']}px"), html.Span(mark["text"], className="cc-key-value")]
         parts.append(html.Span(marks, className="cc-key-item"))
-    return parts + legend_key.entries(fig)
+    return parts + legend_key.entries(spec)
 
 
 def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str, list[Any]]:
@@ -148,7 +148,7 @@ def draw(source: DataSource, state: dict[str, Any]) -> tuple[Any, str, list[Any]
         info += f" · {len(lay.collapsed)} subtrees collapsed (click ▸ to expand)"
     if lay.focus:
         info += f" · focused on {forest.nodes[lay.focus].name}"
-    return fig, info, key(fig)
+    return fig, info, key(legend_key.take(fig))
 
 
 # The map goes first: the scatterplot (thousands of points) is asked for once the map's

@@ -26,15 +26,15 @@ GRAPH_CONFIG = {"displaylogo": False, "scrollZoom": True,
 
 
 def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | None = None,
-           first: tuple[Any, list[Any]] | None = None) -> html.Div:
+           first: tuple[Any, list[Any], list[Any]] | None = None) -> html.Div:
     """The card; ``options``/``state``: the axis pickers as the URL's state has them (the layout
     carries them: no callback sets them on load); ``first``: :func:`first_figure`, if any."""
     state = state or {}
-    fig, drawn = first if first is not None else (None, None)
+    fig, drawn, key = first if first is not None else (None, None, [])
     return html.Div(className="cc-card", children=[
         html.Div(className="cc-card-head", children=[
             html.H3("Model Scatterplot"),
-            html.Span(legend_key.entries(fig) if fig is not None else [], id="ov-scatter-key",
+            html.Span(key, id="ov-scatter-key",
                       className="cc-graph-key cc-right-btn")]),
         dcc.Graph(id="ov-scatter", config=GRAPH_CONFIG, **({"figure": fig} if fig is not None else {})),
         dcc.Store(id="ov-scatter-drawn", data=drawn),
@@ -47,18 +47,21 @@ def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | 
     ])
 
 
-def draw(source: DataSource, state: dict[str, Any], version: str | None) -> tuple[Any, list[Any]]:
-    """The figure for a ready ``state`` and what ``ov-scatter-drawn`` records of it: the
-    state's figure part, ``version``, the rings' trace on a density layer, the figure's digest."""
+def draw(source: DataSource, state: dict[str, Any], version: str | None) -> tuple[Any, list[Any], list[Any]]:
+    """The figure for a ready ``state``, what ``ov-scatter-drawn`` records of it (the state's
+    figure part, ``version``, the rings' trace on a density layer, the figure's digest) and its
+    key above the graph (the Pareto front's entry)."""
     forest, infos = view_data(source, state)
     hover = hover_of(source, forest, state["experiment"], None) if scatter_needs_hover(forest) else {}
     fig = scatter_figure_for(forest, infos, state, hover)
     ring = next((i for i, t in enumerate(fig.data) if t.name == "selected"), None)
+    key = legend_key.entries(legend_key.take(fig))
     return fig, [st.figure_part(state), version, ring if scatter_is_dense(forest, state) else None,
-                 figure_digest(fig)]
+                 figure_digest(fig)], key
 
 
-def first_figure(source: DataSource, state: dict[str, Any], version: str | None) -> tuple[Any, list[Any]] | None:
+def first_figure(source: DataSource, state: dict[str, Any],
+                 version: str | None) -> tuple[Any, list[Any], list[Any]] | None:
     """The scatterplot for the page's layout when it has a marker per model (small experiments);
     a density layer (thousands of models) comes from the callback once the map is on its way."""
     forest = source.forest(state["experiment"])
@@ -80,10 +83,10 @@ def register(app: Dash, source: DataSource) -> None:
         require_ready(state)
         if [st.figure_part(state), version] == (mine or [])[:2]:
             raise PreventUpdate  # drawn already (the layout carried it, or nothing changed)
-        fig, new = draw(source, state, version)
+        fig, new, key = draw(source, state, version)
         if mine and len(mine) > 3 and mine[3] == new[3]:
             return no_update, [*new[:2], mine[2], new[3]], no_update  # a refresh that changes nothing drawn here
-        return fig, new, legend_key.entries(fig)
+        return fig, new, key
 
     @app.callback(Output("ov-scatter", "figure", allow_duplicate=True), Input("ov-state", "data"),
                   State("ov-scatter-drawn", "data"), prevent_initial_call=True)

@@ -194,7 +194,7 @@ def register(app: Dash, source: DataSource) -> None:
         fig = whatif_figure(sc, e_info, q_info, labels, others, extent)
         rows = step_rows(forest, sc, labels)
         return (fig, _table(rows, e_info, q_info, sc.current_step), _summary(sc, e_info, q_info, labels), key,
-                legend_key.entries(fig))
+                legend_key.entries(legend_key.take(fig)))
 
     @app.callback(Output("ov-whatif-csv", "data"), Input("ov-whatif-csv-btn", "n_clicks"),
                   State("ov-state", "data"), prevent_initial_call=True)
