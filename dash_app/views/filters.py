@@ -28,7 +28,7 @@ def layout(options: list[dict[str, str]] | None = None, view: dict[str, Any] | N
         ]),
         html.Div(className="cc-toolbar", children=[
             Select(id="ov-filter-add", placeholder="add a histogram for a metric…",
-                         className="cc-dd cc-dd-wide", clearable=True, options=options or []),
+                   className="cc-dd cc-dd-wide", clearable=True, options=options or []),
             html.Button("Clear all", id="ov-filter-clear"),
         ]),
         html.Div(id="ov-filter-list", className="cc-filter-list",

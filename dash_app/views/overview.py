@@ -126,9 +126,9 @@ def layout(source: DataSource) -> html.Div:
                                                    value=state.get("experiment") or source.default_experiment,
                                                    className="cc-dd cc-dd-wide")]),
             html.Label(["Colour", Select(id="ov-color", clearable=False, className="cc-dd",
-                                               options=metric_opts, value=state.get("color"))]),
+                                         options=metric_opts, value=state.get("color"))]),
             html.Label(["Size", Select(id="ov-size", clearable=False, className="cc-dd",
-                                             options=metric_opts, value=state.get("size"))]),
+                                       options=metric_opts, value=state.get("size"))]),
             html.Label(["Layout", dcc.RadioItems(
                 id="ov-layout", value=state.get("layout") or "operation", inline=True, className="cc-radio",
                 options=[{"label": "by operation", "value": "operation"},

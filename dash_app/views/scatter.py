@@ -40,9 +40,9 @@ def layout(options: list[dict[str, str]] | None = None, state: dict[str, Any] | 
         dcc.Store(id="ov-scatter-drawn", data=drawn),
         html.Div(className="cc-axis-pickers", children=[
             html.Label(["X", Select(id="ov-x", clearable=False, className="cc-dd", options=options or [],
-                                          value=state.get("x"))]),
+                                    value=state.get("x"))]),
             html.Label(["Y", Select(id="ov-y", clearable=False, className="cc-dd", options=options or [],
-                                          value=state.get("y"))]),
+                                    value=state.get("y"))]),
         ]),
     ])
 

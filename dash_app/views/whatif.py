@@ -56,9 +56,9 @@ def layout(pickers: tuple[Any, ...] | None = None) -> html.Div:
         ]),
         html.Div(className="cc-axis-pickers", children=[
             html.Label(["Budget on", Select(id="ov-whatif-eff", clearable=False, className="cc-dd",
-                                                  options=eff_opts, value=eff)]),
+                                            options=eff_opts, value=eff)]),
             html.Label(["Best", Select(id="ov-whatif-q", clearable=False, className="cc-dd",
-                                             options=q_opts, value=q)]),
+                                       options=q_opts, value=q)]),
         ]),
         html.Div(id="ov-whatif-summary", className="cc-muted"),
         dcc.Graph(id="ov-whatif-graph", config=GRAPH_CONFIG),
