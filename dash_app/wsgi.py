@@ -53,7 +53,7 @@ def build_app(settings: Settings | None = None, *, sessions: SessionStore | None
     if settings.auth == "mlflow":
         install_auth(app, uri, sessions)
     protect(app.server, settings)  # the Host allow-list, and ProxyFix when trusted
-    fast_start.warm_up(app)
+    fast_start.warm_up(app, page_files=settings.auth != "mlflow")  # no sign-in; the Host check wraps it
     return app
 
 

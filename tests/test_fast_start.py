@@ -92,3 +92,81 @@ def test_static_files_go_out_in_large_writes(web: Any) -> None:
     # one write per MB (Werkzeug's own wrapper wrote 8 KB at a time: 150 writes for Plotly's bundle)
     assert len(chunks) <= path.stat().st_size // fast_start.FILE_CHUNK + 1
     resp.close()
+
+
+def _page_urls(client: Any) -> list[str]:
+    page = client.get("/").get_data(as_text=True)
+    return re.findall(r'<(?:script|link)\b[^>]*?\b(?:src|href)="(/[^"]+)"', page)
+
+
+def test_the_pages_files_are_answered_from_memory_as_the_app_answers_them(web: Any) -> None:
+    app, client = web
+    files = app.server.extensions["cc_page_files"]
+    urls = _page_urls(client)
+    assert len(urls) >= 15 and set(urls) <= set(files.kept)  # every script and stylesheet the page names
+    entered: list[str] = []
+    inner = files.app
+
+    def counted(environ: dict[str, Any], start_response: Any) -> Any:
+        entered.append(environ["PATH_INFO"])
+        return inner(environ, start_response)
+
+    files.app = counted
+    try:
+        kept = {u: client.get(u) for u in urls}
+        assert entered == []  # none of them went through Flask
+    finally:
+        files.app = inner
+    from werkzeug.test import Client
+
+    direct = Client(inner)  # the same URLs answered by the app itself
+    for url, resp in kept.items():
+        fresh = direct.get(url)
+        assert (resp.status_code, resp.get_data()) == (fresh.status_code, fresh.get_data()), url
+        assert resp.headers["Content-Type"] == fresh.headers["Content-Type"]
+        assert resp.headers.get("Cache-Control") == fresh.headers.get("Cache-Control")
+
+
+def test_conditional_requests_and_other_paths_still_reach_the_app(web: Any) -> None:
+    app, client = web
+    files = app.server.extensions["cc_page_files"]
+    url = next(u for u in _page_urls(client) if "dash_renderer" in u)
+    entered: list[str] = []
+    inner = files.app
+    files.app = lambda environ, start_response: entered.append(environ["PATH_INFO"]) or inner(environ, start_response)
+    try:
+        client.get(url, headers={"If-None-Match": '"x"'})
+        client.get(url.split("?")[0] + "?v=other")  # another query: another URL
+        client.get("/_dash-layout")
+    finally:
+        files.app = inner
+    assert len(entered) == 3
+
+
+def test_behind_a_sign_in_the_warm_up_keeps_nothing() -> None:
+    import flask
+
+    from dash_app.app import create_app
+
+    app = create_app(reader_factory=lambda experiment: None)
+    # the page itself answers (its URLs are read), each file it names is sent to a login page
+    app.server.before_request_funcs.setdefault(None, []).insert(
+        0, lambda: flask.redirect("/login") if flask.request.path != "/" else None)
+    fast_start.warm_up(app, page_files=True)
+    assert app.server.extensions["cc_page_files"].kept == {}
+
+
+def test_a_kept_file_still_answers_only_the_apps_own_host_names(web: Any) -> None:
+    _, client = web
+    url = next(u for u in _page_urls(client) if "plotly" in u or "dash_renderer" in u)
+    assert client.get(url).status_code == 200
+    refused = client.get(url, headers={"Host": "rebound.example"})
+    assert refused.status_code >= 400 and b"function" not in refused.get_data()
+
+
+def test_without_page_files_the_warm_up_keeps_nothing() -> None:
+    from dash_app.app import create_app
+
+    app = create_app(reader_factory=lambda experiment: None)  # as inside `mlflow server`: Host checks are hooks
+    fast_start.warm_up(app)
+    assert app.server.extensions["cc_page_files"].kept == {}
