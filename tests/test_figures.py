@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import plotly.io as pio
+from plotly.utils import PlotlyJSONEncoder
 
 from dash_app.figures.details import details_figure
 from dash_app.figures.encoding import NODE_PX, Encoding, default_metrics, escape
@@ -120,6 +122,25 @@ def test_scatter_front_uses_metric_directions() -> None:
     _, sfig, _ = overview_figures(f, INFOS, state, {})
     assert any(t.name == "Pareto front" for t in sfig.data)
     assert sfig.layout.xaxis.type == "log"  # bytes
+
+
+def test_figures_carry_plotlys_look_for_the_trace_types_they_draw_only() -> None:
+    f = study()
+    state = {**empty_state(), "ready": True, **default_metrics(f, INFOS), "sel": ["mag5", "mag5_q"]}
+    mfig, sfig, _ = overview_figures(f, INFOS, state, {})
+    ex = explain_selection(f, ["mag5", "mag5_q"])
+    figs = [mfig, sfig, histogram_figure([0.1, 0.9], INFOS["accuracy"], None),
+            details_figure(f, ["mag5", "mag5_q"], ex.values, ex.x, ex.color, "accuracy", INFOS["accuracy"])]
+    plotly = pio.templates["plotly"].to_plotly_json()
+    for fig in figs:
+        template = fig.to_plotly_json()["layout"]["template"]
+        drawn = {t.type for t in fig.data}
+        assert drawn <= set(template["data"]) == {"scatter", "bar", "heatmap"}  # not 24 trace types
+        for key in ("font", "colorway", "hoverlabel", "xaxis", "yaxis", "plot_bgcolor"):
+            assert template["layout"][key] == plotly["layout"][key]  # the same look
+        assert "scene" not in template["layout"] and "geo" not in template["layout"]
+    size = len(json.dumps(mfig.to_plotly_json()["layout"]["template"], cls=PlotlyJSONEncoder))
+    assert size < len(json.dumps(plotly, cls=PlotlyJSONEncoder)) / 2  # 7 KB before
 
 
 def test_histogram_marks_budget() -> None:

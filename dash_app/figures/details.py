@@ -8,7 +8,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from dash_app.figures.encoding import COLORSCALE, escape
+from dash_app.figures.encoding import COLORSCALE, app_template, escape
 from mlflow_cc.metric_info import MetricInfo
 from mlflow_cc.read.lineage import Forest
 
@@ -78,7 +78,7 @@ def details_figure(forest: Forest, ids: Sequence[str], values: Mapping[str, Mapp
                    key=lambda c: (cl_order.index(c) if c in cl_order else len(cl_order), c))
     x_name = x_var.name if x_var is not None else None
     color_name = color_var.name if color_var is not None else None
-    fig = go.Figure()
+    fig = go.Figure(layout={"template": app_template()})
     # Value labels only where a bar is wide enough to hold one (a label per bar of 30+ bars
     # would run together): inside the bar's top, rotated when bars are narrow.
     slots = max(1, len(xcats) * len(ccats))  # the room a bar gets is one slot of the group

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from dash_app.figures.encoding import escape
+from dash_app.figures.encoding import app_template, escape
 from mlflow_cc.metric_info import MetricInfo
 
 IN_COLOR = "#3f6aa1"
@@ -19,7 +19,7 @@ def histogram_figure(values: Sequence[float], info: MetricInfo,
     """Counts of ``values`` in ``bins`` bins; bars inside ``budget`` (lo, hi) are dark."""
     vals = np.asarray(values, dtype=float)
     vals = vals[~np.isnan(vals)]
-    fig = go.Figure()
+    fig = go.Figure(layout={"template": app_template()})
     if vals.size:
         lo, hi = float(vals.min()), float(vals.max())
         if hi <= lo:

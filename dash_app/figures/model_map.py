@@ -29,6 +29,7 @@ from dash_app.figures.encoding import (
     NODE_PX,
     SELECT_COLOR,
     Encoding,
+    app_template,
     colors_for,
     colorscale_for,
     escape,
@@ -241,7 +242,7 @@ def map_figure(forest: Forest, layout: MapLayout, enc: Encoding, infos: Mapping[
     headers = _column_labels(layout)
     if headers is not None:
         traces.append(headers)
-    fig = go.Figure(traces, _validate=False)
+    fig = go.Figure(traces, layout={"template": app_template()}, _validate=False)
     labels = _node_labels(forest, layout, enc, selected, ncols)
     if labels is not None:
         fig.add_trace(labels)

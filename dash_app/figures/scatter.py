@@ -8,7 +8,13 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dash_app.figures.density import axis_is_log, density_trace, is_dense
-from dash_app.figures.encoding import SELECT_COLOR, Encoding, colors_for, escape
+from dash_app.figures.encoding import (
+    SELECT_COLOR,
+    Encoding,
+    app_template,
+    colors_for,
+    escape,
+)
 from dash_app.figures.legend_key import legend_to_key
 from mlflow_cc.metric_info import MetricInfo, format_problem, info_for
 from mlflow_cc.read.lineage import Forest
@@ -58,7 +64,7 @@ def scatter_figure(forest: Forest, enc: Encoding, infos: Mapping[str, MetricInfo
                    hover: Mapping[str, str], x: str | None, y: str | None, selected: set[str],
                    excluded: set[str], front: Sequence[str]) -> go.Figure:
     """Models at (``x``, ``y``); ``front`` is the Pareto front's run ids."""
-    fig = go.Figure(_validate=False)
+    fig = go.Figure(layout={"template": app_template()}, _validate=False)
     if not x or not y:
         fig.update_layout(annotations=[{"text": "no metrics logged yet", "showarrow": False}])
         return fig

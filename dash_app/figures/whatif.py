@@ -13,7 +13,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from dash_app.figures.encoding import SELECT_COLOR, escape
+from dash_app.figures.encoding import SELECT_COLOR, app_template, escape
 from dash_app.figures.legend_key import legend_to_key
 from mlflow_cc.analysis.whatif import Staircase
 from mlflow_cc.metric_info import MetricInfo
@@ -41,7 +41,7 @@ def whatif_figure(sc: Staircase, e_info: MetricInfo, q_info: MetricInfo, labels:
                   others: Sequence[tuple[float, float]], extent: tuple[float, float] | None) -> go.Figure:
     """The staircase of ``sc``; ``others`` are the other models' (budget, quality) points, grey;
     ``extent`` the budget metric's range over them (the last step runs on to its loose end)."""
-    fig = go.Figure()
+    fig = go.Figure(layout={"template": app_template()})
     if others:
         fig.add_trace(go.Scatter(x=[p[0] for p in others], y=[p[1] for p in others], mode="markers",
                                  marker={"color": OTHER_COLOR, "size": 6}, hoverinfo="skip",
