@@ -19,6 +19,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+#: Where Dash serves files that are the same for every visitor (what :class:`PageFiles` may keep).
+STATIC = ("assets/", "_dash-component-suites/", "_favicon.ico")
+
 #: dcc's lazily loaded chunks the overview needs for its first paint.
 CHUNKS = ("async-graph.js", "async-dropdown.js")
 
@@ -204,8 +207,9 @@ def warm_up(app: Any, *, page_files: bool = False) -> None:
     files = app.server.extensions.get("cc_page_files")
     if page_files and files is not None:  # the scripts and stylesheets the page names (their URLs under the requests prefix)
         base = app.config.requests_pathname_prefix or "/"
-        urls = re.findall(r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"', page)
-        files.keep(client, [routes + html.unescape(u)[len(base):] for u in urls if u.startswith(base)])
+        urls = [html.unescape(u)[len(base):] for u in re.findall(r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"', page)
+                if u.startswith(base)]
+        files.keep(client, [routes + u for u in urls if u.startswith(STATIC)])
     metrics = {"accuracy": 0.9, "size_bytes": 4.0e6, "latency_ms": 3.0}
     forest = build_forest([
         ModelNode("warm-0", "base", "0", metrics=metrics),

@@ -170,3 +170,16 @@ def test_without_page_files_the_warm_up_keeps_nothing() -> None:
     app = create_app(reader_factory=lambda experiment: None)  # as inside `mlflow server`: Host checks are hooks
     fast_start.warm_up(app)
     assert app.server.extensions["cc_page_files"].kept == {}
+
+
+def test_only_files_the_same_for_every_visitor_are_kept() -> None:
+    from dash_app.app import create_app
+
+    app = create_app(reader_factory=lambda experiment: None)
+    # a page that links its own layout (per visitor, per URL): never answered from memory
+    app.index_string = app.index_string.replace(
+        "{%metas%}", '{%metas%}<link rel="preload" as="fetch" crossorigin href="/_dash-layout">', 1)
+    fast_start.warm_up(app, page_files=True)
+    kept = app.server.extensions["cc_page_files"].kept
+    assert kept and "/_dash-layout" not in kept
+    assert all(url.lstrip("/").startswith(fast_start.STATIC) for url in kept)
