@@ -187,6 +187,11 @@ def test_remove_flag_and_polling_only_on_the_comparison(store: dict[str, Any], b
         item = page.locator("#cmp-flag-list .cmp-flag-item").filter(has_text="remove <i>me</i> later")
         item.wait_for()
         wait_until(lambda: polled(2), message="the flag list polling on the comparison tab")
+        # A poll that finds the same flags leaves the list alone: the same button stays on the page.
+        item.locator("button.cmp-flag-rm").evaluate("b => { b.ccMark = 'kept'; }")
+        wait_until(lambda: polled(4), message="two more polls")
+        settle(page)
+        assert item.locator("button.cmp-flag-rm").evaluate("b => b.ccMark") == "kept"
         item.locator("button.cmp-flag-rm").click()
         page.wait_for_function("() => document.querySelector('#cmp-flag-msg').innerText.includes('removed')")
         item.wait_for(state="detached")

@@ -10,11 +10,13 @@ is deleted with the user's own MLflow client on a team server, so MLflow decides
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 from mlflow.exceptions import MlflowException
+from plotly.utils import PlotlyJSONEncoder
 
 from dash_app.source import DataSource
 from mlflow_cc.track.flags import MODEL_TARGET, Flag, target_problem
@@ -30,6 +32,22 @@ def item(line: str, flag: Flag) -> html.Li:
         html.Span(line),
         html.Button("✕", id={"type": REMOVE, "run": flag.run_id, "flag": flag.id}, n_clicks=0,
                     className="cmp-flag-rm", title="remove this flag")])
+
+
+def same_list(items: list[Any], shown: Any) -> bool:
+    """Whether ``items`` (components) draw what ``shown`` (the list's children as the browser
+    sent them back) draws, the buttons' click counts aside."""
+    if not isinstance(shown, list):
+        return False
+    return _drawn(json.loads(json.dumps(items, cls=PlotlyJSONEncoder))) == _drawn(shown)
+
+
+def _drawn(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _drawn(v) for k, v in node.items() if k not in ("n_clicks", "n_clicks_timestamp")}
+    if isinstance(node, list):
+        return [_drawn(v) for v in node]
+    return node
 
 
 def polling(app_tab: str | None, cmp_tab: str | None) -> bool:

@@ -379,11 +379,20 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
 
     @app.callback(Output("cmp-flag-list", "children"),
                   Input("cmp-ctx", "data"), Input("cmp-flag-version", "data"), Input("cmp-flag-interval", "n_intervals"),
-                  Input("cmp-flag-filter", "value"), prevent_initial_call=True)
-    def flag_list(cmp: dict[str, Any] | None, _version: Any, _n: Any, text: str | None) -> list[Any]:
-        """Every flag on the compared models (re-read every few seconds, so teammates' flags appear)."""
+                  Input("cmp-flag-filter", "value"), State("cmp-flag-list", "children"), prevent_initial_call=True)
+    def flag_list(cmp: dict[str, Any] | None, _version: Any, _n: Any, text: str | None,
+                  shown: Any = None) -> Any:
+        """Every flag on the compared models (re-read every few seconds, so teammates' flags appear).
+
+        A list that reads the same is left as it is (``no_update``): redrawn, its remove buttons
+        were replaced every few seconds, and a click landing during the swap was lost.
+        """
         if not cmp or not cmp.get("models"):
             return []
+        items = _flag_items(cmp, text)
+        return no_update if behaviour_flags.same_list(items, shown) else items
+
+    def _flag_items(cmp: dict[str, Any], text: str | None) -> list[Any]:
         names = {m["run_id"]: m["name"] for m in cmp["models"]}
         flags = source.flags(cmp["experiment"]).flags(list(names))
         needle = (text or "").strip().lower()
