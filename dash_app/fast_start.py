@@ -185,14 +185,16 @@ def warm_up(app: Any, *, page_files: bool = False) -> None:
 
     Dash sets its server up on the first request (about 0.15 s here) and Plotly builds a
     property validator the first time each figure property is set (about 0.1 s for the map):
-    both sat in front of the first page load. With ``page_files``, the page's scripts and
-    stylesheets are read into :class:`PageFiles` too: only for an app whose every check on a
-    request (the Host allow-list, a sign-in) is WSGI middleware around it, as :func:`dash_app.wsgi.build_app`'s
-    Host allow-list is, since a kept file is answered without entering Flask and its
-    before-request hooks (MLflow's own Host check inside ``mlflow server`` is such a hook). This runs one page request through ``app``'s
+    both sat in front of the first page load. This runs one page request through ``app``'s
     own stack and draws the overview's figures for a three-model forest made up here; no
     experiment is read and nothing of the user's is computed or cached. Call it on the finished
     app (Flask refuses new routes once a request was handled).
+
+    With ``page_files``, the scripts and stylesheets the page names are read into
+    :class:`PageFiles` too. Only for an app whose every check on a request (the Host allow-list,
+    a sign-in) is WSGI middleware around it, as :func:`dash_app.wsgi.build_app`'s Host
+    allow-list is: a kept file is answered without entering Flask and its before-request hooks,
+    and MLflow's own Host check inside ``mlflow server`` is such a hook.
     """
     import plotly.io as pio
 
@@ -205,10 +207,10 @@ def warm_up(app: Any, *, page_files: bool = False) -> None:
     routes = app.config.routes_pathname_prefix or "/"
     page = client.get(routes).get_data(as_text=True)
     files = app.server.extensions.get("cc_page_files")
-    if page_files and files is not None:  # the scripts and stylesheets the page names (their URLs under the requests prefix)
-        base = app.config.requests_pathname_prefix or "/"
-        urls = [html.unescape(u)[len(base):] for u in re.findall(r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"', page)
-                if u.startswith(base)]
+    if page_files and files is not None:
+        base = app.config.requests_pathname_prefix or "/"  # the page's URLs are under this prefix
+        named = re.findall(r'<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"', page)
+        urls = [html.unescape(u)[len(base):] for u in named if u.startswith(base)]
         files.keep(client, [routes + u for u in urls if u.startswith(STATIC)])
     metrics = {"accuracy": 0.9, "size_bytes": 4.0e6, "latency_ms": 3.0}
     forest = build_forest([
