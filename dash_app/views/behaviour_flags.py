@@ -34,6 +34,21 @@ def item(line: str, flag: Flag) -> html.Li:
                     className="cmp-flag-rm", title="remove this flag")])
 
 
+def flag_items(source: DataSource, cmp: dict[str, Any], text: str | None) -> list[Any]:
+    """The list's items: every flag on the compared models (newest first) matching ``text``."""
+    names = {m["run_id"]: m["name"] for m in cmp["models"]}
+    flags = source.flags(cmp["experiment"]).flags(list(names))
+    needle = (text or "").strip().lower()
+    items = []
+    for f in reversed(flags):
+        what = "model" if f.instance_id is None else f"instance {f.instance_id}"
+        line = f"{names.get(f.run_id, f.run_id)} · {what}: {f.note} — {f.user}, {f.time}"
+        if needle and needle not in line.lower():
+            continue
+        items.append(item(line, f))
+    return items or [html.Li("no flags yet" if not needle else "no flags match", className="cmp-muted")]
+
+
 def same_list(items: list[Any], shown: Any) -> bool:
     """Whether ``items`` (components) draw what ``shown`` (the list's children as the browser
     sent them back) draws, the buttons' click counts aside."""

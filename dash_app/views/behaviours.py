@@ -389,18 +389,6 @@ def register(app: Dash, source: DataSource, refresh_ms: int = 3000) -> None:
         """
         if not cmp or not cmp.get("models"):
             return []
-        items = _flag_items(cmp, text)
+        items = behaviour_flags.flag_items(source, cmp, text)
         return no_update if behaviour_flags.same_list(items, shown) else items
 
-    def _flag_items(cmp: dict[str, Any], text: str | None) -> list[Any]:
-        names = {m["run_id"]: m["name"] for m in cmp["models"]}
-        flags = source.flags(cmp["experiment"]).flags(list(names))
-        needle = (text or "").strip().lower()
-        items = []
-        for f in reversed(flags):
-            what = "model" if f.instance_id is None else f"instance {f.instance_id}"
-            line = f"{names.get(f.run_id, f.run_id)} · {what}: {f.note} — {f.user}, {f.time}"
-            if needle and needle not in line.lower():
-                continue
-            items.append(behaviour_flags.item(line, f))
-        return items or [html.Li("no flags yet" if not needle else "no flags match", className="cmp-muted")]
